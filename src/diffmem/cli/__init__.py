@@ -1,0 +1,52 @@
+"""Command line: ``diffmem <command> ...`` (also ``python -m diffmem``).
+
+Each command lives in its own module of this package exposing ``add_parser(subparsers)`` (which
+registers the sub-parser and sets ``func``) so that commands stay independent. Invalid input raises
+:class:`diffmem.errors.ParameterError`; it is printed as one line ``diffmem <command>: error: ...``
+and the exit status is 2, never a traceback.
+"""
+
+import argparse
+import importlib
+import sys
+
+from ..errors import ParameterError
+
+__all__ = ["main", "build_parser"]
+
+# Sub-command modules, in the order `diffmem --help` lists them.
+COMMANDS = ("cell", "theory", "sweep", "status", "bench")
+
+
+def build_parser():
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="diffmem",
+        description="Memorization and generalization of diffusion models on hidden manifolds.",
+    )
+    parser.add_argument("--version", action="version", version=f"diffmem {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"{__name__}.{name}":
+                continue  # command not installed in this build
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ParameterError as err:
+        print(f"diffmem {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"diffmem {args.command}: interrupted", file=sys.stderr)
+        return 130

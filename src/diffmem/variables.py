@@ -1,0 +1,70 @@
+"""The output contract: every variable a cell produces, its extra dimensions and its metadata.
+
+The engine (:func:`diffmem.cell.run_cell`) fills exactly these keys; the store
+(:mod:`diffmem.store`) creates one data variable for each, with ``long_name`` and ``units`` attributes,
+on top of the sweep's cell dimensions (N, alpha_D, alpha or P, nonlinearity, seed). Variables not
+measured in a given mode are NaN (e.g. ``phi_dyn`` in marginal mode).
+
+Extra dims: ``t`` (the time grid of the cell), ``rho`` (basin perturbation radius grid).
+"""
+
+__all__ = ["VARIABLES", "Variable", "names_with_dims", "DEFAULT_RHO"]
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    dims: tuple  # extra dims beyond the cell dims, subset of ("t", "rho"), in this order
+    long_name: str
+    units: str = "1"
+    dtype: str = "float64"
+
+
+# Default basin grid: squared perturbation radius per dimension in units of Delta_t (THEORY.md 3.5).
+DEFAULT_RHO = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0)
+
+_V = Variable
+VARIABLES = {
+    v.name: v
+    for v in [
+        # marginal mode, per time (THEORY.md section 3)
+        _V("phi", ("t",), "collapse order parameter E[w_mu0(x,t)]"),
+        _V("phi_se", ("t",), "standard error of phi"),
+        _V("y2", ("t",), "participation ratio sum_mu w_mu^2 on planted x"),
+        _V("y2_se", ("t",), "standard error of y2"),
+        _V("y2_fresh", ("t",), "participation ratio sum_mu w_mu^2 on fresh x ~ P_t (REM order parameter)"),
+        _V("y2_fresh_se", ("t",), "standard error of y2_fresh"),
+        _V("g_num", ("t",), "entropy gap estimator", "nats per dimension"),
+        _V("g_num_se", ("t",), "standard error of g_num", "nats per dimension"),
+        _V("loss", ("t",), "held-out cross-entropy L(t) of the contraction-undone KDE", "nats per dimension"),
+        _V("loss_se", ("t",), "standard error of loss", "nats per dimension"),
+        _V("loss_raw", ("t",), "held-out cross-entropy of P^e_t without undoing the contraction", "nats per dimension"),
+        _V("loss_raw_se", ("t",), "standard error of loss_raw", "nats per dimension"),
+        _V("trap", ("t",), "fraction of training points whose centre a e^{-t} has w_mu0 > 1/2 (traps, onset t_o)"),
+        _V("trap_se", ("t",), "standard error of trap"),
+        _V("basin_radius", ("t",), "static basin radius rho_b_sim(t): P[w_mu0 > 1/2] = 1/2 crossing in log rho", "Delta_t per dimension"),
+        # reverse trajectories (sde / ode modes), per recorded time
+        _V("phi_dyn", ("t",), "E[w_mu*(x(t),t)] along reverse trajectories, mu* = final nearest point"),
+        _V("phi_dyn_se", ("t",), "standard error of phi_dyn"),
+        # basins, per time and radius
+        _V("basin_static", ("t", "rho"), "P[w_mu0(x,t) > 1/2] for x = a e^{-t} + sqrt(rho Delta_t) u"),
+        _V("basin_static_se", ("t", "rho"), "standard error of basin_static"),
+        _V("basin_dynamic", ("t", "rho"), "P[ODE from x at t ends at mu0] (ode mode)"),
+        _V("basin_dynamic_se", ("t", "rho"), "standard error of basin_dynamic"),
+        # per cell
+        _V("d_nn", (), "mean nearest-neighbour squared distance per dimension of a test point to the training set"),
+        _V("d_nn_se", (), "standard error of d_nn"),
+        _V("t_g_nn", (), "generalization time from nearest neighbours, (1/2) log(1 + d_nn)", "time (OU units)"),
+        _V("memorization_fraction", (), "fraction of generated samples with d1/d2 < 1/3 at t_min (sde/ode modes)"),
+        _V("memorization_fraction_se", (), "standard error of memorization_fraction"),
+        _V("n_samples", (), "samples per time point", "count", "int64"),
+        _V("steps", (), "reverse integration steps (0 in marginal mode)", "count", "int64"),
+    ]
+}
+
+
+def names_with_dims(*dims):
+    """Names of the variables whose extra dims are exactly ``dims``."""
+    return [v.name for v in VARIABLES.values() if v.dims == tuple(dims)]
