@@ -20,7 +20,7 @@ run: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --rerun-incomplete --rerun-triggers mtime
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not slurm"
