@@ -1,0 +1,43 @@
+# diffmem sweep workflow: a table of contents. The rules live in workflow/rules/, the config schema in
+# workflow/schemas/. Run the default sweep with `make run`, or:
+#   snakemake --cores 2 --configfile config/config.yaml --rerun-incomplete
+# Partial targets: `sweep` (simulations only), `theory`, `figures`.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/sweep.smk"
+include: "workflow/rules/analysis.smk"
+
+
+rule all:
+    input:
+        get_block_markers(),
+        THEORY,
+        PHASE,
+        get_figures(),
+        SUMMARY,
+    default_target: True
+
+
+rule sweep:
+    input:
+        get_block_markers(),
+
+
+rule theory:
+    input:
+        THEORY,
+
+
+rule figures:
+    input:
+        get_figures(),

@@ -1,0 +1,438 @@
+"""``ds.diffmem``: the analysis of a sweep store in one call each.
+
+Registered on :class:`xarray.Dataset` when :mod:`diffmem` is imported, so a store opened with plain
+``xarray.open_zarr`` gets it::
+
+    import xarray as xr
+    import diffmem  # registers the accessor
+
+    ds = xr.open_zarr("results/paper/sweep.zarr")
+    tc = ds.diffmem.collapse_time()           # phi = 1/2 crossing per cell, mean and CI over seeds
+    tg = ds.diffmem.generalization_time()     # argmin of L(t), and the nearest-neighbour estimate
+    th = ds.diffmem.theory()                  # quenched theory per cell (limit=True: N -> infinity)
+    ex = ds.diffmem.extrapolate("t_c")        # N -> infinity in log N / N, with its uncertainty
+
+Layout expected (the pipeline's store, ``diffmem.store``): cell dimensions among ``nonlinearity``,
+``alpha_D``, ``N``, ``alpha`` (with ``P`` a coordinate over (N, alpha)) or ``P`` (with ``alpha`` a
+coordinate), and ``seed``; extra dimensions ``t`` and ``rho``; one data variable per entry of
+:data:`diffmem.variables.VARIABLES` and a per-cell ``done`` flag. Cells not done are treated as missing.
+Per-cell extraction is :mod:`diffmem.finite_size` mapped over the cells.
+"""
+
+import json
+from functools import lru_cache
+
+import numpy as np
+import xarray as xr
+
+from . import finite_size as fs
+from .errors import ParameterError
+
+__all__ = ["DiffmemAccessor", "CELL_DIMS", "latent_dimension"]
+
+# Dimensions that index cells (anything else, t and rho, is a per-cell axis). Order = display order.
+CELL_DIMS = ("nonlinearity", "alpha_D", "N", "alpha", "P", "seed")
+
+# Time quantities the accessor knows how to measure, and the theory key each is compared with.
+QUANTITIES = {
+    "t_c": "collapse time: phi = 1/2 crossing",
+    "t_o": "onset time: trap fraction = 1/2 crossing",
+    "t_g": "generalization time: argmin of the held-out loss L(t)",
+    "t_g_nn": "generalization time from nearest neighbours, (1/2) log(1 + d_nn)",
+}
+THEORY_KEY = {"t_c": "t_c", "t_o": "t_o", "t_g": "t_g", "t_g_nn": "t_g"}
+
+
+def latent_dimension(alpha_D, N):
+    """D = floor(alpha_D N + 1/2), at least 1 (THEORY.md section 1); works on arrays and DataArrays."""
+    return np.maximum(1, np.floor(alpha_D * N + 0.5))
+
+
+def _store_config(ds):
+    """The sweep config recorded in the dataset attributes (a dict, or a JSON string), else {}."""
+    for key in ("config", "sweep_config", "diffmem_config"):
+        raw = ds.attrs.get(key)
+        if isinstance(raw, dict):
+            return raw
+        if isinstance(raw, str):
+            try:
+                return json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+    return {}
+
+
+def _first(mapping, *keys, default=None):
+    for key in keys:
+        if key in mapping and mapping[key] is not None:
+            return mapping[key]
+    return default
+
+
+@lru_cache(maxsize=4096)
+def _predict_cached(key, t_key):
+    """Memoised theory call: the same cell parameters repeat across seeds (limit) and figures."""
+    from . import theory
+
+    kwargs = dict(key)
+    if t_key is not None:
+        kwargs["t"] = np.asarray(t_key, dtype=float)
+    return theory.predict(**kwargs)
+
+
+@xr.register_dataset_accessor("diffmem")
+class DiffmemAccessor:
+    """Analysis of a diffmem sweep store; see the module docstring."""
+
+    def __init__(self, ds):
+        self._ds = ds
+
+    # -- layout ---------------------------------------------------------------------------------
+    @property
+    def cell_dims(self):
+        """The dimensions that index cells, in :data:`CELL_DIMS` order."""
+        return tuple(d for d in CELL_DIMS if d in self._ds.dims)
+
+    @property
+    def grid_dim(self):
+        """``"alpha"`` when the store's grid is in alpha, ``"P"`` when in P."""
+        if "alpha" in self._ds.dims:
+            return "alpha"
+        if "P" in self._ds.dims:
+            return "P"
+        raise ParameterError("dataset", "has neither an 'alpha' nor a 'P' dimension: not a diffmem sweep store")
+
+    @property
+    def config(self):
+        """The sweep config recorded in the store attributes ({} when absent)."""
+        return _store_config(self._ds)
+
+    def _require(self, name):
+        if name not in self._ds.data_vars:
+            have = ", ".join(sorted(self._ds.data_vars)) or "none"
+            raise ParameterError(name, f"is not a variable of this dataset (has: {have})")
+
+    def _measured(self, name):
+        """Variable ``name`` loaded in memory, NaN where the cell is not done."""
+        self._require(name)
+        da = self._ds[name]
+        if "done" in self._ds.data_vars:
+            da = da.where(self._ds["done"].astype(bool))
+        return da.astype(float).load()
+
+    def realized(self):
+        """Realized parameters per (N, grid) (THEORY.md 1): P, D, alpha = log(P)/N, alpha_D = D/N, log(P)/D."""
+        ds = self._ds
+        # Work on bare Variables: P is a coordinate (over N and alpha, or a dimension itself) and must
+        # become a data variable here without clashing with the coordinate of the same name.
+        N = ds["N"].variable.astype(float)
+        P = ds["P"].variable.astype(float)
+        data = {"P": P, "alpha_eff": np.log(P) / N}
+        if "alpha_D" in ds.coords:
+            D = latent_dimension(ds["alpha_D"].variable.astype(float), N)
+            data.update(D=D, alpha_D_eff=D / N, logP_over_D=np.log(P) / D)
+        dims = [d for d in ds.dims if any(d in v.dims for v in data.values())]
+        out = xr.Dataset(data, coords={d: ds[d].values for d in dims if d != "P"})
+        if "P" in ds.dims:
+            out = out.assign_coords(P=ds["P"].values)
+        out = out.transpose(*dims)
+        labels = {
+            "alpha_eff": "realized alpha = log(P)/N",
+            "alpha_D_eff": "realized alpha_D = D/N",
+            "logP_over_D": "log(P)/D",
+            "D": "latent dimension D",
+        }
+        for k, v in labels.items():
+            if k in out:
+                out[k].attrs = {"long_name": v}
+        return out
+
+    # -- per-cell extraction -------------------------------------------------------------------
+    def _summary(self, per_cell, per_cell_se, name, long_name, confidence):
+        """Per-seed values plus mean, se and Student-t CI over the seed dimension."""
+        out = xr.Dataset({name: per_cell, f"{name}_se": per_cell_se})
+        if "seed" in per_cell.dims:
+            def summarize(v, s):
+                r = fs.seed_summary(v, s, confidence=confidence)
+                return r["mean"], r["se"], r["lo"], r["hi"], float(r["n"])
+
+            res = xr.apply_ufunc(
+                summarize,
+                per_cell,
+                per_cell_se,
+                input_core_dims=[["seed"], ["seed"]],
+                output_core_dims=[[]] * 5,
+                vectorize=True,
+            )
+        else:
+            half = per_cell_se * _z(confidence)
+            res = (per_cell, per_cell_se, per_cell - half, per_cell + half, xr.ones_like(per_cell))
+        for suffix, da in zip(("mean", "mean_se", "lo", "hi", "nseed"), res):
+            out[f"{name}_{suffix}"] = da
+        out[name].attrs = {"long_name": long_name, "units": "time (OU units)"}
+        out[f"{name}_mean"].attrs = {
+            "long_name": f"{long_name}, mean over seeds",
+            "confidence": confidence,
+            "units": "time (OU units)",
+        }
+        return out
+
+    def _crossing(self, var, name, long_name, level, confidence):
+        y = self._measured(var)
+        se = self._measured(f"{var}_se") if f"{var}_se" in self._ds.data_vars else xr.full_like(y, np.nan)
+        t = self._ds["t"].values
+
+        def one(v, s):
+            return fs.crossing_time(t, v, level=level, y_se=s)
+
+        tc, tc_se = xr.apply_ufunc(
+            one, y, se, input_core_dims=[["t"], ["t"]], output_core_dims=[[], []], vectorize=True
+        )
+        return self._summary(tc, tc_se, name, long_name, confidence)
+
+    def collapse_time(self, level=0.5, confidence=0.95):
+        """Collapse time t_c: where phi(t) crosses ``level`` (1/2), interpolated in log t.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``t_c`` and ``t_c_se`` per cell (se propagated from ``phi_se``); ``t_c_mean``,
+            ``t_c_mean_se``, ``t_c_lo``, ``t_c_hi`` (Student-t interval at ``confidence``) and
+            ``t_c_nseed`` over seeds. NaN where the crossing lies outside the t grid.
+        """
+        return self._crossing("phi", "t_c", QUANTITIES["t_c"], level, confidence)
+
+    def onset_time(self, level=0.5, confidence=0.95):
+        """Onset time t_o: where the trap fraction crosses ``level`` (1/2); same layout as collapse_time."""
+        return self._crossing("trap", "t_o", QUANTITIES["t_o"], level, confidence)
+
+    def generalization_time(self, confidence=0.95):
+        """Generalization time t_g: argmin of L(t), refined by a parabola in log t (THEORY.md 3.6).
+
+        Returns
+        -------
+        xarray.Dataset
+            ``t_g`` per cell with ``t_g_mean``, ``t_g_mean_se``, ``t_g_lo``, ``t_g_hi``, ``t_g_nseed``
+            over seeds (NaN where the minimum sits at the edge of the t grid), and the same set for the
+            nearest-neighbour estimate ``t_g_nn`` stored by the engine.
+        """
+        loss = self._measured("loss")
+        t = self._ds["t"].values
+        tg = xr.apply_ufunc(
+            lambda v: fs.minimum_time(t, v), loss, input_core_dims=[["t"]], vectorize=True
+        )
+        out = self._summary(tg, xr.full_like(tg, np.nan), "t_g", QUANTITIES["t_g"], confidence)
+        if "t_g_nn" in self._ds.data_vars:
+            nn = self._measured("t_g_nn")
+            if "d_nn_se" in self._ds.data_vars:
+                # t = (1/2) log(1 + d): dt/dd = 1 / (2 (1 + d))
+                nn_se = self._measured("d_nn_se") / (2 * (1 + self._measured("d_nn")))
+            else:
+                nn_se = xr.full_like(nn, np.nan)
+            out = out.merge(
+                self._summary(nn, nn_se, "t_g_nn", QUANTITIES["t_g_nn"], confidence), compat="override"
+            )
+        return out
+
+    def basin_radius(self, source="stored", confidence=0.95):
+        """Static basin radius rho_b_sim(t), mean and se over seeds.
+
+        Parameters
+        ----------
+        source : {"stored", "static"}
+            ``"stored"`` uses the engine's ``basin_radius``; ``"static"`` recomputes it from
+            ``basin_static(t, rho)`` (1/2 crossing in log rho, THEORY.md 3.5).
+        """
+        if source == "stored":
+            rb = self._measured("basin_radius")
+        elif source == "static":
+            p = self._measured("basin_static")
+            rho = self._ds["rho"].values
+            rb = xr.apply_ufunc(
+                lambda v: fs.radius_from_static(rho, v), p, input_core_dims=[["rho"]], vectorize=True
+            )
+        else:
+            raise ParameterError("source", f"must be 'stored' or 'static', got {source!r}")
+        out = self._summary(rb, xr.full_like(rb, np.nan), "rho_b", "static basin radius", confidence)
+        for v in out.data_vars:
+            out[v].attrs["units"] = "Delta_t per dimension"
+        return out
+
+    def times(self, confidence=0.95):
+        """t_c, t_o, t_g and t_g_nn (with their seed summaries) in one Dataset."""
+        parts = [self.collapse_time(confidence=confidence), self.generalization_time(confidence=confidence)]
+        if "trap" in self._ds.data_vars:
+            parts.append(self.onset_time(confidence=confidence))
+        return xr.merge(parts, compat="override")
+
+    # -- theory --------------------------------------------------------------------------------
+    def _theory_params(self, overrides):
+        cfg = self.config
+        params = {
+            "family": _first(cfg, "family", default="hmm"),
+            "normalize": bool(_first(cfg, "normalize", default=False)),
+            "m_tilde": float(_first(cfg, "m_tilde", default=1.0)),
+            "sigma": float(_first(cfg, "sigma", default=1.0)),
+        }
+        params.update(overrides)
+        return params
+
+    def theory(self, limit=False, t=None, approximation=None, **overrides):
+        """Theory of every cell from :func:`diffmem.theory.predict` (THEORY.md section 4).
+
+        Parameters
+        ----------
+        limit : bool
+            False (default): the quenched spectrum of each cell's F, at its realized alpha = log(P)/N
+            and alpha_D = D/N, one value per seed. True: the N -> infinity limit at the nominal grid
+            values (alpha grid) or the realized ones (P grid); no seed dimension.
+        t : array, optional
+            Times at which to also return ``f``, ``rho_b`` and ``loss``; ``True`` uses the store's t.
+        approximation : str, optional
+            Passed to ``predict`` (e.g. ``"gaussian-equivalent"`` for nonlinear sigma).
+        **overrides
+            Theory parameters not recorded in the store (``family``, ``normalize``, ``m_tilde``,
+            ``sigma``).
+
+        Returns
+        -------
+        xarray.Dataset
+            ``t_c``, ``t_o``, ``t_g``, ``t_s``, ``t_L`` on the cell dims (without ``seed`` when
+            ``limit``), plus ``f``, ``rho_b``, ``loss`` on ``t`` when ``t`` is given.
+        """
+        ds = self._ds
+        base = self._theory_params(overrides)
+        if t is True:
+            t = ds["t"].values
+        t_key = None if t is None else tuple(float(v) for v in np.atleast_1d(t))
+        dims = [d for d in self.cell_dims if not (limit and d == "seed")]
+        if limit and self.grid_dim == "alpha":
+            dims = [d for d in dims if d != "N"]
+        coords = {d: ds[d].values for d in dims}
+        shape = tuple(len(coords[d]) for d in dims)
+        scalars = ("t_c", "t_o", "t_g", "t_s", "t_L")
+        arrays = ("f", "rho_b", "loss")
+        out_s = {k: np.full(shape, np.nan) for k in scalars}
+        out_a = {k: np.full(shape + (len(t_key),), np.nan) for k in arrays} if t_key else {}
+        real = self.realized()
+        for idx in np.ndindex(*shape):
+            cell = {d: coords[d][i] for d, i in zip(dims, idx)}
+            key = dict(base)
+            key["nonlinearity"] = str(cell.get("nonlinearity", _first(self.config, "nonlinearity", default="linear")))
+            key["approximation"] = approximation
+            if limit and self.grid_dim == "alpha":
+                key["alpha"] = float(cell["alpha"])
+                key["alpha_D"] = float(cell.get("alpha_D", 1.0))
+            else:
+                sel = {d: cell[d] for d in ("N", "alpha", "P") if d in cell}
+                key["N"] = int(cell["N"])
+                key["P"] = int(real["P"].sel(sel).item())
+                key["alpha"] = float(real["alpha_eff"].sel(sel).item())
+                key["alpha_D"] = float(cell.get("alpha_D", 1.0))
+                if limit:
+                    key.pop("N")
+                    key.pop("P")
+                else:
+                    key["seed"] = int(cell.get("seed", 0))
+            res = _predict_cached(tuple(sorted(key.items())), t_key)
+            for k in scalars:
+                if res.get(k) is not None:
+                    out_s[k][idx] = float(res[k])
+            for k in out_a:
+                if res.get(k) is not None:
+                    out_a[k][idx] = np.asarray(res[k], dtype=float)
+        data = {k: (dims, v) for k, v in out_s.items()}
+        data.update({k: (dims + ["t"], v) for k, v in out_a.items()})
+        if t_key:
+            coords["t"] = np.asarray(t_key)
+        res = xr.Dataset(data, coords=coords)
+        res.attrs = {"limit": int(bool(limit)), "approximation": approximation or "none", **{
+            k: str(v) for k, v in base.items()}}
+        return res
+
+    # -- finite size ---------------------------------------------------------------------------
+    def _seed_mean(self, quantity, confidence):
+        if quantity not in QUANTITIES:
+            raise ParameterError("quantity", f"unknown {quantity!r}; choose one of {', '.join(QUANTITIES)}")
+        if quantity == "t_c":
+            res = self.collapse_time(confidence=confidence)
+        elif quantity == "t_o":
+            res = self.onset_time(confidence=confidence)
+        else:
+            res = self.generalization_time(confidence=confidence)
+        return res
+
+    def extrapolate(self, quantity="t_c", form="logN/N", degree=1, relative_to=None, confidence=0.95):
+        """Extrapolate a measured time to N -> infinity (fit in x = log(N)/N, THEORY.md section 5).
+
+        Parameters
+        ----------
+        quantity : {"t_c", "t_o", "t_g", "t_g_nn"}
+        form : {"logN/N", "1/N"}
+        degree : {1, 2}
+        relative_to : {None, "theory"}
+            None extrapolates the seed-mean time at fixed alpha (needs an alpha grid: at fixed P,
+            alpha = log(P)/N -> 0). ``"theory"`` extrapolates the deviation from the quenched theory of
+            the same cell (seed by seed, then averaged), which must tend to 0; it works on both grids.
+
+        Returns
+        -------
+        xarray.Dataset
+            On the cell dims other than N and seed: ``value`` and ``se`` (the N -> infinity limit and
+            its standard error), ``slope``, ``slope_se``, ``chi2``, ``dof``, ``n``; and ``measured`` /
+            ``measured_se`` (the seed means per N that were fitted).
+        """
+        if relative_to not in (None, "theory"):
+            raise ParameterError("relative_to", f"must be None or 'theory', got {relative_to!r}")
+        if "N" not in self._ds.dims:
+            raise ParameterError("N", "the dataset has no N dimension to extrapolate along")
+        res = self._seed_mean(quantity, confidence)
+        if relative_to == "theory":
+            th = self.theory(limit=False)[THEORY_KEY[quantity]]
+            dev = res[quantity] - th
+            se = res[f"{quantity}_se"]
+            mean = self._summary(dev, se, "dev", "deviation from quenched theory", confidence)
+            y, y_se = mean["dev_mean"], mean["dev_mean_se"]
+        else:
+            if self.grid_dim != "alpha":
+                raise ParameterError(
+                    "relative_to",
+                    "this store has a P grid (alpha = log(P)/N changes with N): pass relative_to='theory' "
+                    "or sweep on an alpha grid",
+                )
+            y, y_se = res[f"{quantity}_mean"], res[f"{quantity}_mean_se"]
+        Ns = self._ds["N"].values.astype(float)
+
+        def fit(v, s):
+            r = fs.extrapolate(Ns, v, s, form=form, degree=degree)
+            return r.value, r.se, r.slope, r.slope_se, r.chi2, float(r.dof), float(r.n)
+
+        names = ("value", "se", "slope", "slope_se", "chi2", "dof", "n")
+        out = xr.apply_ufunc(
+            fit, y, y_se, input_core_dims=[["N"], ["N"]], output_core_dims=[[]] * 7, vectorize=True
+        )
+        ex = xr.Dataset(dict(zip(names, out)))
+        ex["measured"] = y
+        ex["measured_se"] = y_se
+        ex = ex.drop_vars([c for c in ex.coords if "N" in ex[c].dims and c != "N"])
+        ex.attrs = {"quantity": quantity, "form": form, "degree": degree, "relative_to": relative_to or "none"}
+        return ex
+
+    def scaling_variable(self, t_c=None):
+        """alpha_D (e^{2 t_c} - 1) (THEORY.md section 4), with alpha_D = D/N realized per cell.
+
+        ``t_c`` defaults to the seed-mean measured collapse time; pass a theory ``t_c`` DataArray to
+        get the predicted curve. As alpha_D -> 0 it tends to 1/(e^{2 log(P)/D} - 1).
+        """
+        if t_c is None:
+            t_c = self.collapse_time()["t_c_mean"]
+        real = self.realized()
+        out = real["alpha_D_eff"] * np.expm1(2 * t_c)
+        out.attrs = {"long_name": "alpha_D (e^{2 t_c} - 1)", "units": "1"}
+        return out.rename("scaling_variable")
+
+
+def _z(confidence):
+    from scipy import stats
+
+    return float(stats.norm.ppf(0.5 + confidence / 2))

@@ -1,0 +1,106 @@
+"""Array backends: choose the namespace once (numpy, cupy, or array_api_strict for tests) and move data.
+
+cupy is imported only when the cupy backend is requested (or probed by ``auto``). Data are generated
+with numpy in float64 and moved with :meth:`Backend.put`; results come back with :meth:`Backend.get`.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ParameterError
+
+__all__ = ["BACKENDS", "DTYPES", "Backend", "resolve", "cupy_available"]
+
+BACKENDS = ("auto", "numpy", "cupy")
+# Not offered on the command line: a strict array-API namespace that proves the kernels use only the
+# standard (tests run the engine on it).
+TEST_BACKENDS = ("array_api_strict",)
+DTYPES = ("float64", "float32")
+
+
+def cupy_available():
+    """True when cupy imports and sees at least one CUDA device."""
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 -- any failure (no module, no driver, no device) means "no"
+        return False
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A resolved backend.
+
+    Attributes
+    ----------
+    name : str
+        "numpy", "cupy" or "array_api_strict".
+    xp : module
+        The array namespace.
+    dtype : str
+        Compute dtype name, "float64" or "float32".
+    device : str
+        Human-readable device description.
+    """
+
+    name: str
+    xp: object
+    dtype: str
+    device: str
+
+    @property
+    def float_dtype(self):
+        return getattr(self.xp, self.dtype)
+
+    def put(self, array):
+        """numpy array -> backend array in the compute dtype (integers keep int64)."""
+        array = np.asarray(array)
+        if array.dtype.kind in "iub":
+            return self.xp.asarray(np.ascontiguousarray(array, dtype=np.int64))
+        return self.xp.asarray(np.ascontiguousarray(array, dtype=self.dtype))
+
+    def get(self, array):
+        """backend array -> numpy array (float results are returned as float64)."""
+        out = to_numpy(array)
+        return out.astype(np.float64) if out.dtype.kind == "f" else out
+
+
+def to_numpy(array):
+    """Any backend array as a numpy array."""
+    if isinstance(array, np.ndarray):
+        return array
+    if hasattr(array, "get"):  # cupy
+        return array.get()
+    try:
+        return np.from_dlpack(array)
+    except (TypeError, AttributeError, RuntimeError, BufferError):
+        return np.asarray(array)
+
+
+def resolve(name="auto", dtype="float64"):
+    """The :class:`Backend` for ``name`` and ``dtype``; ParameterError for anything else.
+
+    ``auto`` picks cupy when a CUDA GPU and cupy are available, else numpy.
+    """
+    if dtype not in DTYPES:
+        raise ParameterError("dtype", f"must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if name not in BACKENDS + TEST_BACKENDS:
+        raise ParameterError("backend", f"must be one of {', '.join(BACKENDS)}, got {name!r}")
+    if name == "auto":
+        name = "cupy" if cupy_available() else "numpy"
+    if name == "cupy":
+        if not cupy_available():
+            raise ParameterError("backend", "cupy requested but no CUDA GPU/cupy available; use numpy")
+        import cupy
+
+        dev = cupy.cuda.Device()
+        props = cupy.cuda.runtime.getDeviceProperties(dev.id)
+        label = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+        return Backend("cupy", cupy, dtype, f"cuda:{dev.id} {label}")
+    if name == "array_api_strict":
+        import array_api_strict
+
+        return Backend(name, array_api_strict, dtype, "cpu (array_api_strict)")
+    return Backend("numpy", np, dtype, "cpu")

@@ -1,0 +1,504 @@
+"""Benchmark of the streamed empirical-score kernel against the machine's own matrix multiply.
+
+What one run of :func:`run_benchmark` measures, on the same shapes (issue 7):
+
+- the kernel's effective FLOP rate, counting ``2 M P N`` per GEMM pass; with the weighted mean the
+  kernel makes two passes (logits ``X @ A^T`` and weighted sum ``E @ A``), so ``4 M P N`` flops a call;
+- the backend's plain matrix-multiply rate for the same shapes, chunk by chunk with the same chunk
+  size (the logits GEMM ``X (M, N) @ A (chunk, N)^T`` then ``(M, chunk) @ A``), and the ratio;
+- a naive baseline, what a user writes first: the full (M, P) distance matrix with
+  ``scipy.spatial.distance.cdist`` and ``scipy.special.logsumexp``, and the kernel's speed-up over it;
+- peak resident memory (``resource.getrusage``), measured for each training-set size in a fresh child
+  process so that one row's caches do not hide another's: with the training set streamed (regenerated
+  block by block from the seed) peak memory does not grow with P;
+- scaling in P (10^3 .. 10^7) and in M, and the cost of one reverse-integration step against one
+  kernel call.
+
+Timings are best-of-``repeats`` with the kernel and the reference interleaved, because the machine
+may be shared (the load average is recorded with the figures). Nothing here asserts a speed.
+"""
+
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import __version__
+from .backend import resolve, to_numpy
+from .data import DataSpec, TrainingSet
+from .kernels import stream_logits
+from .seeding import QUERY, generator
+
+__all__ = [
+    "BenchConfig",
+    "QUICK",
+    "machine_info",
+    "naive_scores",
+    "matmul_reference",
+    "time_best",
+    "measure_shape",
+    "measure_P_in_child",
+    "measure_reverse_step",
+    "run_benchmark",
+    "format_report",
+]
+
+GEMM_PASSES = 2  # logits X @ A^T, weighted sum E @ A (want_mean=True)
+NAIVE_MATRIX_BYTES = 2 * 1024**3  # largest (M, P) float64 distance matrix the naive baseline may build
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Sizes of one benchmark run.
+
+    Attributes
+    ----------
+    N_values : tuple of int
+        Ambient dimensions of the ``by_N`` table (each at ``M_ref`` queries and ``P_ref`` points).
+    M_values : tuple of int
+        Query counts of the ``scaling_M`` table (at ``N_ref``, ``P_ref``).
+    P_values : tuple of int
+        Training-set sizes of the ``scaling_P`` table (at ``N_scale``, ``M_ref``), each in a child process.
+    M_ref, P_ref, N_ref, N_scale : int
+    t : float
+        Diffusion time of the logits (c1 = e^{-t}, c2 = e^{-2t}, delta = Delta_t); small t makes most
+        weights underflow, the hard case for the exponential.
+    chunk_size : int
+        Training points per kernel chunk (also the reference's chunk).
+    repeats : int
+        Best of this many interleaved timings.
+    reverse_steps : int
+        Steps of the reverse-integration measurement (0 skips it).
+    """
+
+    N_values: tuple = (64, 128, 256)
+    M_values: tuple = (16, 64, 256, 1024)
+    P_values: tuple = (10**3, 10**4, 10**5, 10**6, 10**7)
+    M_ref: int = 256
+    P_ref: int = 10**5
+    N_ref: int = 128
+    N_scale: int = 100
+    t: float = 0.2
+    chunk_size: int = 4096
+    repeats: int = 5
+    reverse_steps: int = 20
+
+
+# A tiny run for tests and smoke checks: every key, a few seconds.
+QUICK = BenchConfig(
+    N_values=(16, 24),
+    M_values=(4, 16),
+    P_values=(500, 3000),
+    M_ref=16,
+    P_ref=3000,
+    N_ref=16,
+    N_scale=16,
+    chunk_size=1024,
+    repeats=2,
+    reverse_steps=3,
+)
+
+
+def _progress(message):
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def machine_info(backend):
+    """CPU count, BLAS (threadpoolctl, if installed), numpy/scipy versions, load, the device."""
+    import scipy
+
+    info = {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "diffmem": __version__,
+        "backend": backend.name,
+        "device": backend.device,
+        "dtype": backend.dtype,
+        "load_average": list(os.getloadavg()),
+        "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ},
+    }
+    try:
+        from threadpoolctl import threadpool_info
+
+        np.ones((2, 2)) @ np.ones((2, 2))  # make sure the BLAS library is loaded
+        info["blas"] = [
+            {k: lib.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "threading_layer")}
+            for lib in threadpool_info()
+        ]
+    except ImportError:
+        info["blas"] = "threadpoolctl not installed"
+    if backend.name == "cupy":
+        import cupy
+
+        info["cupy"] = cupy.__version__
+    return info
+
+
+def _sync(backend):
+    """Wait for queued device work (cupy launches are asynchronous)."""
+    if backend.name == "cupy":
+        backend.xp.cuda.Device().synchronize()
+
+
+def time_best(functions, repeats):
+    """Best wall time of each callable over ``repeats`` rounds, run interleaved (one of each per round).
+
+    Interleaving makes a burst of load from other processes hit every contender alike.
+    """
+    best = [math.inf] * len(functions)
+    for _ in range(repeats):
+        for i, fn in enumerate(functions):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
+
+
+def naive_scores(X, A, *, c1, c2, delta, index=None):
+    """What a user writes first: the full distance matrix, then ``scipy.special.logsumexp``.
+
+    Returns the same figures as the kernel (log_z with the kernel's normalisation, argmax, sum of
+    squared weights, the designated weight and the weighted mean), in float64 on the host.
+
+    Only valid for posterior logits (c2 = c1^2): l = -|x - c1 a|^2 / (2 delta) + |x|^2 / (2 delta).
+    """
+    from scipy.spatial.distance import cdist
+    from scipy.special import logsumexp
+
+    logits = cdist(X, c1 * A, "sqeuclidean") / (-2.0 * delta)
+    logits += np.einsum("ij,ij->i", X, X)[:, None] / (2.0 * delta)
+    log_z = logsumexp(logits, axis=1)
+    weights = np.exp(logits - log_z[:, None])
+    out = {
+        "log_z": log_z,
+        "argmax": np.argmax(logits, axis=1),
+        "sum_w2": np.sum(weights**2, axis=1),
+        "mean": weights @ A,
+    }
+    if index is not None:
+        out["w_index"] = weights[np.arange(len(X)), index]
+    return out
+
+
+def matmul_reference(X, chunks, *, threads=1):
+    """The plain GEMMs of one kernel call: per chunk ``L = X @ A^T`` then ``L @ A``; returns nothing.
+
+    ``threads > 1`` splits the chunks over that many Python threads with single-threaded BLAS (the
+    kernel's own scheme on numpy); ``threads = 1`` leaves threading to the BLAS library.
+    """
+    xp = _namespace(X)
+    chunk_list = list(chunks)
+
+    def sweep(part):
+        for _, A, _ in part:
+            (X @ A.T) @ A
+
+    if threads <= 1 or xp is not np:
+        sweep(chunk_list)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        list(pool.map(sweep, [chunk_list[i::threads] for i in range(threads)]))
+
+
+def _namespace(X):
+    from array_api_compat import array_namespace
+
+    return array_namespace(X)
+
+
+def _queries(spec, train, M, t, seed):
+    """M marginal-mode queries x = a^mu0 e^{-t} + sqrt(Delta_t) xi (THEORY.md 2) and their mu0."""
+    rng = generator(seed, QUERY, 999)
+    index = rng.integers(0, spec.P, size=M)
+    noise = rng.standard_normal((M, spec.N))
+    X = train.rows(index) * math.exp(-t) + math.sqrt(-math.expm1(-2 * t)) * noise
+    return X, index
+
+
+def _coefficients(t):
+    return math.exp(-t), math.exp(-2 * t), -math.expm1(-2 * t)
+
+
+def _make_training_set(backend, N, P, chunk_size, seed=0, memory_budget=None):
+    D = max(1, int(math.floor(0.5 * N + 0.5)))
+    spec = DataSpec("hmm", N, D, P, seed, "linear", False)
+    train = TrainingSet(spec, chunk_size=chunk_size, device_put=backend.put, memory_budget=memory_budget)
+    return spec, train
+
+
+def _blas_threads():
+    """Threads the BLAS library uses now (1 when unknown)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        counts = [lib["num_threads"] for lib in threadpool_info() if lib.get("user_api") == "blas"]
+        return max(counts) if counts else 1
+    except ImportError:
+        return 1
+
+
+def measure_shape(backend, *, N, M, P, t, chunk_size, repeats, naive=True, seed=0):
+    """Kernel, matmul reference and (optionally) naive baseline on one shape, cached training set.
+
+    Returns a dict: shape, seconds, GFLOP/s of each, ``ratio_vs_matmul`` (kernel rate over the better
+    of the two matmul references), ``speedup_vs_naive`` (None when the naive baseline was skipped or
+    would not fit), and the kernel's largest relative error against the naive result.
+    """
+    spec, train = _make_training_set(backend, N, P, chunk_size, seed)
+    chunks = list(train.chunks())  # generate and cache before timing
+    X_host, index = _queries(spec, train, M, t, seed)
+    c1, c2, delta = _coefficients(t)
+    X, idx = backend.put(X_host), backend.put(index)
+
+    def kernel():
+        stream_logits(X, chunks, c1=c1, c2=c2, delta=delta, index=idx, want_mean=True)
+        _sync(backend)
+
+    def plain():
+        matmul_reference(X, chunks, threads=1)
+        _sync(backend)
+
+    def split():
+        matmul_reference(X, chunks, threads=_blas_threads())
+        _sync(backend)
+
+    contenders = [kernel, plain]
+    threads = _blas_threads() if backend.name == "numpy" else 1
+    if threads > 1:
+        contenders.append(split)
+    for fn in contenders:  # warm-up: first calls allocate and fault pages in
+        fn()
+    times = time_best(contenders, repeats)
+    flops = GEMM_PASSES * 2.0 * M * P * N
+    t_kernel, t_plain = times[0], times[1]
+    t_matmul = min(times[1:])
+    row = {
+        "N": N,
+        "M": M,
+        "P": P,
+        "chunk_size": chunk_size,
+        "kernel_s": t_kernel,
+        "kernel_gflops": flops / t_kernel / 1e9,
+        "matmul_s": t_matmul,
+        "matmul_gflops": flops / t_matmul / 1e9,
+        "matmul_blas_threaded_gflops": flops / t_plain / 1e9,
+        "ratio_vs_matmul": t_matmul / t_kernel,
+        "naive_s": None,
+        "speedup_vs_naive": None,
+        "max_rel_error_vs_naive": None,
+    }
+    if naive and M * P * 8 <= NAIVE_MATRIX_BYTES:
+        A = train.host_points()
+        result = {}
+
+        def run_naive():
+            result.update(naive_scores(X_host, A, c1=c1, c2=c2, delta=delta, index=index))
+
+        (t_naive,) = time_best([run_naive], max(1, min(repeats, 2)))
+        res = stream_logits(X, chunks, c1=c1, c2=c2, delta=delta, index=idx, want_mean=True)
+        row["naive_s"] = t_naive
+        row["speedup_vs_naive"] = t_naive / t_kernel
+        row["max_rel_error_vs_naive"] = float(
+            np.max(np.abs(to_numpy(res.log_z) - result["log_z"]) / np.abs(result["log_z"]))
+        )
+    return row
+
+
+def measure_reverse_step(backend, *, N, M, P, chunk_size, steps, repeats, seed=0):
+    """Seconds per reverse (ODE) step against one kernel call with the weighted mean, same x and P.
+
+    Equal costs mean nothing is recomputed per step (training set and norms are cached).
+    """
+    from .observables import Context, evaluate, posterior_logit_coefficients
+    from .reverse import integrate, time_grid
+
+    spec, train = _make_training_set(backend, N, P, chunk_size, seed)
+    ctx = Context(spec, backend, train, query_batch=max(M, 1))
+    x_T = generator(seed, QUERY, 998).standard_normal((M, N))
+    grid = time_grid(4.0, 0.05, steps)
+    c1, c2, delta = posterior_logit_coefficients(0.5)
+    list(train.chunks())  # cache, as a cell does before its first step
+
+    def one_call():
+        evaluate(ctx, x_T, c1=c1, c2=c2, delta=delta, want_mean=True)
+
+    def trajectory():
+        integrate(ctx, grid, [(0, x_T)], stochastic=False, seed=seed)
+
+    one_call()
+    t_call, t_traj = time_best([one_call, trajectory], max(1, repeats // 2))
+    per_step = t_traj / steps
+    return {"N": N, "M": M, "P": P, "steps": steps, "kernel_call_s": t_call, "step_s": per_step,
+            "step_over_kernel_call": per_step / t_call}
+
+
+def measure_P_in_child(backend, *, N, M, P, t, chunk_size, seed=0, timeout=3600):
+    """One scaling-in-P row, measured in a fresh Python process so its peak RSS is its own.
+
+    The child uses the default :class:`diffmem.data.TrainingSet` policy: cached when the set fits the
+    memory budget, else regenerated block by block from the seed on every pass ("streamed"). The
+    timing of a streamed row includes that generation.
+    """
+    request = {"backend": backend.name, "dtype": backend.dtype, "N": N, "M": M, "P": P, "t": t,
+               "chunk_size": chunk_size, "seed": seed}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from diffmem.bench import _child_main; _child_main()"],
+        input=json.dumps(request), capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child for P={P} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _child_main():
+    """Entry point of :func:`measure_P_in_child`: read the request on stdin, print one JSON line."""
+    request = json.loads(sys.stdin.read())
+    backend = resolve(request["backend"], request["dtype"])
+    N, M, P, t = request["N"], request["M"], request["P"], request["t"]
+    spec, train = _make_training_set(backend, N, P, request["chunk_size"], request["seed"])
+    X_host, index = _queries(spec, train, M, t, request["seed"])
+    c1, c2, delta = _coefficients(t)
+    X, idx = backend.put(X_host), backend.put(index)
+    start = time.perf_counter()
+    if train.cached:
+        list(train.chunks())
+    setup = time.perf_counter() - start
+    def call():
+        begin = time.perf_counter()
+        stream_logits(X, train.chunks(), c1=c1, c2=c2, delta=delta, index=idx, want_mean=True)
+        _sync(backend)
+        return time.perf_counter() - begin
+
+    # A cached set is timed on a second call (the first one warms); a streamed call is timed once and
+    # includes regenerating every block from the seed, which is what a streamed cell pays per pass.
+    seconds = call()
+    if train.cached:
+        seconds = call()
+    flops = GEMM_PASSES * 2.0 * M * P * N
+    row = {
+        "N": N, "M": M, "P": P, "chunk_size": request["chunk_size"],
+        "mode": "cached" if train.cached else "streamed",
+        "setup_s": setup, "kernel_s": seconds, "kernel_gflops": flops / seconds / 1e9,
+        # ru_maxrss is in KiB on Linux (bytes on macOS)
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        / (1024.0 if sys.platform != "darwin" else 1024.0**2),
+    }
+    print(json.dumps(row))
+
+
+def run_benchmark(config=BenchConfig(), *, backend="auto", dtype="float64", progress=_progress):
+    """Run every measurement of ``config`` and return one JSON-serializable dict.
+
+    Keys: ``ratio_vs_matmul`` and ``speedup_vs_naive`` (the worst row of ``by_N``, a conservative
+    headline), ``peak_rss_mb`` (the child at the largest P), the tables ``by_N``, ``scaling_M``,
+    ``scaling_P``, ``reverse``, and ``machine``, ``config``, ``wall_s``.
+    """
+    start = time.perf_counter()
+    be = resolve(backend, dtype)
+    out = {"machine": machine_info(be), "config": {k: getattr(config, k) for k in config.__dataclass_fields__}}
+    progress(f"backend {be.name} ({be.device}), {be.dtype}; kernel does {GEMM_PASSES} GEMM passes per call")
+
+    by_N = []
+    for N in config.N_values:
+        progress(f"by_N: N={N} M={config.M_ref} P={config.P_ref}")
+        by_N.append(measure_shape(be, N=N, M=config.M_ref, P=config.P_ref, t=config.t,
+                                  chunk_size=config.chunk_size, repeats=config.repeats))
+        progress(_row_text(by_N[-1]))
+    scaling_M = []
+    for M in config.M_values:
+        progress(f"scaling_M: N={config.N_ref} M={M} P={config.P_ref}")
+        scaling_M.append(measure_shape(be, N=config.N_ref, M=M, P=config.P_ref, t=config.t,
+                                       chunk_size=config.chunk_size, repeats=config.repeats, naive=False))
+        progress(_row_text(scaling_M[-1]))
+    scaling_P = []
+    for P in config.P_values:
+        progress(f"scaling_P: N={config.N_scale} M={config.M_ref} P={P} (child process)")
+        scaling_P.append(measure_P_in_child(be, N=config.N_scale, M=config.M_ref, P=P, t=config.t,
+                                            chunk_size=config.chunk_size))
+        row = scaling_P[-1]
+        progress(f"  {row['mode']}: {row['kernel_gflops']:.1f} GF/s, peak RSS {row['peak_rss_mb']:.0f} MB")
+    reverse = None
+    if config.reverse_steps > 0:
+        progress(f"reverse: {config.reverse_steps} ODE steps vs one kernel call")
+        reverse = measure_reverse_step(be, N=config.N_ref, M=config.M_ref, P=config.P_ref,
+                                       chunk_size=config.chunk_size, steps=config.reverse_steps,
+                                       repeats=config.repeats)
+        progress(f"  step / kernel call = {reverse['step_over_kernel_call']:.2f}")
+
+    speedups = [r["speedup_vs_naive"] for r in by_N if r["speedup_vs_naive"] is not None]
+    largest = max(scaling_P, key=lambda r: r["P"]) if scaling_P else None
+    out.update(
+        {
+            "gemm_passes": GEMM_PASSES,
+            "flops_per_call": "2 * GEMM passes * M * P * N",
+            "ratio_vs_matmul": min(r["ratio_vs_matmul"] for r in by_N),
+            "speedup_vs_naive": min(speedups) if speedups else None,
+            "peak_rss_mb": largest["peak_rss_mb"] if largest else None,
+            "peak_rss_P": largest["P"] if largest else None,
+            "by_N": by_N,
+            "scaling_M": scaling_M,
+            "scaling_P": scaling_P,
+            "reverse": reverse,
+            "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "wall_s": time.perf_counter() - start,
+        }
+    )
+    return out
+
+
+def _row_text(row):
+    text = (f"  kernel {row['kernel_gflops']:.1f} GF/s, matmul {row['matmul_gflops']:.1f} GF/s, "
+            f"ratio {row['ratio_vs_matmul']:.2f}")
+    if row.get("speedup_vs_naive"):
+        text += f", {row['speedup_vs_naive']:.1f}x naive"
+    return text
+
+
+def format_report(result):
+    """A readable summary of :func:`run_benchmark`'s result (tables as aligned text)."""
+    m = result["machine"]
+    lines = [
+        f"diffmem bench: {m['backend']} ({m['device']}), {m['dtype']}, {m['cpu_count']} CPUs, "
+        f"numpy {m['numpy']}, load {m['load_average'][0]:.2f}",
+        f"kernel GEMM passes per call: {result['gemm_passes']} (2 M P N flops each)",
+        f"ratio vs matmul (worst N): {result['ratio_vs_matmul']:.3f}",
+        f"speed-up vs naive (worst N): "
+        + ("n/a" if result["speedup_vs_naive"] is None else f"{result['speedup_vs_naive']:.1f}x"),
+        f"peak RSS at P={result['peak_rss_P']}: {result['peak_rss_mb']:.0f} MB",
+        "",
+        "by N:        N      M        P   kernel GF/s  matmul GF/s  ratio  naive s  speed-up",
+    ]
+    for r in result["by_N"]:
+        naive = "-" if r["naive_s"] is None else f"{r['naive_s']:.3f}"
+        speed = "-" if r["speedup_vs_naive"] is None else f"{r['speedup_vs_naive']:.1f}"
+        lines.append(f"{'':9}{r['N']:6d} {r['M']:6d} {r['P']:8d} {r['kernel_gflops']:12.1f} "
+                     f"{r['matmul_gflops']:12.1f} {r['ratio_vs_matmul']:6.2f} {naive:>8} {speed:>9}")
+    lines.append("scaling M:   N      M        P   kernel GF/s  matmul GF/s  ratio")
+    for r in result["scaling_M"]:
+        lines.append(f"{'':9}{r['N']:6d} {r['M']:6d} {r['P']:8d} {r['kernel_gflops']:12.1f} "
+                     f"{r['matmul_gflops']:12.1f} {r['ratio_vs_matmul']:6.2f}")
+    lines.append("scaling P:   N      M         P  mode      kernel s  kernel GF/s  peak RSS MB")
+    for r in result["scaling_P"]:
+        lines.append(f"{'':9}{r['N']:6d} {r['M']:6d} {r['P']:9d}  {r['mode']:8} {r['kernel_s']:9.3f} "
+                     f"{r['kernel_gflops']:12.1f} {r['peak_rss_mb']:12.0f}")
+    if result["reverse"]:
+        r = result["reverse"]
+        lines.append(f"reverse step: {r['step_s'] * 1e3:.2f} ms vs one kernel call {r['kernel_call_s'] * 1e3:.2f} ms "
+                     f"(ratio {r['step_over_kernel_call']:.2f}) at N={r['N']} M={r['M']} P={r['P']}")
+    lines.append(f"wall time {result['wall_s']:.1f} s")
+    return "\n".join(lines)

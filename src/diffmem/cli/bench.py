@@ -1,0 +1,87 @@
+"""``diffmem bench``: kernel FLOP rate against the machine's matmul, naive baseline, memory, scaling."""
+
+import json
+import sys
+from dataclasses import replace
+
+from ..errors import ParameterError
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark the streamed kernel against matmul and a naive baseline",
+        description=(
+            "Measure, in one run and on the same shapes, the kernel's effective FLOP rate (2 M P N per "
+            "GEMM pass, 2 passes per call), the backend's plain matmul rate chunk by chunk, their ratio, "
+            "the speed-up over a naive cdist + logsumexp baseline, peak RSS (each training-set size in "
+            "a fresh child process) and scaling in P and M. Progress goes to stderr."
+        ),
+    )
+    parser.add_argument("--backend", default="auto", choices=("auto", "numpy", "cupy"))
+    parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    parser.add_argument("--N", type=int, nargs="+", metavar="N",
+                        help="dimensions of the by_N table (default 64 128 256)")
+    parser.add_argument("--M", type=int, nargs="+", metavar="M",
+                        help="query counts of the scaling_M table (default 16 64 256 1024)")
+    parser.add_argument("--P", type=int, nargs="+", metavar="P",
+                        help="training-set sizes of the scaling_P table (default 1e3 .. 1e7)")
+    parser.add_argument("--M-ref", type=int, help="queries for by_N and scaling_P (default 256)")
+    parser.add_argument("--P-ref", type=int, help="training points for by_N and scaling_M (default 1e5)")
+    parser.add_argument("--N-scale", type=int, help="dimension of the scaling_P table (default 100)")
+    parser.add_argument("--t", type=float, help="diffusion time of the logits (default 0.2)")
+    parser.add_argument("--chunk-size", type=int, help="training points per chunk (default 4096)")
+    parser.add_argument("--repeats", type=int, help="best of this many interleaved timings (default 5)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds): a smoke test")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _positive_ints(name, values):
+    if values is None:
+        return None
+    for v in values:
+        if v < 1:
+            raise ParameterError(name, f"must be integers >= 1, got {v}")
+    return tuple(values)
+
+
+def config_from_args(args):
+    """The :class:`diffmem.bench.BenchConfig` for parsed arguments (``--quick`` then overrides)."""
+    from ..bench import QUICK, BenchConfig
+
+    config = QUICK if args.quick else BenchConfig()
+    changes = {}
+    for attr, name in (("N", "N_values"), ("M", "M_values"), ("P", "P_values")):
+        values = _positive_ints(f"--{attr}", getattr(args, attr))
+        if values:
+            changes[name] = values
+    if changes.get("P_values") and min(changes["P_values"]) < 2:
+        raise ParameterError("--P", "must be integers >= 2")
+    for attr, low in (("M_ref", 1), ("P_ref", 2), ("N_scale", 1), ("chunk_size", 1), ("repeats", 1)):
+        value = getattr(args, attr)
+        if value is not None:
+            if value < low:
+                raise ParameterError(f"--{attr.replace('_', '-')}", f"must be an integer >= {low}, got {value}")
+            changes[attr] = value
+    if args.t is not None:
+        if not args.t > 0:
+            raise ParameterError("--t", f"must lie in (0, inf), got {args.t}")
+        changes["t"] = args.t
+    return replace(config, **changes)
+
+
+def run(args):
+    from ..bench import format_report, run_benchmark
+
+    config = config_from_args(args)
+    result = run_benchmark(config, backend=args.backend, dtype=args.dtype)
+    if args.json:
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(format_report(result))
+    return 0

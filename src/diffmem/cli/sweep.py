@@ -1,0 +1,212 @@
+"""``diffmem sweep ...``: the steps of a sweep, called by the Snakemake rules (and usable by hand).
+
+Sub-commands (each takes the sweep config as ``--configfile FILE`` or ``--config-json TEXT``; the
+store defaults to ``results/<sweep>/sweep.zarr``)::
+
+    diffmem sweep init      --configfile C [--store S] [--marker M]   create the store (idempotent)
+    diffmem sweep run-block --configfile C --block b0003 [--threads n] [--marker M]
+    diffmem sweep run       --configfile C [--threads n]               every block, no Snakemake
+    diffmem sweep blocks    --configfile C                             list the block names
+    diffmem sweep theory    --configfile C --out results/<sweep>/theory.zarr
+    diffmem sweep phase     --configfile C --theory T --out results/<sweep>/phase.zarr
+    diffmem sweep plot      --configfile C --theory T --phase P --outdir results/<sweep>/figures
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..errors import ParameterError
+
+__all__ = ["add_parser"]
+
+
+def _config_args(parser):
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--configfile", help="sweep config (YAML), validated against the schema")
+    src.add_argument("--config-json", help="sweep config as JSON text (what the Snakemake rules pass)")
+    parser.add_argument("--store", help="sweep store (default results/<sweep>/sweep.zarr)")
+
+
+def _load(args):
+    from .. import sweep
+
+    if args.configfile:
+        raw = sweep.load_config(args.configfile)
+    else:
+        try:
+            raw = json.loads(args.config_json)
+        except ValueError as err:
+            raise ParameterError("--config-json", f"is not valid JSON: {err}") from None
+    config = sweep.validate_config(raw)
+    store = Path(args.store) if args.store else Path("results") / config["sweep"] / "sweep.zarr"
+    return config, store
+
+
+def _touch(marker, text=""):
+    if marker:
+        Path(marker).parent.mkdir(parents=True, exist_ok=True)
+        Path(marker).write_text(text)
+
+
+def _cluster_spec(config, threads):
+    """The cluster section, with a local cluster sized to the job's threads when n_workers is null."""
+    spec = dict(config["cluster"])
+    if spec.get("kind", "local") == "local" and spec.get("n_workers") is None and threads:
+        spec["n_workers"] = int(threads)
+    return spec
+
+
+def cmd_init(args):
+    from ..store import create
+
+    config, store = _load(args)
+    created = create(store, config)
+    from ..sweep import block_names, n_cells
+
+    msg = (
+        f"{'created' if created else 'found compatible'} {store}: {n_cells(config)} cells in "
+        f"{len(block_names(config))} blocks"
+    )
+    print(msg)
+    _touch(args.marker, msg + "\n")
+
+
+def cmd_run_block(args):
+    from ..cluster import make_cluster
+    from ..sweep import CellError, run_block
+
+    config, store = _load(args)
+    try:
+        with make_cluster(_cluster_spec(config, args.threads)) as client:
+            stats = run_block(store, config, args.block, client=client)
+    except CellError as err:
+        print(f"diffmem sweep run-block: error: {err}", file=sys.stderr)
+        return 1
+    per_cell = stats["wall_time"] / stats["computed"] if stats["computed"] else float("nan")
+    msg = (
+        f"block {args.block}: computed {stats['computed']}, skipped {stats['skipped']} (already done), "
+        f"{stats['wall_time']:.1f} s ({per_cell:.2f} s per computed cell)"
+    )
+    print(msg, file=sys.stderr)
+    _touch(args.marker, msg + "\n")
+
+
+def cmd_run(args):
+    from ..cluster import make_cluster
+    from ..store import create
+    from ..sweep import CellError, block_names, run_block
+
+    config, store = _load(args)
+    create(store, config)
+    start = time.perf_counter()
+    computed = 0
+    try:
+        with make_cluster(_cluster_spec(config, args.threads)) as client:
+            for block in block_names(config):
+                computed += run_block(store, config, block, client=client)["computed"]
+    except CellError as err:
+        print(f"diffmem sweep run: error: {err}", file=sys.stderr)
+        return 1
+    elapsed = time.perf_counter() - start
+    print(f"sweep {config['sweep']}: computed {computed} cells in {elapsed:.1f} s", file=sys.stderr)
+
+
+def cmd_blocks(args):
+    from ..sweep import block_cells, block_names
+
+    config, _ = _load(args)
+    for block in block_names(config):
+        cells = block_cells(config, block)
+        print(f"{block} cells {cells[0]}..{cells[-1]}")
+
+
+def cmd_theory(args):
+    from ..phase import theory_dataset, write_dataset
+
+    config, _ = _load(args)
+    ds = theory_dataset(config, progress=not args.quiet)
+    write_dataset(ds, args.out)
+    print(f"theory for {ds.sizes} written to {args.out}", file=sys.stderr)
+
+
+def cmd_phase(args):
+    import xarray as xr
+
+    from ..phase import extract, write_dataset
+    from ..store import check_compatible
+
+    config, store = _load(args)
+    check_compatible(store, config)
+    sweep_ds = xr.open_zarr(store, consolidated=False)
+    theory = xr.open_zarr(args.theory, consolidated=False) if args.theory else None
+    ds = extract(sweep_ds, theory)
+    write_dataset(ds, args.out)
+    print(f"phase quantities written to {args.out}", file=sys.stderr)
+
+
+def cmd_plot(args):
+    import xarray as xr
+
+    from ..figures import plot_all
+    from ..store import check_compatible
+
+    config, store = _load(args)
+    check_compatible(store, config)
+    sweep_ds = xr.open_zarr(store, consolidated=False)
+    theory = xr.open_zarr(args.theory, consolidated=False)
+    phase = xr.open_zarr(args.phase, consolidated=False)
+    paths = plot_all(sweep_ds, theory, phase, args.outdir)
+    for path in paths:
+        print(path)
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "sweep", help="steps of a parameter sweep (init, run-block, theory, phase, plot)",
+        description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="sweep_command", metavar="STEP")
+    sub.required = True
+
+    p = sub.add_parser("init", help="create the sweep store (no-op if a compatible one exists)")
+    _config_args(p)
+    p.add_argument("--marker", help="file to write when done (Snakemake output)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("run-block", help="run the cells of one block that are not done yet")
+    _config_args(p)
+    p.add_argument("--block", required=True, help="block name, e.g. b0000 (see `diffmem sweep blocks`)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="cores of this job: local dask workers when cluster.n_workers is null")
+    p.add_argument("--marker", help="file to write when the block is complete (Snakemake output)")
+    p.set_defaults(func=cmd_run_block)
+
+    p = sub.add_parser("run", help="create the store and run every block in this process (no Snakemake)")
+    _config_args(p)
+    p.add_argument("--threads", type=int, default=None, help="local dask workers when cluster.n_workers is null")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("blocks", help="list the blocks of the sweep")
+    _config_args(p)
+    p.set_defaults(func=cmd_blocks)
+
+    p = sub.add_parser("theory", help="theory of every cell (quenched and N -> infinity)")
+    _config_args(p)
+    p.add_argument("--out", required=True, help="output zarr store")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_theory)
+
+    p = sub.add_parser("phase", help="measured t_c, t_g, t_o and basin radii beside the theory")
+    _config_args(p)
+    p.add_argument("--theory", help="theory store written by `diffmem sweep theory`")
+    p.add_argument("--out", required=True, help="output zarr store")
+    p.set_defaults(func=cmd_phase)
+
+    p = sub.add_parser("plot", help="figures of the sweep (PNG and PDF)")
+    _config_args(p)
+    p.add_argument("--theory", required=True)
+    p.add_argument("--phase", required=True)
+    p.add_argument("--outdir", required=True)
+    p.set_defaults(func=cmd_plot)

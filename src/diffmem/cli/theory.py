@@ -1,0 +1,127 @@
+"""``diffmem theory``: large-N predictions of THEORY.md section 4 for one cell (summary or JSON)."""
+
+import json
+import math
+import sys
+
+from .. import theory
+from ..theory.nonlinear import METHODS
+
+__all__ = ["add_parser", "run", "to_json", "to_text"]
+
+TIMES = ("t_c", "t_o", "t_g", "t_s", "t_L")
+CURVES = ("f", "rho_b", "loss")
+
+
+def _one_line_error(prog):
+    """argparse's error() prints usage on several lines; print one line naming the problem instead."""
+
+    def error(message):
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    return error
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "theory",
+        help="large-N theory: t_c, t_o, t_g, t_S and the curves f, rho_b, loss",
+        description="Large-N REM theory (THEORY.md section 4). Without --N the N -> infinity "
+        "(Marchenko-Pastur) limit; with --N and --seed the quenched spectrum of the cell's feature matrix "
+        "and the realized alpha = log(P)/N, alpha_D = D/N.",
+    )
+    p.error = _one_line_error("diffmem theory")
+    p.add_argument("--family", choices=theory.FAMILIES, required=True, help="data family")
+    p.add_argument("--nonlinearity", default="linear", help="hidden-manifold sigma (registry name; default linear)")
+    p.add_argument("--normalize", action="store_true", help="unit second moment per component")
+    p.add_argument("--alpha-D", dest="alpha_D", type=float, default=1.0, help="latent ratio in (0, 1] (default 1)")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument("--alpha", type=float, help="log(P)/N (> 0)")
+    size.add_argument("--P", type=int, help="number of training points (>= 2; needs --N)")
+    p.add_argument("--N", type=int, default=None, help="ambient dimension: quenched spectrum, realized alpha and alpha_D")
+    p.add_argument("--seed", type=int, default=0, help="seed of the feature matrix (default 0)")
+    p.add_argument("--m-tilde", dest="m_tilde", type=float, default=1.0, help="gaussian-mixture centre scale")
+    p.add_argument("--sigma", type=float, default=1.0, help="gaussian-mixture per-class standard deviation")
+    p.add_argument("--t", type=float, nargs="+", default=None, help="times (> 0) for f, rho_b, loss")
+    p.add_argument(
+        "--approximation", choices=["gaussian-equivalent"], default=None,
+        help="nonlinear sigma: use the Gaussian-equivalent spectrum (an approximation) instead of the RS formula",
+    )
+    p.add_argument("--method", choices=METHODS, default="auto", help="inner quadrature of the RS formula")
+    p.add_argument("--json", action="store_true", help="print one JSON object (undefined -> null)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args):
+    result = theory.predict(
+        family=args.family,
+        nonlinearity=args.nonlinearity,
+        normalize=args.normalize,
+        alpha=args.alpha,
+        alpha_D=args.alpha_D,
+        N=args.N,
+        P=args.P,
+        seed=args.seed,
+        m_tilde=args.m_tilde,
+        sigma=args.sigma,
+        t=args.t,
+        approximation=args.approximation,
+        method=args.method,
+    )
+    print(to_json(result) if args.json else to_text(result))
+    return 0
+
+
+def _plain(value):
+    """JSON-ready: arrays to lists, NaN/inf to None."""
+    if value is None:
+        return None
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def to_json(result):
+    """One-line strict JSON of a :func:`diffmem.theory.predict` result."""
+    return json.dumps(_plain(result), allow_nan=False)
+
+
+def _fmt(value):
+    return "undefined" if value is None else f"{value:.6g}"
+
+
+def to_text(result):
+    """Readable summary: parameters, the times, and a table of the curves when t was given."""
+    prm = result["params"]
+    head = f"# diffmem theory {prm['family']}"
+    if prm["nonlinearity"] is not None:
+        head += f" ({prm['nonlinearity']}{', normalized' if prm['normalize'] else ''})"
+    head += f": alpha={prm['alpha']:.6g} alpha_D={prm['alpha_D']:.6g}"
+    if prm["N"] is not None:
+        head += f" N={prm['N']} D={prm['D']} P={prm['P']}"
+    head += f" spectrum={prm['spectrum']}"
+    if prm["approximation"]:
+        head += f" APPROXIMATION={prm['approximation']}"
+    lines = [head]
+    labels = {
+        "t_c": "collapse time t_c",
+        "t_o": "onset time t_o",
+        "t_g": "generalization time t_g",
+        "t_s": "speciation time t_S",
+        "t_L": "loss condensation t_L",
+    }
+    lines += [f"{labels[k]:>24}: {_fmt(result[k])}" for k in TIMES]
+    if "t" in result:
+        lines.append(f"{'t':>10}" + "".join(f"{c:>14}" for c in CURVES))
+        for i, t in enumerate(result["t"]):
+            row = "".join(f"{'-' if result[c] is None else format(result[c][i], '.6g'):>14}" for c in CURVES)
+            lines.append(f"{t:>10.4g}{row}")
+    return "\n".join(lines)

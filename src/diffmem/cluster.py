@@ -1,0 +1,419 @@
+"""Dask clusters for the sweep: in-process local, an existing scheduler, or SLURM jobs.
+
+:func:`make_cluster` is the one entry point. It takes the ``cluster`` section of a sweep config::
+
+    cluster:
+      kind: local            # local | address | slurm
+      n_workers: null        # local: worker processes; null = CPUs available to this process
+      threads_per_worker: 1  # threads per worker process (the cells are BLAS-bound already)
+      address: null          # address: "tcp://host:8786" of a running scheduler
+      slurm:                 # slurm: dask-jobqueue SLURMCluster, one worker job per SLURM job
+        queue: null          #   partition (sbatch -p); null = the cluster's default partition
+        account: null        #   account (sbatch -A); null = the user's default account
+        cores: 1             #   CPUs per job (each job runs cores / threads_per_worker workers)
+        memory: "4 GiB"      #   memory per job
+        walltime: "01:00:00" #   SLURM time limit per job; workers retire before it
+        max_jobs: 4          #   adapt() upper bound on concurrent worker jobs
+        min_jobs: 0          #   adapt() lower bound
+        lifetime_margin: null  # seconds before walltime at which workers retire; null = 10 %, >= 60 s
+        job_extra_directives: []  # extra "#SBATCH" lines, e.g. ["--gres=gpu:1"]
+        job_script_prologue: []   # shell lines run before the worker, e.g. ["source .venv/bin/activate"]
+        log_directory: null  #   where SLURM writes worker job logs; null = current directory
+        local_directory: null  # worker scratch directory on the compute node
+        interface: null      #   network interface for scheduler and workers (e.g. "ib0")
+
+and yields a connected :class:`distributed.Client`. Settings resolve in the dask-jobqueue order:
+keyword argument, then the spec, then a computed fallback; ``None`` means "not given".
+
+Workers of the ``slurm`` kind are started with ``--lifetime`` shorter than the walltime (and a
+``--lifetime-stagger`` so that they do not all leave at once): a worker retires gracefully, handing its
+finished results to the scheduler, before SLURM would kill it, and ``adapt`` submits a fresh job when
+work remains. Work still lost to a killed job is recomputed by the scheduler (tasks are idempotent and
+seeded per cell).
+"""
+
+import contextlib
+import logging
+import os
+import re
+
+from .errors import ParameterError
+
+__all__ = [
+    "make_cluster",
+    "validate_cluster_spec",
+    "available_cores",
+    "parse_walltime",
+    "worker_lifetime",
+    "KINDS",
+    "DEFAULT_SPEC",
+    "DEFAULT_SLURM",
+]
+
+KINDS = ("local", "address", "slurm")
+
+# Defaults of the top-level keys; None means "computed at run time" (see the module docstring).
+DEFAULT_SPEC = {
+    "kind": "local",
+    "n_workers": None,
+    "threads_per_worker": 1,
+    "address": None,
+    "slurm": None,
+}
+
+# Defaults of the `slurm` sub-section.
+DEFAULT_SLURM = {
+    "queue": None,
+    "account": None,
+    "cores": 1,
+    "memory": "4 GiB",
+    "walltime": "01:00:00",
+    "max_jobs": 4,
+    "min_jobs": 0,
+    "lifetime_margin": None,
+    "job_extra_directives": [],
+    "job_script_prologue": [],
+    "log_directory": None,
+    "local_directory": None,
+    "interface": None,
+}
+
+# Workers retire this fraction of the walltime before SLURM's limit, but never less than
+# MIN_MARGIN_S before it: a worker needs time to hand its results over and close cleanly.
+MARGIN_FRACTION = 0.10
+MIN_MARGIN_S = 60
+# Shortest walltime we accept: the margin plus a worker that lives at least a minute.
+MIN_WALLTIME_S = 3 * 60
+
+# Seconds to wait for the first worker of a local cluster / for an existing scheduler.
+CONNECT_TIMEOUT_S = 60
+
+
+def available_cores():
+    """CPUs this process may use: its affinity mask, capped by ``SLURM_CPUS_PER_TASK`` when set.
+
+    Inside a SLURM job without a cgroup/affinity task plugin the affinity mask is the whole node,
+    so the job's allocation (``SLURM_CPUS_PER_TASK``) is the better bound. At least 1.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    slurm_cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm_cpus.isdigit() and int(slurm_cpus) > 0:
+        cores = min(cores, int(slurm_cpus))
+    return max(1, cores)
+
+
+_WALLTIME_RE = re.compile(r"^(?:(?P<days>\d+)-)?(?P<rest>\d+(?::\d+){0,2})$")
+
+
+def parse_walltime(text, name="cluster.slurm.walltime"):
+    """Seconds in a SLURM time limit.
+
+    Accepts SLURM's formats "MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM" and "D-HH:MM:SS".
+
+    Raises
+    ------
+    ParameterError
+        naming ``name`` when the text is not one of these formats.
+    """
+    match = _WALLTIME_RE.match(str(text).strip()) if isinstance(text, str) else None
+    if match is None:
+        raise ParameterError(
+            name, f"must be a SLURM time limit like '01:30:00' or '1-12:00:00', got {text!r}"
+        )
+    parts = [int(p) for p in match["rest"].split(":")]
+    if match["days"] is not None:
+        # With days, the fields are hours[:minutes[:seconds]].
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+        return int(match["days"]) * 86400 + hours * 3600 + minutes * 60 + seconds
+    if len(parts) == 1:  # minutes
+        return parts[0] * 60
+    if len(parts) == 2:  # minutes:seconds
+        return parts[0] * 60 + parts[1]
+    return parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+
+def worker_lifetime(walltime_s, margin_s=None):
+    """(lifetime, stagger) in seconds for workers of a job limited to ``walltime_s``.
+
+    A worker lives ``lifetime +- stagger``; the latest it retires, ``lifetime + stagger``, is
+    ``margin_s`` before the walltime. ``margin_s=None`` takes 10 % of the walltime, at least 60 s.
+    The stagger is 5 % of the walltime, at most 5 minutes, so that workers started together do not
+    all retire at the same moment.
+    """
+    if margin_s is None:
+        margin_s = max(MIN_MARGIN_S, MARGIN_FRACTION * walltime_s)
+    stagger = min(300, 0.05 * walltime_s)
+    lifetime = walltime_s - margin_s - stagger
+    return int(lifetime), int(stagger)
+
+
+def _check_keys(section, allowed, prefix):
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise ParameterError(
+            f"{prefix}.{unknown[0]}", f"unknown key; valid keys are {', '.join(sorted(allowed))}"
+        )
+
+
+def _check_int(name, value, low, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParameterError(name, f"must be an integer >= {low}, got {value!r}")
+    if value < low:
+        raise ParameterError(name, f"must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def _check_str(name, value, allow_none=True):
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ParameterError(name, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_str_list(name, value):
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ParameterError(name, f"must be a list of strings, got {value!r}")
+    for item in value:
+        if not isinstance(item, str):
+            raise ParameterError(name, f"must be a list of strings, got item {item!r}")
+    return list(value)
+
+
+def _validate_slurm(section):
+    prefix = "cluster.slurm"
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        raise ParameterError(prefix, f"must be a mapping, got {type(section).__name__}")
+    _check_keys(section, DEFAULT_SLURM, prefix)
+    out = {**DEFAULT_SLURM, **section}
+    out["queue"] = _check_str(f"{prefix}.queue", out["queue"])
+    out["account"] = _check_str(f"{prefix}.account", out["account"])
+    out["cores"] = _check_int(f"{prefix}.cores", out["cores"], 1)
+    out["max_jobs"] = _check_int(f"{prefix}.max_jobs", out["max_jobs"], 1)
+    out["min_jobs"] = _check_int(f"{prefix}.min_jobs", out["min_jobs"], 0)
+    if out["min_jobs"] > out["max_jobs"]:
+        raise ParameterError(
+            f"{prefix}.min_jobs",
+            f"must be <= cluster.slurm.max_jobs = {out['max_jobs']}, got {out['min_jobs']}",
+        )
+    memory = out["memory"]
+    try:
+        from dask.utils import parse_bytes
+
+        if isinstance(memory, bool) or parse_bytes(memory) <= 0:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise ParameterError(
+            f"{prefix}.memory", f"must be a positive size like '4 GiB' or '500MB', got {memory!r}"
+        ) from None
+    walltime_s = parse_walltime(out["walltime"])
+    if walltime_s < MIN_WALLTIME_S:
+        raise ParameterError(
+            f"{prefix}.walltime",
+            f"must be at least {MIN_WALLTIME_S // 60} minutes (workers retire before it), "
+            f"got {out['walltime']!r}",
+        )
+    margin = out["lifetime_margin"]
+    if margin is not None:
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)):
+            raise ParameterError(f"{prefix}.lifetime_margin", f"must be seconds, got {margin!r}")
+        lifetime, _ = worker_lifetime(walltime_s, margin)
+        if margin < 0 or lifetime < 60:
+            raise ParameterError(
+                f"{prefix}.lifetime_margin",
+                f"must lie in [0, walltime - stagger - 60 s] = [0, "
+                f"{walltime_s - worker_lifetime(walltime_s, 0)[1] - 60}], got {margin!r}",
+            )
+    out["job_extra_directives"] = _check_str_list(
+        f"{prefix}.job_extra_directives", out["job_extra_directives"]
+    )
+    out["job_script_prologue"] = _check_str_list(
+        f"{prefix}.job_script_prologue", out["job_script_prologue"]
+    )
+    for key in ("log_directory", "local_directory", "interface"):
+        out[key] = _check_str(f"{prefix}.{key}", out[key])
+    return out
+
+
+def validate_cluster_spec(spec=None, **overrides):
+    """The cluster spec with defaults filled in, checked; keywords (not None) override the spec.
+
+    Parameters
+    ----------
+    spec : dict or None
+        The ``cluster`` section of a sweep config (see the module docstring); None = all defaults.
+    **overrides
+        Top-level keys (``kind``, ``n_workers``, ``threads_per_worker``, ``address``, ``slurm``);
+        a value of None means "not given".
+
+    Returns
+    -------
+    dict
+        Every top-level key; ``slurm`` is a complete, checked dict when ``kind == "slurm"``.
+        ``n_workers`` stays None when not given (resolved when the cluster starts).
+
+    Raises
+    ------
+    ParameterError
+        naming ``cluster.<key>`` for an unknown key, a wrong type or a value out of range.
+    """
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, dict):
+        raise ParameterError("cluster", f"must be a mapping, got {type(spec).__name__}")
+    _check_keys(spec, DEFAULT_SPEC, "cluster")
+    _check_keys(overrides, DEFAULT_SPEC, "cluster")
+    out = {**DEFAULT_SPEC, **{k: v for k, v in spec.items() if v is not None}}
+    out.update({k: v for k, v in overrides.items() if v is not None})
+
+    if out["kind"] not in KINDS:
+        raise ParameterError("cluster.kind", f"must be one of {', '.join(KINDS)}, got {out['kind']!r}")
+    out["n_workers"] = _check_int("cluster.n_workers", out["n_workers"], 1, allow_none=True)
+    out["threads_per_worker"] = _check_int(
+        "cluster.threads_per_worker", out["threads_per_worker"], 1
+    )
+    out["address"] = _check_str("cluster.address", out["address"])
+    if out["kind"] == "address" and out["address"] is None:
+        raise ParameterError(
+            "cluster.address", "is required when cluster.kind is 'address', e.g. 'tcp://host:8786'"
+        )
+    if out["kind"] == "slurm":
+        out["slurm"] = _validate_slurm(out["slurm"])
+        if out["slurm"]["cores"] % out["threads_per_worker"]:
+            raise ParameterError(
+                "cluster.slurm.cores",
+                f"must be a multiple of cluster.threads_per_worker = {out['threads_per_worker']}, "
+                f"got {out['slurm']['cores']}",
+            )
+    elif out["slurm"] is not None:
+        # Checked even when unused so that a typo is not discovered only on the cluster.
+        out["slurm"] = _validate_slurm(out["slurm"])
+    return out
+
+
+def _quiet_logs():
+    # The scheduler and nanny log every worker start/stop at INFO; a sweep's progress bar is the
+    # user's view, so only warnings and errors get through.
+    return logging.ERROR
+
+
+@contextlib.contextmanager
+def _local_client(spec):
+    from distributed import Client, LocalCluster
+
+    n_workers = spec["n_workers"] if spec["n_workers"] is not None else available_cores()
+    with LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=spec["threads_per_worker"],
+        processes=True,
+        dashboard_address=None,
+        silence_logs=_quiet_logs(),
+    ) as cluster:
+        with Client(cluster, timeout=CONNECT_TIMEOUT_S) as client:
+            yield client
+
+
+@contextlib.contextmanager
+def _address_client(spec):
+    from distributed import Client
+
+    try:
+        client = Client(spec["address"], timeout=CONNECT_TIMEOUT_S)
+    except OSError as err:  # TimeoutError is an OSError
+        raise ParameterError(
+            "cluster.address", f"no dask scheduler answered at {spec['address']!r}: {err}"
+        ) from err
+    # The scheduler belongs to someone else: close our connection only, never the cluster.
+    with client:
+        yield client
+
+
+def slurm_cluster_kwargs(spec):
+    """Keyword arguments of ``dask_jobqueue.SLURMCluster`` for a validated spec (pure, testable)."""
+    slurm = spec["slurm"]
+    walltime_s = parse_walltime(slurm["walltime"])
+    lifetime, stagger = worker_lifetime(walltime_s, slurm["lifetime_margin"])
+    threads = spec["threads_per_worker"]
+    kwargs = {
+        "cores": slurm["cores"],
+        "processes": slurm["cores"] // threads,
+        "memory": slurm["memory"],
+        "walltime": slurm["walltime"],
+        "queue": slurm["queue"],
+        "account": slurm["account"],
+        "job_extra_directives": slurm["job_extra_directives"],
+        "job_script_prologue": slurm["job_script_prologue"],
+        "worker_extra_args": [f"--lifetime={lifetime}s", f"--lifetime-stagger={stagger}s"],
+        "scheduler_options": {"dashboard_address": None},
+        "silence_logs": "error",
+        "job_name": "diffmem-worker",
+    }
+    for key in ("log_directory", "local_directory", "interface"):
+        if slurm[key] is not None:
+            kwargs[key] = slurm[key]
+    return kwargs
+
+
+@contextlib.contextmanager
+def _slurm_client(spec):
+    from distributed import Client
+
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError as err:
+        raise ParameterError(
+            "cluster.kind", "'slurm' needs dask-jobqueue: pip install 'diffmem[workflow]'"
+        ) from err
+    with SLURMCluster(**slurm_cluster_kwargs(spec)) as cluster:
+        cluster.adapt(minimum_jobs=spec["slurm"]["min_jobs"], maximum_jobs=spec["slurm"]["max_jobs"])
+        with Client(cluster) as client:
+            yield client
+
+
+@contextlib.contextmanager
+def make_cluster(spec=None, *, kind=None, n_workers=None, threads_per_worker=None, address=None,
+                 slurm=None):
+    """A dask ``Client`` connected to the cluster described by ``spec``; closed on exit.
+
+    Parameters
+    ----------
+    spec : dict or None
+        The ``cluster`` section of a sweep config (see the module docstring).
+    kind, n_workers, threads_per_worker, address, slurm
+        Override the spec's keys when not None (keyword > spec > fallback).
+
+    Yields
+    ------
+    distributed.Client
+        ``local``: a ``LocalCluster`` of worker processes owned by this context (closed on exit);
+        ``address``: a client of an existing scheduler (only the connection is closed);
+        ``slurm``: a ``dask_jobqueue.SLURMCluster`` scaled by ``adapt`` between ``min_jobs`` and
+        ``max_jobs`` worker jobs, all cancelled on exit.
+
+    Raises
+    ------
+    ParameterError
+        naming ``cluster.<key>`` for an invalid spec, before anything is started.
+
+    Examples
+    --------
+    >>> with make_cluster({"kind": "local", "n_workers": 1}) as client:
+    ...     client.submit(sum, [1, 2]).result()
+    3
+    """
+    resolved = validate_cluster_spec(
+        spec, kind=kind, n_workers=n_workers, threads_per_worker=threads_per_worker,
+        address=address, slurm=slurm,
+    )
+    factory = {"local": _local_client, "address": _address_client, "slurm": _slurm_client}
+    with factory[resolved["kind"]](resolved) as client:
+        yield client

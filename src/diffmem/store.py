@@ -1,0 +1,392 @@
+"""The sweep store ``results/<sweep>/sweep.zarr``: created once, filled cell by cell, resumable.
+
+Layout (opens with plain ``xarray.open_zarr``, no diffmem needed):
+
+- cell dims ``nonlinearity, alpha_D, N, alpha, seed`` (or ``P`` instead of ``alpha`` when the grid
+  is given in P), then the extra dims ``t`` and ``rho`` of :data:`diffmem.variables.VARIABLES`;
+- coordinates: every dim, plus ``P`` (or ``alpha``) over ``(N, alpha)`` (or ``(N, P)``), the
+  realized ``alpha_realized = log(P)/N``, ``D`` and ``alpha_D_realized = D/N`` over ``(alpha_D, N)``;
+- one data variable per engine variable, with ``long_name`` and ``units``; per-cell provenance
+  ``wall_time``, ``finished_at``, ``backend``, ``device``, ``version``; and ``done`` (bool), written
+  after the cell's data, so a cell is complete exactly when ``done`` is True;
+- chunks of size 1 along every cell dim and full along ``t``/``rho``: each cell is its own set of
+  chunks, written by exactly one process, so concurrent writers never touch the same chunk;
+- dataset attrs: ``diffmem_store`` (= "sweep", marks a diffmem store), ``config`` (JSON),
+  ``config_hash`` (:func:`diffmem.sweep.config_hash`), ``git_revision``, ``package_versions``,
+  ``family``, ``mode``, ``sweep``, ``cell_dims``, ``created``. Attributes are written only at creation
+  (rewriting root metadata concurrently is unsafe); the live store is unconsolidated.
+
+The store is created from a lazy dask template with ``to_zarr(compute=False)`` (metadata and
+coordinates only) into a temporary directory renamed into place, so a creation killed part-way
+leaves no half-made store behind.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ParameterError
+from .variables import VARIABLES
+
+__all__ = [
+    "STORE_KIND",
+    "FORMAT_VERSION",
+    "PROVENANCE",
+    "template",
+    "create",
+    "SweepStore",
+    "is_sweep_store",
+]
+
+STORE_KIND = "sweep"
+FORMAT_VERSION = 1
+
+# Per-cell provenance: name -> (dtype, long_name, units).
+PROVENANCE = {
+    "wall_time": ("float64", "wall-clock time of the cell in the engine", "s"),
+    "finished_at": ("float64", "time the cell finished, seconds since the Unix epoch", "s"),
+    "backend": ("str", "array backend of the cell", ""),
+    "device": ("str", "device the cell ran on", ""),
+    "version": ("str", "diffmem version that computed the cell", ""),
+}
+
+COORD_ATTRS = {
+    "nonlinearity": ("elementwise nonlinearity sigma of the hidden manifold", ""),
+    "alpha_D": ("latent dimension ratio D/N (nominal)", "1"),
+    "N": ("ambient dimension", "1"),
+    "alpha": ("log(P)/N", "nats per dimension"),
+    "P": ("number of training points", "1"),
+    "seed": ("data seed of the cell (its simulation seed)", "1"),
+    "t": ("diffusion time (Ornstein-Uhlenbeck units)", "1"),
+    "rho": ("squared basin perturbation radius per dimension", "Delta_t"),
+    "D": ("latent dimension floor(alpha_D N + 1/2)", "1"),
+    "alpha_D_realized": ("realized latent ratio D/N", "1"),
+    "alpha_realized": ("realized log(P)/N", "nats per dimension"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# provenance of the store
+
+
+def git_revision():
+    """``git rev-parse HEAD`` of the diffmem source tree (``-dirty`` if modified), or 'unknown'."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if rev.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10,
+        )
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions():
+    """Versions of Python and of the packages that shape the numbers and the store."""
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0]}
+    for name in ("diffmem", "numpy", "scipy", "xarray", "zarr", "dask", "distributed", "snakemake", "cupy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# creation
+
+
+def _coords(config):
+    from . import sweep
+
+    ax = sweep.axes(config)
+    dims = sweep.cell_dims(config)
+    x = dims[3]
+    coords = {dim: ax[dim] for dim in dims}
+    coords["t"] = ax["t"]
+    coords["rho"] = ax["rho"]
+    n_grid = ax["N"][:, None]
+    if x == "alpha":
+        p = np.floor(np.exp(n_grid * ax["alpha"][None, :]) + 0.5).astype(np.int64)
+        extra = {"P": (("N", "alpha"), p)}
+    else:
+        p = np.broadcast_to(ax["P"][None, :], (len(ax["N"]), len(ax["P"])))
+        extra = {"alpha": (("N", "P"), np.log(p) / n_grid)}
+    extra["alpha_realized"] = (("N", x), np.log(p) / n_grid)
+    d = np.array([[sweep.latent_dim(a, n) for n in ax["N"]] for a in ax["alpha_D"]], dtype=np.int64)
+    extra["D"] = (("alpha_D", "N"), d)
+    extra["alpha_D_realized"] = (("alpha_D", "N"), d / ax["N"][None, :])
+    return coords, extra
+
+
+def template(config):
+    """The lazy (dask-backed) dataset of a sweep: coordinates in memory, data variables lazy."""
+    import dask.array as da
+    import xarray as xr
+
+    from . import sweep
+
+    dims = sweep.cell_dims(config)
+    coords, extra = _coords(config)
+    shape = tuple(len(coords[d]) for d in dims)
+    chunks = (1,) * len(dims)
+    ds = xr.Dataset(coords={**coords, **extra})
+    for name, (long_name, units) in COORD_ATTRS.items():
+        if name in ds.coords:
+            ds[name].attrs.update(long_name=long_name, units=units)
+
+    def lazy(dtype, extra_dims=()):
+        full_shape = shape + tuple(len(coords[d]) for d in extra_dims)
+        full_chunks = chunks + tuple(len(coords[d]) for d in extra_dims)
+        if dtype == "str":
+            return da.full(full_shape, "", dtype=object, chunks=full_chunks)
+        if np.dtype(dtype).kind == "f":
+            return da.full(full_shape, np.nan, dtype=dtype, chunks=full_chunks)
+        return da.zeros(full_shape, dtype=dtype, chunks=full_chunks)
+
+    for var in VARIABLES.values():
+        ds[var.name] = (dims + var.dims, lazy(var.dtype, var.dims))
+        ds[var.name].attrs.update(long_name=var.long_name, units=var.units)
+    for name, (dtype, long_name, units) in PROVENANCE.items():
+        ds[name] = (dims, lazy(dtype))
+        ds[name].attrs.update(long_name=long_name, units=units)
+    ds["done"] = (dims, lazy("bool"))
+    ds["done"].attrs.update(
+        long_name="cell complete (set after its data were written)", units="1"
+    )
+    ds.attrs.update(
+        diffmem_store=STORE_KIND,
+        diffmem_format=FORMAT_VERSION,
+        sweep=config["sweep"],
+        family=config["family"],
+        mode=config["mode"],
+        cell_dims=json.dumps(list(dims)),
+        config=json.dumps(config, sort_keys=True),
+        config_hash=sweep.config_hash(config),
+        git_revision=git_revision(),
+        package_versions=json.dumps(package_versions(), sort_keys=True),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        title=f"diffmem sweep {config['sweep']!r}",
+    )
+    return ds
+
+
+def _read_root_attrs(path):
+    """Root attributes of a zarr group at ``path``, or None if it is not a readable zarr group."""
+    meta = Path(path) / "zarr.json"
+    try:
+        doc = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None
+    if doc.get("node_type") != "group":
+        return None
+    return doc.get("attributes", {})
+
+
+def is_sweep_store(path):
+    """True when ``path`` is a diffmem sweep store (has the ``diffmem_store`` marker)."""
+    attrs = _read_root_attrs(path)
+    return bool(attrs) and attrs.get("diffmem_store") == STORE_KIND
+
+
+def _first_difference(stored, new, prefix=""):
+    """Name of the first key whose value differs between two science configs."""
+    if isinstance(stored, dict) and isinstance(new, dict):
+        for key in sorted(set(stored) | set(new)):
+            diff = _first_difference(stored.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
+            if diff:
+                return diff
+        return None
+    if stored != new:
+        return f"{prefix} (store: {stored!r}, config: {new!r})"
+    return None
+
+
+def check_compatible(path, config):
+    """Refuse a store that is not a diffmem sweep store or was made from a different config.
+
+    Raises
+    ------
+    ParameterError
+        ``store`` when ``path`` exists but is no diffmem sweep store; ``config`` naming the first
+        differing key when its grid or physics differ from ``config``.
+    """
+    from . import sweep
+
+    attrs = _read_root_attrs(path)
+    if not attrs or attrs.get("diffmem_store") != STORE_KIND:
+        raise ParameterError(
+            "store", f"{path} exists but is not a diffmem sweep store; refusing to touch it "
+            "(move it away or choose another sweep name)"
+        )
+    if attrs.get("config_hash") != sweep.config_hash(config):
+        stored = sweep.science_config(json.loads(attrs["config"]))
+        diff = _first_difference(stored, sweep.science_config(config))
+        raise ParameterError(
+            "config", f"{path} was created by a different sweep config ({diff}); changing the grid "
+            "or the physics of an existing sweep is refused: use a new sweep name, or move the store away"
+        )
+    return attrs
+
+
+def create(path, config):
+    """Create the store at ``path`` for ``config`` unless it already exists.
+
+    Returns
+    -------
+    bool
+        True if created, False if a compatible store was already there.
+
+    Raises
+    ------
+    ParameterError
+        if ``path`` holds something else, or a store of a different config.
+    """
+    path = Path(path)
+    if path.exists():
+        check_compatible(path, config)
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds = template(config)
+    encoding = {name: {"chunks": ds[name].data.chunksize} for name in ds.data_vars}
+    with warnings.catch_warnings():
+        # The lazy all-"" string arrays are evaluated to pick their on-disk dtype: tiny, harmless.
+        warnings.filterwarnings("ignore", message=".*dtype=object.*", category=Warning)
+        ds.to_zarr(tmp, mode="w-", compute=False, consolidated=False, encoding=encoding)
+    try:
+        os.rename(tmp, path)  # atomic: the store appears complete or not at all
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not path.exists():
+            raise
+        check_compatible(path, config)  # another process created it first
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# filling
+
+
+class SweepStore:
+    """An open sweep store for one config: reads ``done`` and writes cells by region."""
+
+    def __init__(self, path, config, attrs):
+        from . import sweep
+
+        self.path = Path(path)
+        self.config = config
+        self.attrs = attrs
+        self.dims = sweep.cell_dims(config)
+        self.shape = sweep.grid_shape(config)
+        ax = sweep.axes(config)
+        self.n_t = len(ax["t"])
+        self.n_rho = len(ax["rho"])
+        self.t = ax["t"]
+
+    @classmethod
+    def open(cls, path, config):
+        """Open an existing store, checking that it belongs to ``config`` (else ParameterError)."""
+        if not Path(path).exists():
+            raise ParameterError("store", f"{path} does not exist; create it first (diffmem sweep init)")
+        return cls(path, config, check_compatible(path, config))
+
+    def done_flat(self):
+        """``done`` flags of every cell, flat in C order (unreadable chunks count as not done)."""
+        import zarr
+
+        arr = zarr.open_array(self.path / "done", mode="r")
+        try:
+            return np.asarray(arr[...], dtype=bool).ravel()
+        except Exception:  # noqa: BLE001 - a damaged chunk: read cell by cell, redo what fails
+            out = np.zeros(int(np.prod(self.shape)), dtype=bool)
+            for flat in range(out.size):
+                try:
+                    out[flat] = bool(arr[np.unravel_index(flat, self.shape)])
+                except Exception:  # noqa: BLE001
+                    print(f"store: done flag of cell {flat} unreadable; it will be recomputed", file=sys.stderr)
+            return out
+
+    def _region(self, flat):
+        idx = np.unravel_index(int(flat), self.shape)
+        return {dim: slice(int(i), int(i) + 1) for dim, i in zip(self.dims, idx)}
+
+    def _shape_of(self, extra_dims):
+        return tuple({"t": self.n_t, "rho": self.n_rho}[d] for d in extra_dims)
+
+    def cell_dataset(self, flat, result):
+        """The one-cell dataset (data and provenance, no ``done``) from an engine result dict.
+
+        Raises
+        ------
+        ValueError
+            if the result breaks the contract of :mod:`diffmem.variables` (missing variable, wrong
+            shape, or a time grid or P different from the sweep's).
+        """
+        import xarray as xr
+
+        from . import sweep
+
+        coords = sweep.cell_coords(self.config, flat)
+        if "t" in result and not np.allclose(np.asarray(result["t"], dtype=float), self.t, rtol=1e-12):
+            raise ValueError(f"cell {flat}: engine returned a t grid different from the sweep's")
+        params = result.get("params", {})
+        for key in ("P", "D"):
+            if key in params and params[key] is not None and int(params[key]) != coords[key]:
+                raise ValueError(f"cell {flat}: engine used {key} = {params[key]}, the sweep expects {coords[key]}")
+        lead = (1,) * len(self.dims)
+        data = {}
+        for var in VARIABLES.values():
+            if var.name not in result:
+                raise ValueError(f"cell {flat}: engine result lacks variable {var.name!r}")
+            value = result[var.name]
+            want = self._shape_of(var.dims)
+            if np.dtype(var.dtype).kind == "f":
+                arr = np.array(value, dtype=object)
+                arr = np.where(arr == None, np.nan, arr).astype(var.dtype)  # noqa: E711 - None -> NaN
+            else:
+                arr = np.asarray(0 if value is None else value).astype(var.dtype)
+            if arr.shape != want:
+                raise ValueError(f"cell {flat}: variable {var.name!r} has shape {arr.shape}, expected {want}")
+            data[var.name] = (self.dims + var.dims, arr.reshape(lead + want))
+        from . import __version__
+
+        provenance = {
+            "wall_time": float(result.get("wall_time", np.nan)),
+            "finished_at": time.time(),
+            "backend": str(params.get("backend", self.config.get("backend", ""))),
+            "device": str(params.get("device", "")),
+            "version": str(params.get("version", __version__)),
+        }
+        for name, value in provenance.items():
+            dtype = object if PROVENANCE[name][0] == "str" else PROVENANCE[name][0]
+            data[name] = (self.dims, np.full(lead, value, dtype=dtype))
+        return xr.Dataset(data)
+
+    def write_cell(self, flat, result):
+        """Write one cell's data, then its ``done`` flag (two separate region writes)."""
+        import xarray as xr
+
+        region = self._region(flat)
+        self.cell_dataset(flat, result).to_zarr(self.path, region=region, mode="r+", consolidated=False)
+        lead = (1,) * len(self.dims)
+        done = xr.Dataset({"done": (self.dims, np.ones(lead, dtype=bool))})
+        done.to_zarr(self.path, region=region, mode="r+", consolidated=False)

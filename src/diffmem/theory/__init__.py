@@ -1,0 +1,292 @@
+"""Large-N theory of memorization and generalization (THEORY.md section 4).
+
+:func:`predict` is the entry point the engine, the figures and ``diffmem theory`` use; the formulas
+live in :mod:`.spectra` (quadrature rules for eigenvalue spectra), :mod:`.linear` (REM formulas for a
+spectrum), :mod:`.nonlinear` (replica-symmetric GLM mutual information for any registered sigma, and
+the Gaussian-equivalent approximation) and :mod:`.mixture` (closed forms of the Gaussian mixture).
+"""
+
+from math import floor, isfinite, log
+
+import numpy as np
+
+from .. import nonlinearities
+from ..errors import ParameterError, check_range
+from . import linear, mixture, nonlinear
+from .linear import (
+    basin_radius,
+    collapse_time,
+    excess_entropy,
+    generalization_time,
+    loss,
+    loss_condensation_time,
+    loss_raw,
+    nearest_distance,
+    onset_time,
+    rate_function,
+    snr,
+    speciation_time,
+    voronoi_radius,
+)
+from .nonlinear import collapse_time_rs, excess_entropy_rs, gaussian_equivalent_spectrum
+from .spectra import (
+    Spectrum,
+    isotropic_spectrum,
+    latent_dimension,
+    marchenko_pastur_spectrum,
+    quenched_spectrum,
+    spectrum_of_features,
+)
+
+__all__ = [
+    "predict",
+    "FAMILIES",
+    "APPROXIMATIONS",
+    "Spectrum",
+    "marchenko_pastur_spectrum",
+    "quenched_spectrum",
+    "spectrum_of_features",
+    "isotropic_spectrum",
+    "latent_dimension",
+    "snr",
+    "excess_entropy",
+    "collapse_time",
+    "onset_time",
+    "basin_radius",
+    "voronoi_radius",
+    "rate_function",
+    "nearest_distance",
+    "loss_condensation_time",
+    "generalization_time",
+    "speciation_time",
+    "loss",
+    "loss_raw",
+    "excess_entropy_rs",
+    "collapse_time_rs",
+    "gaussian_equivalent_spectrum",
+    "linear",
+    "nonlinear",
+    "mixture",
+]
+
+FAMILIES = ("hmm", "isotropic", "gaussian-mixture")
+APPROXIMATIONS = (None, "gaussian-equivalent")
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        shown = ", ".join("none" if c is None else c for c in choices)
+        raise ParameterError(name, f"must be one of {shown}, got {value!r}")
+    return value
+
+
+def _times(t):
+    if t is None:
+        return None
+    values = np.atleast_1d(np.asarray(t, dtype=object)).ravel()
+    if values.size == 0:
+        raise ParameterError("t", "give at least one time t > 0")
+    out = []
+    for v in values:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise ParameterError("t", f"times must be numbers in (0, inf), got {v!r}") from None
+        if not (isfinite(f) and f > 0):
+            raise ParameterError("t", f"times must lie in (0, inf), got {v!r}")
+        out.append(f)
+    return np.array(out)
+
+
+def _sizes(family, alpha, alpha_D, N, P):
+    """Realized (alpha, alpha_D, N, P, D): THEORY.md section 1 rounding when N is given."""
+    alpha_D = float(check_range("alpha_D", alpha_D, low=0, high=1, low_open=True))
+    if family != "hmm":
+        alpha_D = 1.0  # no manifold: full rank
+    if N is None:
+        if P is not None:
+            raise ParameterError("P", "needs N (alpha = log(P)/N); without N give alpha")
+        if alpha is None:
+            raise ParameterError("alpha", "give alpha (> 0), or N and P")
+        return float(check_range("alpha", alpha, low=0, low_open=True)), alpha_D, None, None, None
+    N = check_range("N", N, low=1, integer=True)
+    if (P is None) == (alpha is None):
+        raise ParameterError("P", "with N give exactly one of P (integer >= 2) or alpha (> 0)")
+    if P is None:
+        alpha = float(check_range("alpha", alpha, low=0, low_open=True))
+        if alpha * N > 700:
+            raise ParameterError("alpha", f"alpha N must be <= 700, got {alpha * N:g}")
+        P = int(floor(np.exp(alpha * N) + 0.5))
+        if P < 2:
+            raise ParameterError("alpha", f"P = floor(exp(alpha N) + 1/2) must be >= 2, i.e. alpha >= {log(1.5) / N:.4g}")
+    P = check_range("P", P, low=2, integer=True)
+    D = int(floor(alpha_D * N + 0.5))
+    if D < 1:
+        raise ParameterError("alpha_D", f"D = floor(alpha_D N + 1/2) must be >= 1, i.e. alpha_D >= {0.5 / N:.4g}")
+    return log(P) / N, D / N, N, P, D
+
+
+def _none_if_nan(x):
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def _linear_block(spectrum, alpha, t, t_s):
+    """Every time and curve of the REM theory for one spectrum (THEORY.md section 4)."""
+    out = {
+        "t_c": collapse_time(spectrum, alpha),
+        "t_o": onset_time(spectrum, alpha),
+        "t_g": generalization_time(spectrum, alpha),
+        "t_L": loss_condensation_time(spectrum, alpha),
+        "t_s": t_s,
+    }
+    if t is not None:
+        out["f"] = np.asarray(excess_entropy(spectrum, t))
+        out["rho_b"] = np.asarray(basin_radius(spectrum, alpha, t))
+        out["loss"] = np.asarray(loss(spectrum, alpha, t))
+    return out
+
+
+def predict(
+    *,
+    family="hmm",
+    nonlinearity="linear",
+    normalize=False,
+    alpha=None,
+    alpha_D=1.0,
+    N=None,
+    P=None,
+    seed=0,
+    m_tilde=1.0,
+    sigma=1.0,
+    t=None,
+    quenched=None,
+    approximation=None,
+    method="auto",
+):
+    """Large-N predictions for one cell: the times and, given ``t``, the curves (THEORY.md section 4).
+
+    Parameters
+    ----------
+    family : {"hmm", "isotropic", "gaussian-mixture"}
+    nonlinearity : str
+        Registered sigma (hmm only; the other families have none and ignore it).
+    normalize : bool
+        sigma / sqrt(E sigma^2), as in the data.
+    alpha : float, optional
+        log(P)/N (> 0). Required without N; with N give either alpha or P.
+    alpha_D : float
+        Requested latent ratio in (0, 1] (hmm only).
+    N, P, seed : int, optional
+        With N the realized alpha = log(P)/N and alpha_D = D/N are used (D = floor(alpha_D N + 1/2)),
+        and, for the linear hmm, the quenched spectrum of ``diffmem.data.feature_matrix(N, D, seed)``.
+    m_tilde, sigma : float
+        Gaussian mixture: centre scale (>= 0) and per-class standard deviation (> 0).
+    t : float or sequence of float, optional
+        Times (> 0) at which to return f, rho_b and loss.
+    quenched : bool, optional
+        Use the quenched spectrum (needs N). Default: True exactly when N is given.
+    approximation : {None, "gaussian-equivalent"}
+        For nonlinear sigma, replace the RS formula by the Gaussian-equivalent spectrum (an
+        approximation, labelled as such in ``params``) and use the linear formulas for everything.
+    method : str
+        Inner quadrature of the RS formula (:data:`diffmem.theory.nonlinear.METHODS`).
+
+    Returns
+    -------
+    dict
+        ``t_c, t_o, t_g, t_s, t_L`` (float or None where not defined for that family/sigma, or where
+        no solution exists), ``params`` (what was used), and with ``t``: ``t``, ``f``, ``rho_b``,
+        ``loss`` as float arrays aligned with t (None where not defined).
+
+    Notes
+    -----
+    For a nonlinear sigma only f and t_c follow from THEORY.md (the RS formula); t_o, t_g, t_L, rho_b,
+    the loss and t_s need the distance statistics of non-Gaussian data and are None, unless
+    ``approximation="gaussian-equivalent"``. The RS formula depends on F only through alpha_D, so
+    there is no quenched version of it. For the Gaussian mixture f and t_c are the closed forms; the
+    other times come from the isotropic spectrum of variance sigma^2 (the class spike is O(1/N) per
+    dimension), t_s = (1/2) log(N m_tilde^2 + sigma^2) needs N.
+    """
+    family = _choice("family", family, FAMILIES)
+    nonlinearities.get(nonlinearity)
+    approximation = _choice("approximation", approximation, APPROXIMATIONS)
+    normalize = bool(normalize)
+    seed = check_range("seed", seed, low=0, integer=True)
+    m_tilde = float(check_range("m_tilde", m_tilde, low=0))
+    sigma = float(check_range("sigma", sigma, low=0, low_open=True))
+    times = _times(t)
+    alpha, alpha_D, N, P, D = _sizes(family, alpha, alpha_D, N, P)
+    if quenched is None:
+        quenched = N is not None
+    if quenched and N is None:
+        raise ParameterError("quenched", "the quenched spectrum needs N (and seed)")
+
+    is_linear = family != "hmm" or nonlinear._closed_form_kind(nonlinearity) == "linear"
+    params = {
+        "family": family,
+        "nonlinearity": nonlinearity if family == "hmm" else None,
+        "normalize": normalize if family == "hmm" else None,
+        "alpha": alpha,
+        "alpha_D": alpha_D,
+        "N": N,
+        "P": P,
+        "D": D,
+        "seed": seed if quenched else None,
+        "m_tilde": m_tilde if family == "gaussian-mixture" else None,
+        "sigma": sigma if family == "gaussian-mixture" else None,
+        "approximation": None,
+        "method": None,
+    }
+
+    if family == "gaussian-mixture":
+        spectrum = isotropic_spectrum(sigma**2)
+        params["spectrum"] = "isotropic(sigma^2), N -> infinity"
+        out = _linear_block(spectrum, alpha, times, None)
+        out["t_c"] = mixture.collapse_time(alpha, sigma)
+        out["t_s"] = mixture.speciation_time(N, m_tilde, sigma) if N is not None else None
+        if times is not None:
+            out["f"] = mixture.excess_entropy(times, sigma)
+    elif family == "isotropic":
+        spectrum = isotropic_spectrum()
+        params["spectrum"] = "isotropic"
+        out = _linear_block(spectrum, alpha, times, speciation_time(spectrum))
+    else:
+        spectrum = quenched_spectrum(N, D, seed) if quenched else marchenko_pastur_spectrum(alpha_D)
+        params["spectrum"] = spectrum.kind
+        if is_linear:
+            out = _linear_block(spectrum, alpha, times, speciation_time(spectrum))
+        elif approximation == "gaussian-equivalent":
+            ge = gaussian_equivalent_spectrum(spectrum, nonlinearity, normalize)
+            params["approximation"] = "gaussian-equivalent"
+            params["spectrum"] = ge.kind
+            out = _linear_block(ge, alpha, times, speciation_time(ge))
+        else:
+            params["spectrum"] = "replica-symmetric (depends on alpha_D only)"
+            params["method"] = nonlinear._resolve_method(nonlinearity, method)
+            if times is not None and times.min() < nonlinear.T_MIN:
+                raise ParameterError("t", f"nonlinear theory needs t >= {nonlinear.T_MIN:g}")
+            ge = gaussian_equivalent_spectrum(marchenko_pastur_spectrum(alpha_D), nonlinearity, normalize)
+            guess = collapse_time(ge, alpha)
+            out = {
+                "t_c": collapse_time_rs(
+                    alpha, alpha_D, nonlinearity, normalize, method,
+                    t_guess=guess if np.isfinite(guess) and guess > nonlinear.T_MIN else None,
+                ),
+                "t_o": None,
+                "t_g": None,
+                "t_L": None,
+                "t_s": None,
+            }
+            if times is not None:
+                out["f"] = excess_entropy_rs(times, alpha_D, nonlinearity, normalize, method)
+                out["rho_b"] = None
+                out["loss"] = None
+
+    result = {key: _none_if_nan(out[key]) for key in ("t_c", "t_o", "t_g", "t_s", "t_L")}
+    result["params"] = params
+    if times is not None:
+        result["t"] = times
+        for key in ("f", "rho_b", "loss"):
+            value = out.get(key)
+            result[key] = None if value is None else np.asarray(value, dtype=float)
+    return result

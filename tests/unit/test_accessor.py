@@ -1,0 +1,165 @@
+"""ds.diffmem on synthetic stores with known answers (written to zarr and reopened with open_zarr).
+
+The synthetic curves are chosen so that the extraction is exact: phi and trap are linear in log t
+near their 1/2 crossing, and L(t) is a parabola in log t. Times follow T(N) = T_inf + b log(N)/N with
+symmetric seed offsets, so the seed mean and the N -> infinity limit are known in closed form.
+The accessor's test on a store written by the real workflow is in tests/integration/test_paper_reduced.py.
+"""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import diffmem  # noqa: F401  (registers ds.diffmem)
+from diffmem.errors import ParameterError
+
+T = np.geomspace(0.02, 4.0, 60)
+RHO = np.geomspace(0.05, 20.0, 14)
+NS = np.array([32, 48, 64, 128])
+ALPHAS = np.array([0.1, 0.2])
+ALPHA_DS = np.array([0.25, 1.0])
+SEED_OFFSETS = np.array([-0.02, 0.0, 0.02])  # symmetric: the seed mean is the noiseless value
+
+
+def true_time(base, slope, alpha_D, N, alpha):
+    return base * (1 + 0.2 * alpha_D) * (0.1 / alpha) ** 0.3 + slope * np.log(N) / N
+
+
+def build_store(grid="alpha"):
+    """A store with the pipeline's layout and analytically known t_c, t_o, t_g, rho_b."""
+    dims = ("nonlinearity", "alpha_D", "N", grid, "seed")
+    nl = np.array(["linear", "tanh"])
+    shape = (nl.size, ALPHA_DS.size, NS.size, ALPHAS.size, SEED_OFFSETS.size)
+    a_D = ALPHA_DS[None, :, None, None, None]
+    N = NS[None, None, :, None, None]
+    al = ALPHAS[None, None, None, :, None]
+    off = SEED_OFFSETS[None, None, None, None, :]
+    t_c = np.broadcast_to(true_time(0.6, 2.0, a_D, N, al) + off, shape)
+    t_o = t_c * 1.5
+    t_g = np.broadcast_to(true_time(0.2, 1.0, a_D, N, al) + off, shape)
+    u = np.log(T)
+    phi = np.clip(0.5 - 0.25 * (u - np.log(t_c)[..., None]), 0, 1)
+    trap = np.clip(0.5 - 0.25 * (u - np.log(t_o)[..., None]), 0, 1)
+    loss = 1.3 + (u - np.log(t_g)[..., None]) ** 2
+    rho_b = np.broadcast_to(np.exp(-u), shape + (T.size,))  # radius 1/t
+    static = np.clip(0.5 - 0.25 * (np.log(RHO) - np.log(rho_b)[..., None]), 0, 1)
+    d_nn = np.expm1(2 * t_g)
+    done = np.ones(shape, bool)
+    done[0, 0, 0, 0, 0] = False  # one unfinished cell: its garbage must not leak into the means
+    phi[0, 0, 0, 0, 0] = 0.0
+    data = {
+        "phi": (dims + ("t",), phi),
+        "phi_se": (dims + ("t",), np.full(phi.shape, 0.01)),
+        "trap": (dims + ("t",), trap),
+        "loss": (dims + ("t",), loss),
+        "basin_radius": (dims + ("t",), rho_b),
+        "basin_static": (dims + ("t", "rho"), static),
+        "d_nn": (dims, d_nn),
+        "t_g_nn": (dims, 0.5 * np.log1p(d_nn)),
+        "done": (dims, done),
+    }
+    coords = {"nonlinearity": nl, "alpha_D": ALPHA_DS, "N": NS, "seed": np.arange(3), "t": T, "rho": RHO}
+    if grid == "alpha":
+        coords["alpha"] = ALPHAS
+        coords["P"] = (("N", "alpha"), np.floor(np.exp(np.outer(NS, ALPHAS)) + 0.5).astype(np.int64))
+    else:
+        coords["P"] = np.array([500, 5000])
+    ds = xr.Dataset(data, coords=coords)
+    ds.attrs["config"] = '{"family": "hmm", "normalize": false}'
+    return ds, {"t_c": t_c, "t_o": t_o, "t_g": t_g}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    ds, truth = build_store()
+    path = tmp_path_factory.mktemp("acc") / "sweep.zarr"
+    ds.to_zarr(path, mode="w")
+    return xr.open_zarr(path), truth
+
+
+def test_cell_dims_and_grid(store):
+    ds, _ = store
+    assert ds.diffmem.cell_dims == ("nonlinearity", "alpha_D", "N", "alpha", "seed")
+    assert ds.diffmem.grid_dim == "alpha"
+    assert ds.diffmem.config["family"] == "hmm"
+
+
+def test_collapse_time_per_cell_and_over_seeds(store):
+    ds, truth = store
+    res = ds.diffmem.collapse_time()
+    got = res["t_c"].values
+    assert np.isnan(got[0, 0, 0, 0, 0])  # not done
+    mask = np.ones(got.shape, bool)
+    mask[0, 0, 0, 0, 0] = False
+    np.testing.assert_allclose(got[mask], truth["t_c"][mask], rtol=1e-10)
+    # symmetric seed offsets: mean = noiseless time; sd of (-d, 0, d) is d, se = d / sqrt(3)
+    noiseless = truth["t_c"][..., 1]
+    np.testing.assert_allclose(res["t_c_mean"].values[1], noiseless[1], rtol=1e-10)
+    np.testing.assert_allclose(res["t_c_mean_se"].values[1], 0.02 / np.sqrt(3), rtol=1e-8)
+    assert res["t_c_nseed"].values[0, 0, 0, 0] == 2
+    assert np.all(res["t_c_lo"] < res["t_c_mean"]) and np.all(res["t_c_hi"] > res["t_c_mean"])
+    # per-cell se from phi_se = 0.01 and slope 0.25 per unit log t: se = t * 0.01 / 0.25 / sqrt(2)*...
+    # (linear interpolation halfway weights; bounded by t * 0.04)
+    assert np.all(res["t_c_se"].values[mask] <= truth["t_c"][mask] * 0.04 + 1e-12)
+
+
+def test_onset_generalization_and_nn(store):
+    ds, truth = store
+    np.testing.assert_allclose(ds.diffmem.onset_time()["t_o"].values[1], truth["t_o"][1], rtol=1e-10)
+    g = ds.diffmem.generalization_time()
+    np.testing.assert_allclose(g["t_g"].values[1], truth["t_g"][1], rtol=1e-9)
+    np.testing.assert_allclose(g["t_g_nn"].values[1], truth["t_g"][1], rtol=1e-12)
+
+
+def test_basin_radius_stored_and_from_static(store):
+    ds, _ = store
+    stored = ds.diffmem.basin_radius()["rho_b_mean"]
+    static = ds.diffmem.basin_radius(source="static")["rho_b_mean"]
+    expected = 1.0 / T
+    inside = (expected > RHO[0]) & (expected < RHO[-1])
+    np.testing.assert_allclose(stored.values[1, 0, 0, 0], expected, rtol=1e-12)
+    np.testing.assert_allclose(static.values[1, 0, 0, 0][inside], expected[inside], rtol=1e-10)
+    assert np.all(np.isnan(static.values[1, 0, 0, 0][~inside]))
+
+
+def test_extrapolate_recovers_limit(store):
+    ds, _ = store
+    ex = ds.diffmem.extrapolate("t_c")
+    assert set(ex["value"].dims) == {"nonlinearity", "alpha_D", "alpha"}
+    limit = true_time(0.6, 0.0, ALPHA_DS[:, None], 1e300, ALPHAS[None, :])
+    # nonlinearity "tanh": all cells done; exact line in log N / N
+    np.testing.assert_allclose(ex["value"].values[1], limit, rtol=1e-9)
+    np.testing.assert_allclose(ex["slope"].values[1], 2.0, rtol=1e-7)
+    assert np.all(ex["se"].values[1] > 0)
+    ex_g = ds.diffmem.extrapolate("t_g_nn")
+    np.testing.assert_allclose(ex_g["value"].values[1], true_time(0.2, 0.0, ALPHA_DS[:, None], 1e300, ALPHAS), rtol=1e-9)
+    with pytest.raises(ParameterError, match="quantity"):
+        ds.diffmem.extrapolate("t_x")
+
+
+def test_scaling_variable_uses_realized_alpha_D(store):
+    ds, _ = store
+    tc = ds.diffmem.collapse_time()["t_c_mean"]
+    sv = ds.diffmem.scaling_variable()
+    D = np.maximum(1, np.floor(ds["alpha_D"] * ds["N"] + 0.5))
+    xr.testing.assert_allclose(sv, (D / ds["N"] * np.expm1(2 * tc)).rename("scaling_variable"))
+    real = ds.diffmem.realized()
+    np.testing.assert_allclose(real["alpha_eff"].values, np.log(ds["P"].values) / NS[:, None])
+
+
+def test_p_grid_refuses_plain_extrapolation(tmp_path):
+    ds, _ = build_store(grid="P")
+    ds.to_zarr(tmp_path / "p.zarr", mode="w")
+    ds = xr.open_zarr(tmp_path / "p.zarr")
+    assert ds.diffmem.grid_dim == "P"
+    with pytest.raises(ParameterError, match="relative_to"):
+        ds.diffmem.extrapolate("t_c")
+    real = ds.diffmem.realized()
+    got = real["alpha_eff"].transpose("N", "P").values
+    np.testing.assert_allclose(got, np.log([500, 5000])[None, :] / NS[:, None])
+
+
+def test_missing_variable_is_named(store):
+    ds, _ = store
+    with pytest.raises(ParameterError, match="^phi:"):
+        ds.drop_vars("phi").diffmem.collapse_time()

@@ -1,0 +1,145 @@
+"""Time extraction and N -> infinity extrapolation against closed forms and Monte Carlo error checks."""
+
+import numpy as np
+import pytest
+
+from diffmem import finite_size as fs
+from diffmem.errors import ParameterError
+from diffmem.seeding import generator
+
+# Test-local random streams (spawn keys outside the package's streams 0-5).
+STREAM_TEST = 101
+
+
+def test_crossing_exact_for_curve_linear_in_log_t():
+    # y = 1/2 - 0.3 (log t - log t_c) is linear in log t: interpolation in log t is exact anywhere.
+    t = np.geomspace(0.05, 3.0, 17)
+    for t_c in (0.0731, 0.4, 1.77):
+        y = 0.5 - 0.3 * (np.log(t) - np.log(t_c))
+        got, _ = fs.crossing_time(t, y)
+        assert got == pytest.approx(t_c, rel=1e-12)
+
+
+def test_crossing_logistic_within_interpolation_bound():
+    # Logistic in log t: error of linear interpolation is <= h^2 max|y''| / (8 |y'(u_c)|) in u.
+    k, t_c = 4.0, 0.63
+    t = np.geomspace(0.02, 5.0, 41)
+    y = 1.0 / (1.0 + (t / t_c) ** k)
+    h = np.diff(np.log(t))[0]
+    bound_u = h**2 * (k**2 * 0.1) / (8 * k / 4)  # |y''| <= k^2/(6 sqrt 3) < 0.1 k^2; y'(u_c) = -k/4
+    got, _ = fs.crossing_time(t, y)
+    assert abs(np.log(got) - np.log(t_c)) <= bound_u
+
+
+def test_crossing_standard_error_matches_monte_carlo():
+    t = np.geomspace(0.1, 2.0, 12)
+    clean = 1.0 / (1.0 + (t / 0.5) ** 3)
+    noise = 0.02
+    rng = generator(0, STREAM_TEST, 1)
+    draws = [fs.crossing_time(t, clean + noise * rng.standard_normal(t.size))[0] for _ in range(3000)]
+    _, se = fs.crossing_time(t, clean, y_se=np.full(t.size, noise))
+    # 3000 draws: the sample std is known to ~1.3 %; linearised propagation is good to a few %.
+    assert np.std(draws) == pytest.approx(se, rel=0.1)
+
+
+def test_crossing_outside_grid_is_nan():
+    t = np.geomspace(0.1, 1.0, 10)
+    assert np.isnan(fs.crossing_time(t, np.full(10, 0.9))[0])
+    assert np.isnan(fs.crossing_time(t, np.full(10, 0.1))[0])
+    # an increasing curve has no downward crossing
+    assert np.isnan(fs.crossing_time(t, np.linspace(0, 1, 10))[0])
+
+
+def test_crossing_skips_nan_points():
+    t = np.geomspace(0.1, 1.0, 10)
+    y = 0.5 - 0.2 * np.log(t / 0.3)
+    y[[2, 7]] = np.nan
+    assert fs.crossing_time(t, y)[0] == pytest.approx(0.3, rel=1e-12)
+
+
+def test_crossing_multiple_reports_spread():
+    t = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    y = np.array([0.9, 0.4, 0.6, 0.3, 0.1])  # crosses down twice, between 0.1-0.2 and 0.3-0.4
+    got, se = fs.crossing_time(t, y)
+    assert 0.1 < got < 0.4
+    assert se > 0.1 * 0.5  # half the spread in log t at least, times t
+
+
+def test_minimum_exact_for_parabola_in_log_t():
+    t = np.geomspace(0.01, 2.0, 23)
+    for t_g in (0.05, 0.31, 0.9):
+        y = 2.0 * (np.log(t) - np.log(t_g)) ** 2 + 0.7
+        assert fs.minimum_time(t, y) == pytest.approx(t_g, rel=1e-10)
+
+
+def test_minimum_on_boundary_is_nan():
+    t = np.geomspace(0.1, 1.0, 8)
+    assert np.isnan(fs.minimum_time(t, t))
+    assert np.isnan(fs.minimum_time(t, -t))
+
+
+def test_radius_from_static_log_linear():
+    rho = np.geomspace(0.05, 20.0, 14)
+    prob = np.clip(0.5 - 0.25 * np.log(rho / 1.7), 0, 1)
+    assert fs.radius_from_static(rho, prob) == pytest.approx(1.7, rel=1e-12)
+
+
+def test_seed_summary_confidence_interval_covers():
+    rng = generator(0, STREAM_TEST, 2)
+    hits = 0
+    reps = 2000
+    for _ in range(reps):
+        s = fs.seed_summary(1.0 + 0.3 * rng.standard_normal(4), confidence=0.9)
+        hits += s["lo"] <= 1.0 <= s["hi"]
+    # binomial sd of the coverage at 2000 reps is 0.0067; allow 3 sd
+    assert abs(hits / reps - 0.9) < 0.02
+
+
+def test_seed_summary_single_seed_uses_its_error():
+    s = fs.seed_summary([0.4, np.nan], se=[0.05, np.nan])
+    assert s["n"] == 1 and s["se"] == 0.05 and s["lo"] < 0.4 < s["hi"]
+    assert fs.seed_summary([np.nan])["n"] == 0
+
+
+def test_extrapolate_exact_line_and_quadratic():
+    N = np.array([32, 48, 64, 96, 128])
+    x = np.log(N) / N
+    fit = fs.extrapolate(N, 0.8 + 1.3 * x)
+    assert fit.value == pytest.approx(0.8, abs=1e-12)
+    assert fit.slope == pytest.approx(1.3, abs=1e-10)
+    fit2 = fs.extrapolate(N, 0.8 + 1.3 * x - 4.0 * x**2, degree=2)
+    assert fit2.value == pytest.approx(0.8, abs=1e-10)
+    fit3 = fs.extrapolate(N, 0.8 + 2.0 / N, form="1/N")
+    assert fit3.value == pytest.approx(0.8, abs=1e-12)
+
+
+def test_extrapolate_uncertainty_is_calibrated():
+    # Pulls (value - truth) / se over many noisy data sets must have unit spread.
+    N = np.array([24, 32, 48, 64, 96, 128])
+    x = np.log(N) / N
+    se = 0.01 * np.sqrt(N / 24.0)  # heteroscedastic on purpose
+    rng = generator(0, STREAM_TEST, 3)
+    pulls = []
+    for _ in range(2000):
+        y = 0.5 + 0.9 * x + se * rng.standard_normal(N.size)
+        fit = fs.extrapolate(N, y, se)
+        pulls.append((fit.value - 0.5) / fit.se)
+    # The Birge inflation only widens: pull sd slightly below 1 is expected, never above ~1.05.
+    assert 0.85 < np.std(pulls) < 1.05
+    assert abs(np.mean(pulls)) < 0.1
+
+
+def test_extrapolate_too_few_points_is_nan():
+    fit = fs.extrapolate([32, 64], [0.5, np.nan])
+    assert np.isnan(fit.value) and fit.n == 1
+
+
+def test_bad_input_names_parameter():
+    with pytest.raises(ParameterError, match="form"):
+        fs.extrapolate([32, 64], [0.5, 0.6], form="1/N^2")
+    with pytest.raises(ParameterError, match="degree"):
+        fs.extrapolate([32, 64], [0.5, 0.6], degree=3)
+    with pytest.raises(ParameterError, match="^t:"):
+        fs.crossing_time([0.2, 0.1], [1.0, 0.0])
+    with pytest.raises(ParameterError, match="^N:"):
+        fs.extrapolate([1, 64], [0.5, 0.6])

@@ -1,0 +1,73 @@
+# Theory for every cell, measured phase quantities, figures and the run summary.
+
+
+rule compute_theory:
+    output:
+        directory(THEORY),
+    log:
+        f"logs/compute_theory/{SWEEP}.log",
+    params:
+        config=CONFIG_JSON,
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "diffmem sweep theory --config-json {params.config:q} --out {output} --quiet > {log} 2>&1"
+
+
+rule extract_phase:
+    input:
+        get_block_markers(),
+        theory=THEORY,
+    output:
+        directory(PHASE),
+    log:
+        f"logs/extract_phase/{SWEEP}.log",
+    params:
+        config=CONFIG_JSON,
+        store=STORE,
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "diffmem sweep phase --config-json {params.config:q} --store {params.store} "
+        "--theory {input.theory} --out {output} > {log} 2>&1"
+
+
+rule plot_figures:
+    input:
+        theory=THEORY,
+        phase=PHASE,
+    output:
+        png=report(
+            f"{FIGURE_DIR}/{{figure}}.png",
+            caption="../report/{figure}.rst",
+            category="Figures",
+        ),
+        pdf=f"{FIGURE_DIR}/{{figure}}.pdf",
+    log:
+        f"logs/plot_figures/{SWEEP}/{{figure}}.log",
+    params:
+        config=CONFIG_JSON,
+        store=STORE,
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "diffmem sweep plot --config-json {params.config:q} --store {params.store} "
+        "--theory {input.theory} --phase {input.phase} --figure {wildcards.figure} "
+        "--outdir {FIGURE_DIR} > {log} 2>&1"
+
+
+rule summarize_sweep:
+    input:
+        get_block_markers(),
+        get_figures(),
+    output:
+        SUMMARY,
+    log:
+        f"logs/summarize_sweep/{SWEEP}.log",
+    params:
+        store=STORE,
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        # Printed on the terminal at the end of the run: cells done, total and per-cell time.
+        "diffmem status {params.store} --timing > {output} 2> {log} && cat {output}"

@@ -1,0 +1,43 @@
+# Configuration check, paths and input functions shared by every rule.
+import json
+
+from snakemake.utils import validate
+
+from diffmem import sweep as diffmem_sweep
+from diffmem.figures import FIGURES
+
+
+# Types, ranges, defaults and unknown keys (the schema); then what a schema cannot say (exactly one of
+# grid.alpha / grid.P, increasing t grid, P in range, cluster section). Both name the offending key and
+# run before any job is scheduled.
+validate(config, "../schemas/config.schema.yaml", set_default=True)
+diffmem_sweep.resolve_config(config)
+
+SWEEP = config["sweep"]
+RESULTS = f"results/{SWEEP}"
+STORE = f"{RESULTS}/sweep.zarr"
+INIT_MARKER = f"{RESULTS}/sweep.init"
+THEORY = f"{RESULTS}/theory.zarr"
+PHASE = f"{RESULTS}/phase.zarr"
+FIGURE_DIR = f"{RESULTS}/figures"
+SUMMARY = f"{RESULTS}/summary.txt"
+BLOCKS = diffmem_sweep.block_names(config)
+# The validated config (defaults filled) travels to every step as JSON: the CLI re-validates it and
+# the store checks its hash, so a step can never run against a store of another config.
+CONFIG_JSON = json.dumps(config, sort_keys=True)
+
+
+wildcard_constraints:
+    block=r"b\d+",
+    figure="|".join(FIGURES),
+    ext="png|pdf",
+
+
+def get_block_markers():
+    """Completion markers of every block of the sweep."""
+    return expand(f"{RESULTS}/blocks/{{block}}.done", block=BLOCKS)
+
+
+def get_figures(ext=("png", "pdf")):
+    """Every figure of the sweep, PNG and PDF."""
+    return expand(f"{FIGURE_DIR}/{{figure}}.{{ext}}", figure=FIGURES, ext=ext)
