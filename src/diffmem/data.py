@@ -13,7 +13,7 @@ backends see the same training set.
 """
 
 from dataclasses import dataclass, field
-from math import floor, sqrt
+from math import sqrt
 
 import numpy as np
 
@@ -158,6 +158,7 @@ class TrainingSet:
         self.cached = spec.P * spec.N * 8 <= budget
         self._host = None
         self._device_chunks = None
+        self._last_block = (None, None)  # streaming: chunks smaller than BLOCK reuse the last block
 
     @property
     def P(self):
@@ -174,9 +175,14 @@ class TrainingSet:
         if host is not None:
             return host[start:stop]
         first, last = start // BLOCK, (stop - 1) // BLOCK
-        parts = [training_block(self.spec, k) for k in range(first, last + 1)]
+        parts = [self._block(k) for k in range(first, last + 1)]
         joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return joined[start - first * BLOCK : stop - first * BLOCK]
+
+    def _block(self, k):
+        if self._last_block[0] != k:
+            self._last_block = (k, training_block(self.spec, k))
+        return self._last_block[1]
 
     def rows(self, index):
         """Training points a^mu for integer array ``index`` (any shape (M,)), numpy float64 (M, N)."""

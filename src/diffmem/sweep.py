@@ -64,8 +64,9 @@ SCIENCE_KEYS = (
 )
 
 INTEGER_AXES = ("N", "P", "seed")
-# Largest P a grid may ask for: beyond 2**53 floor(exp(alpha N) + 1/2) is not exact in float64.
-MAX_P = 2**53
+# Largest P a grid may ask for: the engine's limit (diffmem.cell.MAX_P), checked here so that a sweep
+# is rejected before any job starts.
+MAX_P = 10**12
 
 
 class CellError(RuntimeError):
@@ -192,7 +193,7 @@ def resolve_config(config):
     - exactly one of ``grid.alpha`` and ``grid.P``;
     - integer axes whose ranges round to distinct values;
     - ``t`` and ``rho`` strictly increasing and positive;
-    - P = floor(exp(alpha N) + 1/2) between 2 and 2**53 for every (N, alpha);
+    - P = floor(exp(alpha N) + 1/2) between 2 and MAX_P for every (N, alpha), and P grids too;
     - families other than hmm take one nonlinearity and one alpha_D (they have no manifold);
     - the ``cluster`` section (:func:`diffmem.cluster.validate_cluster_spec`).
 
@@ -215,13 +216,13 @@ def resolve_config(config):
             i, j = np.argwhere(bad)[0]
             raise ParameterError(
                 "grid.alpha",
-                f"P = floor(exp(alpha N) + 1/2) must lie in [2, 2**53]; alpha = {ax['alpha'][j]} at "
+                f"P = floor(exp(alpha N) + 1/2) must lie in [2, {MAX_P:.0e}]; alpha = {ax['alpha'][j]} at "
                 f"N = {ax['N'][i]} gives {p[i, j]:.3g}",
             )
     if "N" in ax and np.any(ax["N"] < 2):
         raise ParameterError("grid.N", f"values must be >= 2, got {ax['N'].tolist()}")
-    if "P" in ax and np.any(ax["P"] < 2):
-        raise ParameterError("grid.P", f"values must be >= 2, got {ax['P'].tolist()}")
+    if "P" in ax and np.any((ax["P"] < 2) | (ax["P"] > MAX_P)):
+        raise ParameterError("grid.P", f"values must lie in [2, {MAX_P:.0e}], got {ax['P'].tolist()}")
     if np.any(ax["seed"] < 0):
         raise ParameterError("grid.seed", f"values must be >= 0, got {ax['seed'].tolist()}")
     if np.any((ax["alpha_D"] <= 0) | (ax["alpha_D"] > 1)):

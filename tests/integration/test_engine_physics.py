@@ -37,15 +37,15 @@ def crossing(t, phi):
     raise AssertionError(f"phi never crosses 1/2: {phi}")
 
 
-@pytest.mark.parametrize("alpha_D", [1.0, 0.5])
-def test_linear_hmm_collapses_at_the_quenched_t_c(alpha_D):
+@pytest.mark.parametrize("alpha_D, backend", [(1.0, "numpy"), (0.5, "numpy"), (0.5, "array_api_strict")])
+def test_linear_hmm_collapses_at_the_quenched_t_c(alpha_D, backend):
     N, alpha, seed = 48, 0.15, 0
     D = int(np.floor(alpha_D * N + 0.5))
     P = int(np.floor(np.exp(alpha * N) + 0.5))
     t_c = quenched_t_c(N, D, P, seed)
     grid = t_c * np.array([0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.6, 2.0])
     out = run_cell(family="hmm", N=N, alpha=alpha, alpha_D=alpha_D, t=grid.tolist(), samples=256, seed=seed,
-                   basin_samples=4, rho=[1.0], test_samples=8)
+                   basin_samples=4, rho=[1.0], test_samples=8, backend=backend)
     assert out["params"]["P"] == P and out["params"]["D"] == D
     phi = np.array(out["phi"])
     t_cross = crossing(grid, phi)
@@ -141,3 +141,19 @@ def test_every_family_collapses_at_small_t_and_not_at_large_t(family, extra):
                    test_samples=16, **extra)
     assert out["phi"][0] > 0.95 and out["phi"][1] < 0.05
     assert out["params"]["family"] == family
+
+
+def test_reverse_sde_memorizes_at_small_t_min():
+    """Small P, t_min -> 0: generated samples sit on training points (memorization fraction ~ 1)."""
+    out = run_cell(family="isotropic", N=16, P=50, t=[0.005, 0.5], samples=64, mode="sde", steps=80,
+                   basin_samples=2, rho=[1.0], test_samples=4)
+    assert out["memorization_fraction"] > 0.9
+    assert out["phi_dyn"][0] > 0.95  # at t_min the final nearest point is the posterior's choice
+
+
+def test_dynamic_basin_is_one_for_tiny_perturbations_deep_in_a_trap():
+    out = run_cell(family="isotropic", N=16, P=50, t=[0.02, 0.05], samples=8, mode="ode", steps=40,
+                   basin_samples=16, rho=[1e-4, 1e4], test_samples=4)
+    dyn = np.array(out["basin_dynamic"])
+    assert np.all(dyn[:, 0] == 1.0)
+    assert np.all(dyn[:, 1] < 0.5)  # far away, the flow almost never returns to mu0

@@ -1,6 +1,6 @@
 """Streamed kernel against a dense reference (full distance matrix + scipy logsumexp)."""
 
-from math import exp, expm1, inf, log
+from math import exp, expm1, inf
 
 import numpy as np
 import pytest

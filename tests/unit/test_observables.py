@@ -14,15 +14,16 @@ from diffmem.observables import (
     TRAP,
     Context,
     basin_radius,
-    basin_static,
-    loss_observables,
-    marginal_observables,
+    fresh_queries,
+    trap_queries,
+    kde_loss,
     mean_se,
     memorization,
     nearest_neighbour,
     planted_queries,
     sphere_directions,
     test_points as held_out_points,
+    time_observables,
 )
 from diffmem.seeding import QUERY, generator
 
@@ -55,10 +56,15 @@ def test_mean_se_definition():
     assert np.isnan(mean_se([1.0])[1])
 
 
+def at_t(ctx, t, i, *, samples, seed, rho=(1.0,), basin_samples=4, b=None):
+    b = held_out_points(ctx.spec, 12, seed=1) if b is None else b
+    return time_observables(ctx, t, i, b, samples=samples, seed=seed, rho=list(rho), basin_samples=basin_samples)
+
+
 def test_marginal_observables_match_dense(ctx):
     t, i, n, seed = 0.4, 2, 40, 5
     A = all_points(ctx)
-    out = marginal_observables(ctx, t, i, samples=n, seed=seed)
+    out = at_t(ctx, t, i, samples=n, seed=seed)
     mu0, x = planted_queries(ctx, generator(seed, QUERY, i, PLANTED), n, t)
     log_pe, d2 = dense_log_pe(x, A, t)
     delta = -expm1(-2 * t)
@@ -69,20 +75,28 @@ def test_marginal_observables_match_dense(ctx):
     assert out["g_num"] == pytest.approx(np.mean(g), rel=1e-9, abs=1e-12)
     assert out["g_num_se"] == pytest.approx(np.std(g, ddof=1) / sqrt(n), rel=1e-8)
     assert 0 < out["phi"] < 1 and 0 < out["y2_fresh"] <= 1
+    _, d2_fresh = dense_log_pe(fresh_queries(ctx, t, i, n, seed), A, t)
+    w_fresh = softmax(-d2_fresh / (2 * delta), axis=1)
+    assert out["y2_fresh"] == pytest.approx(np.mean((w_fresh**2).sum(1)), rel=RTOL)
+    mu_trap, centres = trap_queries(ctx, t, i, n, seed)
+    _, d2_trap = dense_log_pe(centres, A, t)
+    w_trap = softmax(-d2_trap / (2 * delta), axis=1)[np.arange(n), mu_trap]
+    assert out["trap"] == np.mean(w_trap > 0.5)
 
 
 def test_trap_at_tiny_and_huge_t(ctx):
     # t -> 0: every centre a e^{-t} is its own nearest point by a margin >> Delta_t: all traps
-    assert marginal_observables(ctx, 1e-3, 0, samples=16, seed=1)["trap"] == 1.0
+    assert at_t(ctx, 1e-3, 0, samples=16, seed=1)["trap"] == 1.0
     # t large: w_mu0 ~ 1/P at the centre, never above 1/2
-    assert marginal_observables(ctx, 5.0, 0, samples=16, seed=1)["trap"] == 0.0
+    assert at_t(ctx, 5.0, 0, samples=16, seed=1)["trap"] == 0.0
 
 
 def test_losses_match_dense_kde(ctx):
     b = held_out_points(ctx.spec, 30, seed=9)
     A = all_points(ctx)
     t = 0.3
-    out = loss_observables(ctx, t, b)
+    out = at_t(ctx, t, 0, samples=4, seed=0, b=b)
+    assert kde_loss(ctx, t, b) == (out["loss"], out["loss_se"])
     h2 = expm1(2 * t)
     d2 = ((b[:, None] - A[None]) ** 2).sum(-1)
     log_kde = logsumexp(-d2 / (2 * h2), axis=1) - log(ctx.P) - 0.5 * ctx.N * log(2 * pi * h2)
@@ -118,7 +132,8 @@ def test_memorization_fraction(ctx):
 
 def test_basin_static_is_one_at_zero_radius_and_small_far_away(ctx):
     # t well below the onset of traps for this small set (N=10, D=4, P=150): the centre is a trap
-    prob, se = basin_static(ctx, 0.01, 0, [1e-6, 1e4], basin_samples=20, seed=3)
+    out = at_t(ctx, 0.01, 0, samples=4, seed=3, rho=[1e-6, 1e4], basin_samples=20)
+    prob, se = out["basin_static"], out["basin_static_se"]
     assert prob[0] == 1.0 and prob[1] < 0.5
     assert se.shape == (2,)
 
@@ -139,8 +154,8 @@ def test_basin_radius_interpolates_in_log_rho():
 
 def test_query_streams_are_independent_per_time_index(ctx):
     """Time index i draws only from (seed, QUERY, i, .): its result does not depend on other times."""
-    a = marginal_observables(ctx, 0.5, 3, samples=8, seed=4)
-    b = marginal_observables(ctx, 0.5, 3, samples=8, seed=4)
-    c = marginal_observables(ctx, 0.5, 4, samples=8, seed=4)
-    assert a == b and a["phi"] != c["phi"]
+    a = at_t(ctx, 0.5, 3, samples=8, seed=4)
+    b = at_t(ctx, 0.5, 3, samples=8, seed=4)
+    c = at_t(ctx, 0.5, 4, samples=8, seed=4)
+    assert a["phi"] == b["phi"] and a["g_num"] == b["g_num"] and a["phi"] != c["phi"]
     assert {PLANTED, FRESH, TRAP} == {0, 1, 2}

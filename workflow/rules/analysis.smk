@@ -34,26 +34,30 @@ rule extract_phase:
 
 rule plot_figures:
     input:
+        get_block_markers(),
         theory=THEORY,
         phase=PHASE,
     output:
-        png=report(
-            f"{FIGURE_DIR}/{{figure}}.png",
-            caption="../report/{figure}.rst",
-            category="Figures",
-        ),
-        pdf=f"{FIGURE_DIR}/{{figure}}.pdf",
+        [
+            report(
+                f"{FIGURE_DIR}/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+            )
+            for name in FIGURES
+        ],
+        expand(f"{FIGURE_DIR}/{{name}}.pdf", name=FIGURES),
     log:
-        f"logs/plot_figures/{SWEEP}/{{figure}}.log",
+        f"logs/plot_figures/{SWEEP}.log",
     params:
         config=CONFIG_JSON,
         store=STORE,
+        outdir=FIGURE_DIR,
     conda:
         "../../envs/cpu.yaml"
     shell:
         "diffmem sweep plot --config-json {params.config:q} --store {params.store} "
-        "--theory {input.theory} --phase {input.phase} --figure {wildcards.figure} "
-        "--outdir {FIGURE_DIR} > {log} 2>&1"
+        "--theory {input.theory} --phase {input.phase} --outdir {params.outdir} > {log} 2>&1"
 
 
 rule summarize_sweep:

@@ -1,5 +1,7 @@
 # Configuration check, paths and input functions shared by every rule.
 import json
+import os
+import sys
 
 from snakemake.utils import validate
 
@@ -12,6 +14,11 @@ from diffmem.figures import FIGURES
 # run before any job is scheduled.
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 diffmem_sweep.resolve_config(config)
+
+# Rules call the `diffmem` command. Put the bin directory of the Python running Snakemake (the venv of
+# `make run`, where diffmem is installed) first on PATH so it is found without activating the venv;
+# with --sdm conda the rule's environment is activated in front of it and wins.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 SWEEP = config["sweep"]
 RESULTS = f"results/{SWEEP}"
@@ -29,8 +36,6 @@ CONFIG_JSON = json.dumps(config, sort_keys=True)
 
 wildcard_constraints:
     block=r"b\d+",
-    figure="|".join(FIGURES),
-    ext="png|pdf",
 
 
 def get_block_markers():

@@ -38,6 +38,7 @@ Gaussian-equivalent approximation.
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 from math import log, pi, sqrt
 
 import numpy as np
@@ -66,6 +67,8 @@ DEFAULT_INNER_NODES = 48
 _INNER_HALF_RANGE = 10.0
 # Outer Gauss-Hermite nodes with weights below this are dropped (their contribution is < 1e-12).
 _OUTER_WEIGHT_FLOOR = 1e-14
+# |h| covered by the y grid.
+_H_REACH = 9.5
 # Smallest time handled: below it the y grid needs more than ~1e5 points for a jump of sigma.
 T_MIN = 1e-4
 
@@ -141,8 +144,9 @@ def _make_channel(name, t, normalize, method, n_outer, n_inner):
     x, w = _probabilists_hermite(n_outer)
     keep = w > _OUTER_WEIGHT_FLOOR
     x, w = x[keep], w[keep]
-    # y range: kappa sigma(h) over every h the quadrature can reach, padded by 10 noise widths.
-    h_reach = np.abs(x).max() + _INNER_HALF_RANGE
+    # y range: kappa sigma(h) for |h| <= 9.5 (h = sqrt(q) V + sqrt(1-q) W is N(0, 1): P(|h| > 9.5) ~ 2e-21),
+    # padded by 9 noise widths. Mass outside is dropped (Z log Z -> 0 there), an error < 1e-12.
+    h_reach = _H_REACH
     h_probe = np.concatenate([np.linspace(-h_reach, h_reach, 4001), list(entry.kinks)])
     s_probe = c * kappa * np.asarray(entry.fn(h_probe), dtype=float)
     pad = 9.0 * sqrt(delta)  # Gaussian tail beyond 9 sd: < 1e-18
@@ -218,9 +222,15 @@ def _z_by_quadrature(ch, w, v):
     """
     xi, om = _inner_rule(ch, w, v)
     centres = ch.amplitude * ch.kappa * np.asarray(ch.fn(w[:, None] + sqrt(v) * xi), dtype=float)
-    diff = ch.y[None, None, :] - centres[:, :, None]
-    kernel = np.exp(-0.5 * diff * diff / ch.delta) / sqrt(2.0 * pi * ch.delta)
-    return np.matmul(om[:, None, :], kernel)[:, 0, :]
+    # rows per block so that one (rows, n_k, n_y) kernel stays below ~2e6 elements (brute force is big)
+    rows = max(1, int(2e6 // (centres.shape[1] * ch.y.size)))
+    out = np.empty((len(w), ch.y.size))
+    for start in range(0, len(w), rows):
+        block = slice(start, start + rows)
+        diff = ch.y[None, None, :] - centres[block, :, None]
+        kernel = np.exp(-0.5 * diff * diff / ch.delta) / sqrt(2.0 * pi * ch.delta)
+        out[block] = np.matmul(om[block, None, :], kernel)[:, 0, :]
+    return out
 
 
 def _psi(ch, q):
@@ -269,6 +279,14 @@ def _maximize_over_q(potential, s):
 
 
 def _excess_entropy_one(t, alpha_D, nonlinearity, normalize, method, n_outer, n_inner):
+    # The quenched and N -> infinity theory of a cell (and every seed) share alpha_D: memoise. The
+    # key holds the registered function itself, so re-registering a name invalidates it.
+    fn = nonlinearities.get(nonlinearity).fn
+    return _excess_entropy_cached(float(t), float(alpha_D), nonlinearity, fn, bool(normalize), method, n_outer, n_inner)
+
+
+@lru_cache(maxsize=65536)
+def _excess_entropy_cached(t, alpha_D, nonlinearity, fn, normalize, method, n_outer, n_inner):
     ch = _make_channel(nonlinearity, t, normalize, method, n_outer, n_inner)
 
     def potential(q):

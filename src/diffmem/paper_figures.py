@@ -1,0 +1,579 @@
+"""The paper analysis of a sweep: figures (a)-(g) and the table of measured versus predicted times.
+
+Each figure answers one question of the paper (arXiv 2502.09578) with the data of a sweep store and
+the theory of ``THEORY.md`` section 4; every measured point is a mean over seeds with its standard
+error (:mod:`diffmem.accessor`), every extrapolation is in log(N)/N (:mod:`diffmem.finite_size`).
+
+========================  ==========================================================================
+name                      content
+========================  ==========================================================================
+a_order_parameters        phi, Y2 (planted and fresh) and g_num against t, with the theory t_c and
+                          g(t) = max(alpha - f(t), 0) (quenched spectrum, same F)
+b_scaling                 alpha_D (e^{2 t_c} - 1) against log(P)/D and against log(P)/N: the curves
+                          of small alpha_D collapse in log(P)/D (no curse of dimensionality)
+c_phase_diagram           (alpha, t) plane: regions separated by t_g < t_c < t_o (N -> infinity
+                          theory) and the measured (extrapolated) times
+d_loss                    L(t) with its minimum t_g, theory L(t) and t_g
+e_basin_radius            static basin radius rho_b(t) against the theory (annealed / condensed)
+f_finite_size             t_c, t_g, t_o against log(N)/N, the fits and the N -> infinity values
+g_nonlinear               t_c against alpha_D per sigma: simulation, replica-symmetric theory,
+                          Gaussian-equivalent approximation
+========================  ==========================================================================
+
+Command line (used by ``workflow/rules/paper.smk``)::
+
+    python -m diffmem.paper_figures --store results/paper/sweep.zarr --out results/paper/paper
+"""
+
+import argparse
+import sys
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ParameterError
+
+__all__ = ["FIGURES", "TABLE", "times_table", "make_paper", "main"]
+
+FIGURES = (
+    "a_order_parameters",
+    "b_scaling",
+    "c_phase_diagram",
+    "d_loss",
+    "e_basin_radius",
+    "f_finite_size",
+    "g_nonlinear",
+)
+TABLE = "times.csv"
+QUANTITY_COLORS = {"t_g": "tab:green", "t_c": "tab:red", "t_o": "tab:blue", "t_g_nn": "olive"}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, outdir, name):
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        path = outdir / f"{name}.{ext}"
+        fig.savefig(path, dpi=130)
+        paths.append(path)
+    _plt().close(fig)
+    return paths
+
+
+def _colors(n):
+    cmap = _plt().get_cmap("viridis")
+    return [cmap(x) for x in np.linspace(0.0, 0.9, max(n, 1))]
+
+
+@lru_cache(maxsize=8192)
+def _limit(family, normalize, nonlinearity, alpha, alpha_D, approximation=None):
+    """N -> infinity theory times at (alpha, alpha_D); cached (figure curves repeat across panels)."""
+    from .theory import predict
+
+    try:
+        res = predict(
+            family=family, nonlinearity=nonlinearity, normalize=normalize, alpha=float(alpha),
+            alpha_D=float(alpha_D), approximation=approximation,
+        )
+    except ParameterError:
+        return {}
+    return {k: (np.nan if res.get(k) is None else float(res[k])) for k in ("t_c", "t_o", "t_g", "t_s", "t_L")}
+
+
+def _family(ds):
+    cfg = ds.diffmem.config
+    return str(cfg.get("family", "hmm")), bool(cfg.get("normalize", False))
+
+
+def _mid(values):
+    values = np.asarray(values)
+    return values[len(values) // 2]
+
+
+def _linear_first(ds):
+    names = [str(v) for v in ds["nonlinearity"].values] if "nonlinearity" in ds.dims else ["linear"]
+    return sorted(names, key=lambda n: n != "linear")
+
+
+def _sel_cells(ds, **sel):
+    return ds.sel({k: v for k, v in sel.items() if k in ds.dims})
+
+
+def _seed_mean(da):
+    """Mean and standard error over ``seed`` (se from the seed scatter; NaN with one seed)."""
+    if "seed" not in da.dims:
+        return da, da * np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        n = da.notnull().sum("seed")
+        mean = da.mean("seed")
+        se = da.std("seed", ddof=1) / np.sqrt(n)
+    return mean, se
+
+
+def _measured(ds, var):
+    da = ds[var]
+    if "done" in ds.data_vars:
+        da = da.where(ds["done"].astype(bool))
+    return da.astype(float).load()
+
+
+def _extrapolations(ds, times):
+    """N -> infinity fits of t_c, t_g, t_g_nn, t_o when the store allows them, else {}."""
+    out = {}
+    if ds.diffmem.grid_dim != "alpha" or ds.sizes.get("N", 1) < 2:
+        return out
+    for q in ("t_c", "t_g", "t_g_nn", "t_o"):
+        if f"{q}_mean" not in times:
+            continue
+        try:
+            out[q] = ds.diffmem.extrapolate(q)
+        except ParameterError:
+            continue
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# table
+
+
+def times_table(ds, times=None, extrap=None, confidence=0.95):
+    """Measured versus predicted times, one row per (nonlinearity, alpha_D, grid value, quantity).
+
+    Columns: the largest N with its seed mean, standard error and quenched theory (mean over
+    seeds); the N -> infinity extrapolation (value, se, chi2, dof); the N -> infinity theory (RS for
+    t_c of nonlinear sigma; ``theory_ge`` is the Gaussian-equivalent approximation); ``pull`` =
+    (extrapolated - theory) / se and ``agrees`` = |pull| <= 2 (with the stated caveats in the docs).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    import pandas as pd
+
+    times = ds.diffmem.times(confidence=confidence) if times is None else times
+    extrap = _extrapolations(ds, times) if extrap is None else extrap
+    family, normalize = _family(ds)
+    grid = ds.diffmem.grid_dim
+    n_max = int(ds["N"].max())
+    at_max = ds.sel(N=n_max)
+    quenched = at_max.diffmem.theory()
+    rows = []
+    nls = [str(v) for v in ds["nonlinearity"].values]
+    for nl in nls:
+        for a_D in ds["alpha_D"].values:
+            for x in ds[grid].values:
+                cell = {"nonlinearity": nl, "alpha_D": a_D, grid: x}
+                for q in ("t_c", "t_g", "t_g_nn", "t_o"):
+                    if f"{q}_mean" not in times:
+                        continue
+                    m = times.sel(cell).sel(N=n_max)
+                    th_key = "t_g" if q == "t_g_nn" else q
+                    q_th = quenched[th_key].sel(cell)
+                    row = {
+                        "nonlinearity": nl, "alpha_D": float(a_D), grid: float(x), "quantity": q,
+                        "N_max": n_max,
+                        "measured_N_max": float(m[f"{q}_mean"]),
+                        "measured_N_max_se": float(m[f"{q}_mean_se"]),
+                        "seeds": int(m[f"{q}_nseed"]),
+                        "theory_quenched_N_max": float(q_th.mean("seed")) if "seed" in q_th.dims else float(q_th),
+                    }
+                    if q in extrap:
+                        e = extrap[q].sel(cell)
+                        row.update(
+                            extrapolated=float(e["value"]), extrapolated_se=float(e["se"]),
+                            chi2=float(e["chi2"]), dof=int(e["dof"]), n_sizes=int(e["n"]),
+                        )
+                    if grid == "alpha":
+                        lim = _limit(family, normalize, nl, float(x), float(a_D))
+                        row["theory_limit"] = lim.get(th_key, np.nan)
+                        if nl != "linear" and family == "hmm":
+                            ge = _limit(family, normalize, nl, float(x), float(a_D), "gaussian-equivalent")
+                            row["theory_ge"] = ge.get(th_key, np.nan)
+                    if "extrapolated" in row and np.isfinite(row.get("theory_limit", np.nan)):
+                        row["pull"] = (row["extrapolated"] - row["theory_limit"]) / row["extrapolated_se"]
+                        row["agrees"] = bool(abs(row["pull"]) <= 2)
+                    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# figures
+
+
+def _typical(ds):
+    """The selection shown in the single-cell figures: largest N, middle grid value."""
+    grid = ds.diffmem.grid_dim
+    return {"N": int(ds["N"].max()), grid: _mid(ds[grid].values)}
+
+
+def plot_order_parameters(ds, outdir):
+    """(a) phi, Y2 (planted, fresh) and g_num against t with the quenched theory."""
+    plt = _plt()
+    sel = _typical(ds)
+    nls = _linear_first(ds)
+    fig, axes = plt.subplots(len(nls), 3, figsize=(13, 3.4 * len(nls)), squeeze=False, constrained_layout=True)
+    t = ds["t"].values
+    for r, nl in enumerate(nls):
+        sub = _sel_cells(ds, nonlinearity=nl, **sel)
+        th = sub.diffmem.theory(t=True)
+        real = sub.diffmem.realized()
+        colors = _colors(sub.sizes.get("alpha_D", 1))
+        for k, a_D in enumerate(np.atleast_1d(sub["alpha_D"].values)):
+            c = colors[k]
+            one = sub.sel(alpha_D=a_D)
+            tc_th = float(th["t_c"].sel(alpha_D=a_D).mean())
+            for ax, var in zip(axes[r], ("phi", "y2", "g_num")):
+                mean, se = _seed_mean(_measured(one, var))
+                ax.errorbar(t, mean, yerr=se, color=c, marker="o", ms=3, lw=1, label=f"alpha_D={a_D:g}")
+                if np.isfinite(tc_th):
+                    ax.axvline(tc_th, color=c, ls="--", lw=0.8)
+            if "y2_fresh" in one.data_vars:
+                mean, _ = _seed_mean(_measured(one, "y2_fresh"))
+                axes[r, 1].plot(t, mean, color=c, ls=":", lw=1)
+            f = th["f"].sel(alpha_D=a_D).mean("seed") if "seed" in th["f"].dims else th["f"].sel(alpha_D=a_D)
+            a_eff = float(real["alpha_eff"].item()) if real["alpha_eff"].size == 1 else float(real["alpha_eff"].mean())
+            if np.isfinite(f.values).any():
+                axes[r, 2].plot(t, np.maximum(a_eff - f.values, 0), color=c, ls="--", lw=1.2)
+        axes[r, 0].set_ylabel(f"{nl}\nphi(t)")
+        axes[r, 1].set_ylabel("Y2 (solid planted, dotted fresh)")
+        axes[r, 2].set_ylabel("g_num(t)  (dashed: max(alpha - f, 0))")
+        for ax in axes[r]:
+            ax.set_xscale("log")
+            ax.set_xlabel("t")
+        axes[r, 0].legend(fontsize=7)
+    fig.suptitle(f"(a) order parameters at {', '.join(f'{k}={v:g}' for k, v in sel.items())}; dashed vertical: theory t_c (quenched)")
+    return _save(fig, outdir, "a_order_parameters")
+
+
+def plot_scaling(ds, times, outdir):
+    """(b) alpha_D (e^{2 t_c} - 1) against log(P)/D and log(P)/N, with the N -> infinity theory."""
+    plt = _plt()
+    family, normalize = _family(ds)
+    nls = _linear_first(ds)
+    real = ds.diffmem.realized()
+    fig, axes = plt.subplots(len(nls), 2, figsize=(11, 3.8 * len(nls)), squeeze=False, constrained_layout=True)
+    a_Ds = np.atleast_1d(ds["alpha_D"].values)
+    colors = _colors(len(a_Ds))
+    Ns = ds["N"].values
+    for r, nl in enumerate(nls):
+        tc = times["t_c_mean"].sel(nonlinearity=nl)
+        tc_se = times["t_c_mean_se"].sel(nonlinearity=nl)
+        sv = real["alpha_D_eff"] * np.expm1(2 * tc)
+        sv_se = real["alpha_D_eff"] * 2 * np.exp(2 * tc) * tc_se
+        for k, a_D in enumerate(a_Ds):
+            for j, N in enumerate(Ns):
+                y = sv.sel(alpha_D=a_D, N=N).values.ravel()
+                ye = sv_se.sel(alpha_D=a_D, N=N).values.ravel()
+                x_D = np.broadcast_to(real["logP_over_D"].sel(alpha_D=a_D, N=N).values, y.shape).ravel()
+                x_N = np.broadcast_to(real["alpha_eff"].sel(N=N).values, y.shape).ravel()
+                kw = dict(color=colors[k], marker=MARKERS[j % len(MARKERS)], ls="none", ms=4,
+                          label=f"alpha_D={a_D:g}" if j == len(Ns) - 1 else None)
+                axes[r, 0].errorbar(x_D, y, yerr=ye, **kw)
+                axes[r, 1].errorbar(x_N, y, yerr=ye, **kw)
+            # N -> infinity theory for this alpha_D over the measured range of alpha = log(P)/N
+            a_lo = float(real["alpha_eff"].min()) * 0.7
+            a_hi = float(real["alpha_eff"].max()) * 1.3
+            n_pts = 40 if nl == "linear" else 10
+            alphas = np.geomspace(a_lo, a_hi, n_pts)
+            t_th = np.array([_limit(family, normalize, nl, a, float(a_D)).get("t_c", np.nan) for a in alphas])
+            axes[r, 0].plot(alphas / a_D, a_D * np.expm1(2 * t_th), color=colors[k], lw=1)
+            axes[r, 1].plot(alphas, a_D * np.expm1(2 * t_th), color=colors[k], lw=1)
+        x = np.geomspace(float(real["logP_over_D"].min()) * 0.7, float(real["logP_over_D"].max()) * 1.3, 60)
+        axes[r, 0].plot(x, 1 / np.expm1(2 * x), color="k", ls="--", lw=1, label="alpha_D -> 0: 1/(e^{2x}-1)")
+        axes[r, 0].set_xlabel("log(P)/D")
+        axes[r, 1].set_xlabel("log(P)/N")
+        axes[r, 0].set_ylabel(f"{nl}\nalpha_D (e^(2 t_c) - 1)")
+        for ax in axes[r]:
+            ax.set_yscale("log")
+        axes[r, 0].legend(fontsize=7)
+    fig.suptitle("(b) collapse time in the scaling variable; markers: N (" + ", ".join(str(n) for n in Ns) + "), lines: N -> infinity theory")
+    return _save(fig, outdir, "b_scaling")
+
+
+def _best_times(ds, times, extrap, nl):
+    """Extrapolated (value, se) per quantity when available, else the largest N's seed mean."""
+    out = {}
+    n_max = int(ds["N"].max())
+    for q in ("t_g", "t_c", "t_o"):
+        if q in extrap:
+            e = extrap[q].sel(nonlinearity=nl)
+            out[q] = (e["value"], e["se"], "N -> inf")
+        elif f"{q}_mean" in times:
+            m = times.sel(nonlinearity=nl, N=n_max)
+            out[q] = (m[f"{q}_mean"], m[f"{q}_mean_se"], f"N={n_max}")
+    return out
+
+
+def plot_phase_diagram(ds, times, extrap, outdir):
+    """(c) (alpha, t) plane with regions separated by the theory t_g < t_c < t_o, and measured times."""
+    plt = _plt()
+    family, normalize = _family(ds)
+    grid = ds.diffmem.grid_dim
+    nls = _linear_first(ds)
+    a_Ds = np.atleast_1d(ds["alpha_D"].values)
+    fig, axes = plt.subplots(
+        len(nls), len(a_Ds), figsize=(3.6 * len(a_Ds), 3.4 * len(nls)), squeeze=False,
+        sharey=True, constrained_layout=True,
+    )
+    real = ds.diffmem.realized()
+    a_lo, a_hi = float(real["alpha_eff"].min()) * 0.8, float(real["alpha_eff"].max()) * 1.2
+    alphas = np.geomspace(a_lo, a_hi, 30)
+    for r, nl in enumerate(nls):
+        best = _best_times(ds, times, extrap, nl)
+        for k, a_D in enumerate(a_Ds):
+            ax = axes[r, k]
+            n_pts = alphas if nl == "linear" else alphas[::3]
+            th = {q: np.array([_limit(family, normalize, nl, a, float(a_D)).get(q, np.nan) for a in n_pts])
+                  for q in ("t_g", "t_c", "t_o")}
+            top = np.nanmax([np.nanmax(v) if np.isfinite(v).any() else 0 for v in th.values()] + [1.0]) * 1.3
+            if np.isfinite(th["t_c"]).any():
+                ax.fill_between(n_pts, 0, th["t_c"], color="tab:red", alpha=0.12, label="memorization (t < t_c)")
+            if np.isfinite(th["t_o"]).all():
+                ax.fill_between(n_pts, th["t_c"], th["t_o"], color="tab:orange", alpha=0.12, label="traps, not collapsed")
+                ax.fill_between(n_pts, th["t_o"], top, color="tab:blue", alpha=0.08, label="no traps (t > t_o)")
+            for q, v in th.items():
+                if np.isfinite(v).any():
+                    ax.plot(n_pts, v, color=QUANTITY_COLORS[q], lw=1.2)
+            for q, (val, err, how) in best.items():
+                v = val.sel(alpha_D=a_D)
+                e = err.sel(alpha_D=a_D)
+                x = ds[grid].values if grid == "alpha" else real["alpha_eff"].sel(N=int(ds["N"].max())).values
+                ax.errorbar(x, v.values, yerr=e.values, color=QUANTITY_COLORS[q], marker="o", ls="none",
+                            ms=4, label=f"{q} ({how})")
+            ax.set_xscale("log")
+            ax.set_title(f"{nl}, alpha_D={a_D:g}", fontsize=9)
+            ax.set_xlabel("alpha = log(P)/N")
+            ax.set_ylim(0, top)
+        axes[r, 0].set_ylabel("t")
+    axes[0, 0].legend(fontsize=6, loc="upper right")
+    fig.suptitle("(c) phase diagram: lines N -> infinity theory (green t_g, red t_c, blue t_o; nonlinear: t_c only)")
+    return _save(fig, outdir, "c_phase_diagram")
+
+
+def plot_loss(ds, times, outdir):
+    """(d) L(t) with its measured minimum t_g, the quenched theory L(t) and t_g."""
+    plt = _plt()
+    sel = _typical(ds)
+    nls = _linear_first(ds)
+    t = ds["t"].values
+    fig, axes = plt.subplots(1, len(nls), figsize=(5 * len(nls), 3.8), squeeze=False, constrained_layout=True)
+    for r, nl in enumerate(nls):
+        ax = axes[0, r]
+        sub = _sel_cells(ds, nonlinearity=nl, **sel)
+        th = sub.diffmem.theory(t=True)
+        tg = times["t_g_mean"].sel(nonlinearity=nl, **sel)
+        colors = _colors(sub.sizes.get("alpha_D", 1))
+        for k, a_D in enumerate(np.atleast_1d(sub["alpha_D"].values)):
+            mean, se = _seed_mean(_measured(sub.sel(alpha_D=a_D), "loss"))
+            ax.errorbar(t, mean, yerr=se, color=colors[k], marker="o", ms=3, lw=1, label=f"alpha_D={a_D:g}")
+            t_min = float(tg.sel(alpha_D=a_D))
+            if np.isfinite(t_min):
+                ax.plot([t_min], [np.interp(np.log(t_min), np.log(t), mean.values)], marker="*", ms=12,
+                        color=colors[k], mec="k")
+            loss_th = th["loss"].sel(alpha_D=a_D)
+            loss_th = loss_th.mean("seed") if "seed" in loss_th.dims else loss_th
+            if np.isfinite(loss_th.values).any():
+                ax.plot(t, loss_th.values, color=colors[k], ls="--", lw=1)
+            tg_th = th["t_g"].sel(alpha_D=a_D)
+            tg_th = float(tg_th.mean()) if tg_th.size else np.nan
+            if np.isfinite(tg_th):
+                ax.axvline(tg_th, color=colors[k], ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("t")
+        ax.set_ylabel("L(t) [nats per dimension]")
+        ax.set_title(f"{nl}: star = measured t_g, dotted = theory t_g, dashed = theory L", fontsize=8)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"(d) held-out loss at {', '.join(f'{k}={v:g}' for k, v in sel.items())}")
+    return _save(fig, outdir, "d_loss")
+
+
+def plot_basin_radius(ds, outdir):
+    """(e) static basin radius rho_b(t) (mean over seeds) against the theory."""
+    plt = _plt()
+    sel = _typical(ds)
+    nls = _linear_first(ds)
+    t = ds["t"].values
+    fig, axes = plt.subplots(1, len(nls), figsize=(5 * len(nls), 3.8), squeeze=False, constrained_layout=True)
+    for r, nl in enumerate(nls):
+        ax = axes[0, r]
+        sub = _sel_cells(ds, nonlinearity=nl, **sel)
+        th = sub.diffmem.theory(t=True)
+        colors = _colors(sub.sizes.get("alpha_D", 1))
+        for k, a_D in enumerate(np.atleast_1d(sub["alpha_D"].values)):
+            mean, se = _seed_mean(_measured(sub.sel(alpha_D=a_D), "basin_radius"))
+            ax.errorbar(t, mean, yerr=se, color=colors[k], marker="o", ms=3, lw=1, label=f"alpha_D={a_D:g}")
+            rb = th["rho_b"].sel(alpha_D=a_D)
+            rb = rb.mean("seed") if "seed" in rb.dims else rb
+            if np.isfinite(rb.values).any():
+                ax.plot(t, rb.values, color=colors[k], ls="--", lw=1)
+        ax.axhline(1.0, color="gray", lw=0.6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("t")
+        ax.set_ylabel("rho_b [Delta_t per dimension]")
+        ax.set_title(f"{nl}: dashed = theory (1 at t_c, 0 at t_o)", fontsize=8)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"(e) static basin radius at {', '.join(f'{k}={v:g}' for k, v in sel.items())}")
+    return _save(fig, outdir, "e_basin_radius")
+
+
+def plot_finite_size(ds, times, extrap, outdir):
+    """(f) measured times against log(N)/N, the fits and the N -> infinity theory."""
+    from . import finite_size as fs
+
+    plt = _plt()
+    family, normalize = _family(ds)
+    grid = ds.diffmem.grid_dim
+    nls = _linear_first(ds)
+    qs = [q for q in ("t_g", "t_c", "t_o") if f"{q}_mean" in times]
+    x_val = _mid(ds[grid].values)
+    Ns = ds["N"].values.astype(float)
+    x = fs.size_variable(Ns)
+    fig, axes = plt.subplots(len(nls), len(qs), figsize=(4.2 * len(qs), 3.4 * len(nls)), squeeze=False,
+                             constrained_layout=True)
+    a_Ds = np.atleast_1d(ds["alpha_D"].values)
+    colors = _colors(len(a_Ds))
+    for r, nl in enumerate(nls):
+        for c, q in enumerate(qs):
+            ax = axes[r, c]
+            for k, a_D in enumerate(a_Ds):
+                cell = {"nonlinearity": nl, "alpha_D": a_D, grid: x_val}
+                m = times.sel(cell)
+                ax.errorbar(x, m[f"{q}_mean"].values, yerr=m[f"{q}_mean_se"].values, color=colors[k],
+                            marker="o", ls="none", ms=4, label=f"alpha_D={a_D:g}")
+                if q in extrap:
+                    e = extrap[q].sel(cell)
+                    xs = np.linspace(0, x.max() * 1.05, 20)
+                    ax.plot(xs, float(e["value"]) + float(e["slope"]) * xs, color=colors[k], lw=1)
+                    ax.errorbar([0], [float(e["value"])], yerr=[float(e["se"])], color=colors[k], marker="s",
+                                ms=6, mfc="white")
+                if grid == "alpha":
+                    lim = _limit(family, normalize, nl, float(x_val), float(a_D)).get(q, np.nan)
+                    if np.isfinite(lim):
+                        ax.plot([0], [lim], marker="*", ms=12, color=colors[k], mec="k", ls="none")
+            ax.set_xlabel("log(N)/N")
+            ax.set_title(f"{nl}: {q}", fontsize=9)
+        axes[r, 0].set_ylabel(f"time at {grid}={x_val:g}")
+        axes[r, 0].legend(fontsize=7)
+    fig.suptitle("(f) finite-size extrapolation: circles measured (N = " + ", ".join(str(int(n)) for n in Ns)
+                 + "), squares fit at N -> inf, stars theory")
+    return _save(fig, outdir, "f_finite_size")
+
+
+def plot_nonlinear(ds, times, extrap, outdir):
+    """(g) per sigma: t_c against alpha_D, simulation vs RS theory vs Gaussian-equivalent approximation."""
+    plt = _plt()
+    family, normalize = _family(ds)
+    grid = ds.diffmem.grid_dim
+    nls = _linear_first(ds)
+    fig, axes = plt.subplots(1, len(nls), figsize=(4.6 * len(nls), 3.8), squeeze=False, sharey=True,
+                             constrained_layout=True)
+    a_Ds = np.atleast_1d(ds["alpha_D"].values)
+    fine = np.geomspace(max(min(a_Ds) * 0.8, 0.02), 1.0, 12)
+    xs = ds[grid].values
+    colors = _colors(len(xs))
+    n_max = int(ds["N"].max())
+    for r, nl in enumerate(nls):
+        ax = axes[0, r]
+        for j, xv in enumerate(xs):
+            if "t_c" in extrap:
+                e = extrap["t_c"].sel(nonlinearity=nl, **{grid: xv})
+                ax.errorbar(a_Ds, e["value"].values, yerr=e["se"].values, color=colors[j], marker="s",
+                            ls="none", mfc="white", ms=5, label=f"sim N->inf, {grid}={xv:g}")
+            m = times.sel(nonlinearity=nl, N=n_max, **{grid: xv})
+            ax.errorbar(a_Ds, m["t_c_mean"].values, yerr=m["t_c_mean_se"].values, color=colors[j], marker="o",
+                        ls="none", ms=4, label=f"sim N={n_max}" if j == 0 else None)
+            if grid == "alpha":
+                rs = [_limit(family, normalize, nl, float(xv), a).get("t_c", np.nan) for a in fine]
+                ax.plot(fine, rs, color=colors[j], lw=1.3, label="RS theory" if j == 0 else None)
+                if nl != "linear" and family == "hmm":
+                    ge = [_limit(family, normalize, nl, float(xv), a, "gaussian-equivalent").get("t_c", np.nan)
+                          for a in fine]
+                    ax.plot(fine, ge, color=colors[j], lw=1, ls="--",
+                            label="Gaussian-equivalent" if j == 0 else None)
+        ax.set_xscale("log")
+        ax.set_xlabel("alpha_D")
+        ax.set_title(f"sigma = {nl}", fontsize=9)
+        ax.legend(fontsize=6)
+    axes[0, 0].set_ylabel("collapse time t_c")
+    fig.suptitle("(g) nonlinear manifolds: simulation vs replica-symmetric theory vs Gaussian-equivalent (dashed)")
+    return _save(fig, outdir, "g_nonlinear")
+
+
+def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
+    """Write the table (``times.csv``) and the figures (PNG and PDF) of the paper analysis into ``outdir``.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Every file written.
+    """
+    unknown = [f for f in figures if f not in FIGURES]
+    if unknown:
+        raise ParameterError("figures", f"unknown {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    ds = ds.diffmem._ds  # noqa: SLF001 - same object, makes the accessor requirement explicit
+    times = ds.diffmem.times(confidence=confidence)
+    extrap = _extrapolations(ds, times)
+    written = []
+    table = times_table(ds, times, extrap, confidence)
+    table.to_csv(outdir / TABLE, index=False, float_format="%.5g")
+    written.append(outdir / TABLE)
+    figdir = outdir / "figures"
+    draw = {
+        "a_order_parameters": lambda: plot_order_parameters(ds, figdir),
+        "b_scaling": lambda: plot_scaling(ds, times, figdir),
+        "c_phase_diagram": lambda: plot_phase_diagram(ds, times, extrap, figdir),
+        "d_loss": lambda: plot_loss(ds, times, figdir),
+        "e_basin_radius": lambda: plot_basin_radius(ds, figdir),
+        "f_finite_size": lambda: plot_finite_size(ds, times, extrap, figdir),
+        "g_nonlinear": lambda: plot_nonlinear(ds, times, extrap, figdir),
+    }
+    for name in figures:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN seed means of unfinished cells
+            written.extend(draw[name]())
+    return written
+
+
+def main(argv=None):
+    """``python -m diffmem.paper_figures --store STORE --out DIR [--figures a_order_parameters ...]``."""
+    import xarray as xr
+
+    from . import accessor  # noqa: F401 - registers ds.diffmem
+
+    parser = argparse.ArgumentParser(prog="python -m diffmem.paper_figures", description=__doc__.split("\n")[0])
+    parser.add_argument("--store", required=True, help="sweep store (results/<sweep>/sweep.zarr)")
+    parser.add_argument("--out", required=True, help="output folder: times.csv and figures/<name>.{png,pdf}")
+    parser.add_argument("--figures", nargs="+", default=list(FIGURES), help="subset of: " + " ".join(FIGURES))
+    parser.add_argument("--confidence", type=float, default=0.95, help="level of the seed intervals")
+    args = parser.parse_args(argv)
+    try:
+        if not Path(args.store).exists():
+            raise ParameterError("store", f"{args.store} does not exist")
+        ds = xr.open_zarr(args.store, consolidated=False)
+        paths = make_paper(ds, args.out, figures=args.figures, confidence=args.confidence)
+    except ParameterError as err:
+        print(f"paper_figures: error: {err}", file=sys.stderr)
+        return 2
+    for p in paths:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

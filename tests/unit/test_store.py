@@ -1,0 +1,214 @@
+"""The sweep store: layout, creation, refusal of foreign stores, cell writes, concurrency."""
+
+import json
+import multiprocessing
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from diffmem import store as st
+from diffmem import sweep
+from diffmem.errors import ParameterError
+from diffmem.variables import VARIABLES
+
+
+def config_for(**grid):
+    g = {"alpha_D": [0.5, 1.0], "N": [8], "alpha": [0.2, 0.3], "seed": [0, 1]}
+    g.update(grid)
+    return sweep.validate_config({
+        "sweep": "store-test", "grid": g, "t": {"start": 0.1, "stop": 2.0, "num": 4},
+        "rho": [0.5, 1.0, 2.0], "samples": 16, "test_samples": 16, "basin_samples": 4, "block_size": 4,
+    })
+
+
+def synthetic_result(config, flat):
+    """A contract-conforming result whose every value encodes the cell number (not an engine run)."""
+    ax = sweep.axes(config)
+    n_t, n_rho = len(ax["t"]), len(ax["rho"])
+    out = {"t": ax["t"].tolist(), "rho": ax["rho"].tolist(), "wall_time": 0.5 + flat,
+           "params": {"backend": "numpy", "device": "cpu", "version": "test",
+                      "P": sweep.cell_coords(config, flat)["P"]}}
+    for k, var in enumerate(VARIABLES.values()):
+        shape = {(): (), ("t",): (n_t,), ("t", "rho"): (n_t, n_rho)}[var.dims]
+        value = np.full(shape, 1000.0 * flat + k)
+        out[var.name] = int(value) if var.dtype == "int64" else value.tolist()
+    return out
+
+
+def test_template_layout():
+    config = config_for()
+    ds = st.template(config)
+    assert tuple(ds["phi"].dims) == ("nonlinearity", "alpha_D", "N", "alpha", "seed", "t")
+    assert tuple(ds["basin_static"].dims)[-2:] == ("t", "rho")
+    assert ds["d_nn"].dims == ds["done"].dims == ("nonlinearity", "alpha_D", "N", "alpha", "seed")
+    # One chunk per cell, full along t and rho.
+    assert ds["basin_static"].data.chunksize == (1, 1, 1, 1, 1, 4, 3)
+    assert ds["P"].dims == ("N", "alpha")
+    np.testing.assert_array_equal(ds["P"].values, np.floor(np.exp(8 * np.array([[0.2, 0.3]])) + 0.5))
+    np.testing.assert_array_equal(ds["D"].values, [[4], [8]])
+    for name in list(VARIABLES) + list(st.PROVENANCE) + ["done"]:
+        assert ds[name].attrs["long_name"] and "units" in ds[name].attrs, name
+    assert json.loads(ds.attrs["config"]) == config
+    assert ds.attrs["config_hash"] == sweep.config_hash(config)
+    assert "numpy" in json.loads(ds.attrs["package_versions"])
+    assert ds.attrs["family"] == "hmm" and ds.attrs["mode"] == "marginal"
+
+
+def test_template_in_P():
+    config = config_for(alpha=None, P=[10, 50])
+    ds = st.template(config)
+    assert "P" in ds.dims and ds["alpha"].dims == ("N", "P")
+    np.testing.assert_allclose(ds["alpha"].values, np.log([[10, 50]]) / 8)
+
+
+def test_create_is_idempotent_and_atomic(tmp_path):
+    config = config_for()
+    path = tmp_path / "sub" / "sweep.zarr"
+    assert st.create(path, config) is True
+    assert st.create(path, config) is False
+    assert sorted(p.name for p in path.parent.iterdir()) == ["sweep.zarr"]  # no temporary left
+    ds = xr.open_zarr(path, consolidated=False)
+    assert not ds["done"].values.any() and np.isnan(ds["phi"].values).all()
+
+
+def test_refuses_a_store_of_another_config(tmp_path):
+    path = tmp_path / "sweep.zarr"
+    st.create(path, config_for())
+    with pytest.raises(ParameterError) as info:
+        st.create(path, config_for(seed=[0, 1, 2]))
+    assert info.value.name == "config" and "grid.seed" in str(info.value)
+    with pytest.raises(ParameterError):
+        st.SweepStore.open(path, config_for(N=[10]))
+
+
+def test_refuses_something_that_is_not_a_sweep_store(tmp_path):
+    other = tmp_path / "other.zarr"
+    xr.Dataset({"x": ("a", [1, 2])}).to_zarr(other, consolidated=False)
+    plain_dir = tmp_path / "dir"
+    plain_dir.mkdir()
+    (plain_dir / "keep.txt").write_text("precious")
+    for path in (other, plain_dir):
+        with pytest.raises(ParameterError) as info:
+            st.create(path, config_for())
+        assert info.value.name == "store"
+    assert (plain_dir / "keep.txt").read_text() == "precious"
+
+
+def test_write_cell_roundtrip_with_the_engine(tmp_path):
+    from diffmem.cell import run_cell
+
+    config = config_for()
+    path = tmp_path / "sweep.zarr"
+    st.create(path, config)
+    store = st.SweepStore.open(path, config)
+    flat = 5
+    result = run_cell(**sweep.cell_kwargs(config, flat))
+    store.write_cell(flat, result)
+    assert store.done_flat().tolist() == [f == flat for f in range(8)]
+    ds = xr.open_zarr(path, consolidated=False)
+    cell = ds.isel(dict(zip(sweep.cell_dims(config), sweep.cell_index(config, flat))))
+    for name, var in VARIABLES.items():
+        np.testing.assert_array_equal(cell[name].values, np.asarray(result[name], dtype=var.dtype), err_msg=name)
+    assert float(cell["wall_time"]) == result["wall_time"]
+    assert str(cell["device"].values) == result["params"]["device"]
+    # Other cells untouched.
+    assert np.isnan(ds["phi"].isel(seed=0, alpha=0, alpha_D=0).values).all()
+
+
+def test_write_cell_rejects_contract_violations(tmp_path):
+    config = config_for()
+    path = tmp_path / "sweep.zarr"
+    st.create(path, config)
+    store = st.SweepStore.open(path, config)
+    good = synthetic_result(config, 0)
+    for broken, match in (
+        ({k: v for k, v in good.items() if k != "loss"}, "lacks variable 'loss'"),
+        ({**good, "phi": good["phi"][:-1]}, "shape"),
+        ({**good, "t": [0.1, 0.2, 0.3, 0.4]}, "t grid"),
+        ({**good, "params": {**good["params"], "P": 3}}, "P = 3"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            store.write_cell(0, broken)
+    assert not store.done_flat().any()
+
+
+def test_none_becomes_nan(tmp_path):
+    config = config_for()
+    path = tmp_path / "sweep.zarr"
+    st.create(path, config)
+    result = synthetic_result(config, 1)
+    result["phi"] = [None, 0.5, None, 0.25]
+    result["d_nn"] = None
+    st.SweepStore.open(path, config).write_cell(1, result)
+    cell = xr.open_zarr(path, consolidated=False).isel(alpha_D=0, alpha=0, seed=1, nonlinearity=0, N=0)
+    np.testing.assert_array_equal(cell["phi"].values, [np.nan, 0.5, np.nan, 0.25])
+    assert np.isnan(cell["d_nn"].values)
+
+
+def test_damaged_done_chunk_counts_as_not_done(tmp_path):
+    config = config_for()
+    path = tmp_path / "sweep.zarr"
+    st.create(path, config)
+    store = st.SweepStore.open(path, config)
+    for flat in range(8):
+        store.write_cell(flat, synthetic_result(config, flat))
+    chunk = path / "done" / "c" / "0" / "1" / "0" / "0" / "1"  # cell (0, 1, 0, 0, 1) = flat 5
+    assert chunk.exists()
+    chunk.write_bytes(b"garbage")
+    assert store.done_flat().tolist() == [f != 5 for f in range(8)]
+
+
+def test_plain_xarray_opens_the_store_without_diffmem(tmp_path):
+    config = config_for()
+    path = tmp_path / "sweep.zarr"
+    st.create(path, config)
+    st.SweepStore.open(path, config).write_cell(3, synthetic_result(config, 3))
+    code = (
+        "import json, sys, warnings, xarray as xr\n"
+        "warnings.simplefilter('ignore', RuntimeWarning)  # unconsolidated live store\n"
+        f"ds = xr.open_zarr({str(path)!r})\n"
+        "assert not any(m.startswith('diffmem') for m in sys.modules)\n"
+        "print(json.dumps({'dims': dict(ds.sizes), 'done': int(ds.done.sum()), 'phi': ds.phi.values.ravel().tolist()[12:16],"
+        " 'nl': [str(v) for v in ds.nonlinearity.values], 'units': ds.loss.attrs['units'], 'P': ds.P.values.tolist()}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    got = json.loads(out.stdout)
+    assert got["dims"] == {"nonlinearity": 1, "alpha_D": 2, "N": 1, "alpha": 2, "seed": 2, "t": 4, "rho": 3}
+    assert got["done"] == 1 and got["nl"] == ["linear"] and got["units"] == "nats per dimension"
+    assert got["phi"] == [3000.0] * 4  # cell 3's phi (variable index 0) as encoded
+    assert got["P"] == [[5, 11]]
+
+
+def _write_cells(path, config, flats, barrier):
+    store = st.SweepStore.open(path, config)
+    barrier.wait()
+    for flat in flats:
+        store.write_cell(flat, synthetic_result(config, flat))
+
+
+def test_many_cells_written_concurrently_from_several_processes_none_lost(tmp_path):
+    # 64 cells, 4 processes, interleaved so that neighbouring cells are written at the same time.
+    config = config_for(alpha_D=[0.25, 0.5, 0.75, 1.0], alpha=[0.2, 0.25, 0.3, 0.35], seed=[0, 1, 2, 3])
+    path = tmp_path / "sweep.zarr"
+    st.create(path, config)
+    n_proc = 4
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(n_proc)
+    procs = [ctx.Process(target=_write_cells, args=(path, config, list(range(k, 64, n_proc)), barrier))
+             for k in range(n_proc)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    ds = xr.open_zarr(path, consolidated=False)
+    assert ds["done"].values.all()
+    flat_phi = ds["phi"].values.reshape(64, -1)
+    np.testing.assert_array_equal(flat_phi, np.repeat(1000.0 * np.arange(64)[:, None], 4, axis=1))
+    k_loss = list(VARIABLES).index("loss")
+    np.testing.assert_array_equal(ds["loss"].values.reshape(64, -1)[:, 0], 1000.0 * np.arange(64) + k_loss)
+    np.testing.assert_array_equal(ds["wall_time"].values.ravel(), 0.5 + np.arange(64))

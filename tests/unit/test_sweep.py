@@ -1,0 +1,179 @@
+"""Grid, blocks, per-cell seeds, config hash, fault injection and the dask block runner."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from diffmem import sweep
+from diffmem.errors import ParameterError
+from diffmem.store import create
+
+
+def tiny_config(**overrides):
+    """A 2 x 2 x 2 grid of sub-second cells (N = 8, P <= 12)."""
+    raw = {
+        "sweep": "unit",
+        "grid": {"alpha_D": [0.5, 1.0], "N": [8], "alpha": [0.2, 0.3], "seed": [0, 1]},
+        "t": {"start": 0.1, "stop": 2.0, "num": 4, "spacing": "log"},
+        "rho": [0.5, 1.0, 2.0],
+        "samples": 16, "test_samples": 16, "basin_samples": 4, "block_size": 3, "retries": 1,
+        "progress": False, "cluster": {"n_workers": 1},
+    }
+    raw.update(overrides)
+    return sweep.validate_config(raw)
+
+
+def test_axes_ranges_expand_and_round():
+    config = sweep.validate_config({
+        "grid": {"alpha": {"start": 0.1, "stop": 0.3, "num": 3}, "N": {"start": 10, "stop": 40, "num": 3,
+                 "spacing": "log"}, "seed": {"start": 0, "stop": 4, "num": 5}},
+    })
+    ax = sweep.axes(config)
+    np.testing.assert_allclose(ax["alpha"], [0.1, 0.2, 0.3])
+    assert ax["N"].tolist() == [10, 20, 40]  # geomspace(10, 40, 3) = 10, 20, 40 exactly
+    assert ax["seed"].tolist() == [0, 1, 2, 3, 4]
+    t = ax["t"]  # schema default: 20 log-spaced points in [0.02, 3]
+    assert len(t) == 20 and math.isclose(t[0], 0.02) and math.isclose(t[-1], 3.0)
+    np.testing.assert_allclose(np.diff(np.log(t)), np.log(3.0 / 0.02) / 19)
+
+
+def test_integer_range_with_repeated_values_is_refused():
+    with pytest.raises(ParameterError) as info:
+        sweep.validate_config({"grid": {"alpha": [0.1], "N": {"start": 10, "stop": 11, "num": 5}}})
+    assert info.value.name == "grid.N.num"
+
+
+def test_cells_blocks_and_coordinates():
+    config = tiny_config()
+    assert sweep.cell_dims(config) == ("nonlinearity", "alpha_D", "N", "alpha", "seed")
+    assert sweep.grid_shape(config) == (1, 2, 1, 2, 2)
+    assert sweep.n_cells(config) == 8
+    assert sweep.block_names(config) == ["b0000", "b0001", "b0002"]
+    blocks = [sweep.block_cells(config, b) for b in sweep.block_names(config)]
+    assert blocks == [[0, 1, 2], [3, 4, 5], [6, 7]]  # every cell in exactly one block
+    c = sweep.cell_coords(config, 5)  # C order: seed fastest, then alpha, alpha_D
+    assert c == {"nonlinearity": "linear", "alpha_D": 1.0, "N": 8, "alpha": 0.2, "seed": 1,
+                 "P": math.floor(math.exp(0.2 * 8) + 0.5), "D": 8}
+    with pytest.raises(ParameterError):
+        sweep.block_cells(config, "b0009")
+
+
+def test_grid_in_P_has_P_dim_and_alpha_coordinate():
+    config = sweep.validate_config({"grid": {"P": [10, 100], "N": [8, 16]}})
+    assert sweep.cell_dims(config)[3] == "P"
+    c = sweep.cell_coords(config, 1)
+    assert c["P"] == 100 and "alpha" not in c
+    assert sweep.cell_kwargs(config, 1)["P"] == 100
+
+
+def test_cell_seed_is_its_seed_coordinate_in_any_sweep():
+    # The same cell in two sweeps of different grids gets the same engine arguments (hence numbers).
+    small = tiny_config()
+    large = tiny_config(grid={"alpha_D": [0.25, 0.5, 1.0], "N": [8, 12], "alpha": [0.3, 0.2], "seed": [7, 1]})
+    a = sweep.cell_kwargs(small, 5)
+    matches = [f for f in range(sweep.n_cells(large)) if sweep.cell_kwargs(large, f) == a]
+    assert len(matches) == 1
+    assert a["seed"] == 1
+
+
+def test_config_hash_covers_science_only():
+    base = tiny_config()
+    same = tiny_config(retries=5, block_size=1, progress=True, cluster={"n_workers": 2}, backend="numpy")
+    assert sweep.config_hash(same) == sweep.config_hash(base)
+    # The t grid given as a list equal to the range: same hash.
+    as_list = tiny_config(t=sweep.axes(base)["t"].tolist())
+    assert sweep.config_hash(as_list) == sweep.config_hash(base)
+    for change in ({"samples": 17}, {"mode": "sde"}, {"grid": {"alpha_D": [0.5], "N": [8], "alpha": [0.2, 0.3],
+                                                                 "seed": [0, 1]}}):
+        assert sweep.config_hash(tiny_config(**change)) != sweep.config_hash(base), change
+
+
+def test_injection_counts_attempts_across_calls(tmp_path):
+    inject = {"cells": [{"alpha": 0.3, "seed": 0}, 7], "times": 2, "state_dir": str(tmp_path)}
+    coords = {"alpha": 0.3, "seed": 0, "N": 8}
+    for attempt in (1, 2):
+        with pytest.raises(RuntimeError, match="injected failure"):
+            sweep.maybe_inject_failure(inject, 2, coords)
+    sweep.maybe_inject_failure(inject, 2, coords)  # third attempt passes
+    sweep.maybe_inject_failure(inject, 3, {"alpha": 0.2, "seed": 0})  # not listed
+    with pytest.raises(RuntimeError):
+        sweep.maybe_inject_failure(inject, 7, {"alpha": 0.2, "seed": 1})  # listed by flat index
+    always = {"cells": [0], "times": -1, "state_dir": str(tmp_path / "always")}
+    for _ in range(4):
+        with pytest.raises(RuntimeError):
+            sweep.maybe_inject_failure(always, 0, {})
+
+
+@pytest.fixture(scope="module")
+def client():
+    from diffmem.cluster import make_cluster
+
+    with make_cluster({"kind": "local", "n_workers": 2}) as c:
+        yield c
+
+
+def _values(path):
+    ds = xr.open_zarr(path, consolidated=False)
+    return {name: ds[name].values for name in ds.data_vars if name not in ("finished_at", "wall_time")}
+
+
+def test_run_block_writes_cells_and_skips_done_ones(tmp_path, client):
+    config = tiny_config()
+    store = tmp_path / "s.zarr"
+    create(store, config)
+    first = sweep.run_block(store, config, "b0000", client=client, progress=False)
+    assert first["computed"] == 3 and first["skipped"] == 0
+    ds = xr.open_zarr(store, consolidated=False)
+    assert ds["done"].values.ravel().tolist() == [True] * 3 + [False] * 5
+    stamp = ds["finished_at"].values.copy()
+    again = sweep.run_block(store, config, "b0000", client=client, progress=False)
+    assert again == {**again, "computed": 0, "skipped": 3}
+    # Nothing was rewritten: the finish stamps are those of the first run.
+    np.testing.assert_array_equal(xr.open_zarr(store, consolidated=False)["finished_at"].values, stamp)
+
+
+def test_run_block_result_equals_the_engine_called_directly(tmp_path, client):
+    from diffmem.cell import run_cell
+
+    config = tiny_config()
+    store = tmp_path / "s.zarr"
+    create(store, config)
+    sweep.run_block(store, config, "b0001", client=client, progress=False)
+    flat = 4
+    direct = run_cell(**sweep.cell_kwargs(config, flat))
+    ds = xr.open_zarr(store, consolidated=False)
+    idx = sweep.cell_index(config, flat)
+    cell = ds.isel(dict(zip(sweep.cell_dims(config), idx)))
+    np.testing.assert_array_equal(cell["phi"].values, np.asarray(direct["phi"], dtype=float))
+    np.testing.assert_array_equal(cell["basin_static"].values, np.asarray(direct["basin_static"], dtype=float))
+    assert float(cell["d_nn"]) == direct["d_nn"]
+    assert bool(cell["done"]) and str(cell["backend"].values) == direct["params"]["backend"]
+
+
+def test_failure_once_is_retried(tmp_path, client, monkeypatch):
+    config = tiny_config(retries=1)
+    store = tmp_path / "s.zarr"
+    create(store, config)
+    monkeypatch.setenv(sweep.INJECT_ENV, json.dumps({"cells": [1], "times": 1, "state_dir": str(tmp_path / "st")}))
+    stats = sweep.run_block(store, config, "b0000", client=client, progress=False)
+    assert stats["computed"] == 3
+    assert (tmp_path / "st" / "cell-1.attempts").read_bytes() == b".."  # failed once, then succeeded
+
+
+def test_failure_always_stops_naming_the_cell_and_keeps_finished_cells(tmp_path, client, monkeypatch):
+    config = tiny_config(retries=1)
+    store = tmp_path / "s.zarr"
+    create(store, config)
+    sweep.run_block(store, config, "b0000", client=client, progress=False)
+    monkeypatch.setenv(sweep.INJECT_ENV, json.dumps({"cells": [{"alpha": 0.3, "alpha_D": 1.0, "seed": 0}],
+                                                      "times": -1, "state_dir": str(tmp_path / "st")}))
+    with pytest.raises(sweep.CellError) as info:
+        sweep.run_block(store, config, "b0002", client=client, progress=False)
+    message = str(info.value)
+    assert "cell 6 " in message and "alpha=0.3" in message and "alpha_D=1.0" in message and "seed=0" in message
+    assert (tmp_path / "st" / "cell-6.attempts").read_bytes() == b".."  # 1 try + 1 retry
+    done = xr.open_zarr(store, consolidated=False)["done"].values.ravel()
+    assert done[:3].all() and not done[6]

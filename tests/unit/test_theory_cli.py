@@ -1,0 +1,70 @@
+"""``diffmem theory`` command line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from diffmem.cli import main
+
+
+def run(argv, capsys):
+    code = main(["theory", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_json_output_with_times(capsys):
+    code, out, _ = run(["--family", "hmm", "--alpha", "0.1", "--alpha-D", "0.5", "--t", "0.2", "0.5", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert {"t_c", "t_o", "t_g", "t_s", "params", "t", "f", "rho_b", "loss"} <= set(data)
+    assert data["t_c"] == pytest.approx(0.7776, abs=1e-3)  # THEORY.md section 5
+    assert len(data["f"]) == len(data["rho_b"]) == len(data["loss"]) == 2
+
+
+def test_json_nulls_for_nonlinear(capsys):
+    code, out, _ = run(["--family", "hmm", "--nonlinearity", "sign", "--alpha", "0.1", "--t", "0.5", "--json"], capsys)
+    data = json.loads(out)
+    assert code == 0 and data["t_o"] is None and data["rho_b"] is None and data["loss"] is None
+    assert data["t_c"] > 0 and len(data["f"]) == 1
+
+
+def test_quenched_and_readable_summary(capsys):
+    code, out, _ = run(["--family", "hmm", "--N", "40", "--P", "500", "--alpha-D", "0.5", "--seed", "3", "--t", "0.4"], capsys)
+    assert code == 0
+    assert "quenched" in out and "collapse time t_c" in out and "N=40 D=20 P=500" in out
+
+
+def test_mixture_and_isotropic(capsys):
+    code, out, _ = run(["--family", "gaussian-mixture", "--N", "100", "--P", "5000", "--m-tilde", "0.5", "--json"], capsys)
+    assert code == 0 and json.loads(out)["t_s"] is not None
+    code, out, _ = run(["--family", "isotropic", "--alpha", "0.3", "--json"], capsys)
+    assert json.loads(out)["t_g"] == pytest.approx(0.2394, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "argv, word",
+    [
+        (["--family", "hmm", "--alpha", "0"], "alpha"),
+        (["--family", "hmm", "--alpha", "0.1", "--alpha-D", "2"], "alpha_D"),
+        (["--family", "hmm", "--P", "100"], "P"),
+        (["--family", "hmm", "--alpha", "0.1", "--nonlinearity", "cube"], "nonlinearity"),
+        (["--family", "hmm", "--alpha", "0.1", "--t", "-1"], "t"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, word, capsys):
+    code, out, err = run(argv, capsys)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("diffmem theory: error:") and word in lines[0]
+
+
+def test_usage_errors_are_one_line():
+    # argparse errors (missing --alpha/--P) exit 2 with one line, through the real entry point.
+    proc = subprocess.run(
+        [sys.executable, "-m", "diffmem", "theory", "--family", "hmm"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "--alpha" in proc.stderr

@@ -1,0 +1,94 @@
+"""The public entry point diffmem.theory.predict: contract, realized sizes, validation."""
+
+import numpy as np
+import pytest
+
+from diffmem.data import feature_matrix
+from diffmem.errors import ParameterError
+from diffmem.theory import (
+    collapse_time,
+    marchenko_pastur_spectrum,
+    onset_time,
+    predict,
+    spectrum_of_features,
+)
+
+TIMES = ("t_c", "t_o", "t_g", "t_s", "t_L")
+
+
+def test_large_n_linear_hmm_matches_the_table_and_returns_curves():
+    t = np.linspace(0.01, 2.0, 200)
+    out = predict(alpha=0.1, alpha_D=0.25, t=t)
+    assert set(out) == set(TIMES) | {"params", "t", "f", "rho_b", "loss"}
+    assert out["t_c"] == pytest.approx(0.6982, abs=1e-3) and out["t_s"] == pytest.approx(1.0986, abs=1e-3)
+    for key in ("f", "rho_b", "loss"):
+        assert out[key].shape == (200,) and np.all(np.isfinite(out[key]))
+    assert out["params"]["spectrum"] == "marchenko-pastur"
+
+
+def test_quenched_spectrum_is_the_cells_feature_matrix():
+    N, P, alpha_D, seed = 48, 900, 0.3, 5
+    out = predict(alpha_D=alpha_D, N=N, P=P, seed=seed)
+    D = int(np.floor(alpha_D * N + 0.5))
+    sp = spectrum_of_features(feature_matrix(N, D, seed))
+    alpha = np.log(P) / N
+    assert out["params"]["alpha"] == pytest.approx(alpha, rel=1e-14)
+    assert out["params"]["alpha_D"] == D / N and out["params"]["D"] == D
+    assert out["t_c"] == pytest.approx(collapse_time(sp, alpha), abs=1e-12)
+    assert out["t_o"] == pytest.approx(onset_time(sp, alpha), abs=1e-12)
+    # another seed is another F
+    assert predict(alpha_D=alpha_D, N=N, P=P, seed=seed + 1)["t_c"] != out["t_c"]
+    # quenched=False keeps the realized sizes but the Marchenko-Pastur limit
+    mp = predict(alpha_D=alpha_D, N=N, P=P, quenched=False)
+    assert mp["t_c"] == pytest.approx(collapse_time(marchenko_pastur_spectrum(D / N), alpha), abs=1e-12)
+
+
+def test_alpha_with_n_is_rounded_like_the_simulation():
+    out = predict(family="isotropic", alpha=0.125, N=80)
+    P = int(np.floor(np.exp(0.125 * 80) + 0.5))
+    assert out["params"]["P"] == P
+    assert out["params"]["alpha"] == pytest.approx(np.log(P) / 80, rel=1e-14)
+
+
+def test_nonlinear_returns_only_what_the_theory_defines():
+    out = predict(nonlinearity="relu", normalize=True, alpha=0.1, alpha_D=0.5, t=[0.3, 0.8])
+    assert out["t_c"] is not None and 0.1 < out["t_c"] < 2.0
+    assert all(out[k] is None for k in ("t_o", "t_g", "t_s", "t_L"))
+    assert out["rho_b"] is None and out["loss"] is None
+    assert out["f"].shape == (2,) and out["f"][0] > 0.1 > out["f"][1]  # t_c lies between
+    ge = predict(nonlinearity="relu", normalize=True, alpha=0.1, alpha_D=0.5, approximation="gaussian-equivalent")
+    assert ge["params"]["approximation"] == "gaussian-equivalent"
+    assert all(ge[k] is not None for k in TIMES)
+
+
+def test_linear_normalize_is_the_same_as_plain_linear():
+    a = predict(alpha=0.2, alpha_D=0.5, normalize=True)
+    b = predict(alpha=0.2, alpha_D=0.5)
+    assert a["t_c"] == b["t_c"] and a["t_o"] == b["t_o"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(alpha=-0.1), "alpha"),
+        (dict(alpha=0.1, alpha_D=1.2), "alpha_D"),
+        (dict(alpha=0.1, alpha_D=0.0), "alpha_D"),
+        (dict(P=100), "P"),
+        (dict(N=20, P=100, alpha=0.1), "P"),
+        (dict(N=20, P=1), "P"),
+        (dict(N=0, P=10), "N"),
+        (dict(alpha=0.1, t=[0.5, -1.0]), "t"),
+        (dict(alpha=0.1, t=["x"]), "t"),
+        (dict(alpha=0.1, family="cats"), "family"),
+        (dict(alpha=0.1, nonlinearity="cube"), "nonlinearity"),
+        (dict(alpha=0.1, quenched=True), "quenched"),
+        (dict(alpha=0.1, approximation="exact"), "approximation"),
+        (dict(alpha=0.1, seed=-1), "seed"),
+        (dict(alpha=0.1, family="gaussian-mixture", sigma=0.0), "sigma"),
+        (dict(N=20, alpha=0.1, alpha_D=0.01), "alpha_D"),
+    ],
+)
+def test_bad_input_raises_parameter_error_naming_the_parameter(kwargs, name):
+    with pytest.raises(ParameterError) as err:
+        predict(**kwargs)
+    assert err.value.name == name
