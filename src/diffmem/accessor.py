@@ -316,7 +316,9 @@ class DiffmemAccessor:
         out_a = {k: np.full(shape + (len(t_key),), np.nan) for k in arrays} if t_key else {}
         real = self.realized()
         for idx in np.ndindex(*shape):
-            cell = {d: coords[d][i] for d, i in zip(dims, idx)}
+            # Scalar coordinates (left by .sel(N=64)) are cell parameters too.
+            cell = {d: ds[d].values.item() for d in CELL_DIMS if d in ds.coords and ds[d].ndim == 0}
+            cell.update({d: coords[d][i] for d, i in zip(dims, idx)})
             key = dict(base)
             key["nonlinearity"] = str(cell.get("nonlinearity", _first(self.config, "nonlinearity", default="linear")))
             key["approximation"] = approximation
@@ -324,12 +326,12 @@ class DiffmemAccessor:
                 key["alpha"] = float(cell["alpha"])
                 key["alpha_D"] = float(cell.get("alpha_D", 1.0))
             else:
-                sel = {d: cell[d] for d in ("N", "alpha", "P") if d in cell}
+                sel = {d: cell[d] for d in ("N", "alpha", "P") if d in real.dims}
                 key["alpha_D"] = float(cell.get("alpha_D", 1.0))
                 if limit:  # P grid: the limit at the realized alpha of this N
                     key["alpha"] = float(real["alpha_eff"].sel(sel).item())
                     if "alpha_D" in cell:
-                        sel_D = {"alpha_D": cell["alpha_D"], "N": cell["N"]}
+                        sel_D = {d: cell[d] for d in ("alpha_D", "N") if d in real.dims}
                         key["alpha_D"] = float(real["alpha_D_eff"].sel(sel_D).item())
                 else:
                     key["N"] = int(cell["N"])

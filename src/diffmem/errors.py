@@ -35,6 +35,8 @@ def check_range(name, value, *, low=None, high=None, low_open=False, high_open=F
         raise ParameterError(name, "must be a number, got NaN")
     lo_txt = "(" if low_open else "["
     hi_txt = ")" if high_open else "]"
+    lo_txt = "(" if low is None else lo_txt
+    hi_txt = ")" if high is None else hi_txt
     rng = f"{lo_txt}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi_txt}"
     bad = (low is not None and (v <= low if low_open else v < low)) or (
         high is not None and (v >= high if high_open else v > high)

@@ -190,6 +190,7 @@ def _write_cells(path, config, flats, barrier):
         store.write_cell(flat, synthetic_result(config, flat))
 
 
+@pytest.mark.slow
 def test_many_cells_written_concurrently_from_several_processes_none_lost(tmp_path):
     # 64 cells, 4 processes, interleaved so that neighbouring cells are written at the same time.
     config = config_for(alpha_D=[0.25, 0.5, 0.75, 1.0], alpha=[0.2, 0.25, 0.3, 0.35], seed=[0, 1, 2, 3])
