@@ -16,8 +16,17 @@ $(BIN)/diffmem: pyproject.toml
 
 setup: $(BIN)/diffmem
 
+CONFIG ?= config/config.yaml
+
+# Resumable: after any interruption (even SIGKILL) the same `make run` finishes the sweep without
+# recomputing finished cells. A killed Snakemake leaves its directory lock behind, so it is cleared
+# first (do not start two runs of the same sweep at once). Prints the total wall time at the end; the
+# per-cell times are in the summary the workflow prints (results/<sweep>/summary.txt).
 run: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --rerun-incomplete --rerun-triggers mtime
+	@$(BIN)/snakemake --unlock --configfile $(CONFIG) > /dev/null 2>&1 || true
+	@start=$$(date +%s); \
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete --rerun-triggers mtime \
+	&& echo "make run: total wall time $$(( $$(date +%s) - start )) s (workflow, setup excluded)"
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -18,6 +18,7 @@ from math import sqrt
 import numpy as np
 
 from . import nonlinearities
+from .kernels import AugmentedChunk
 from .seeding import FEATURES, TRAIN, generator
 
 __all__ = [
@@ -124,6 +125,12 @@ def training_block(spec, k):
     return sample_points(spec, generator(spec.seed, TRAIN, k), stop - start)
 
 
+def _numpy_result_dtype(device_put):
+    """The numpy dtype ``device_put`` produces, or None when it produces another kind of array."""
+    probe = device_put(np.zeros((1, 1)))
+    return probe.dtype if type(probe) is np.ndarray else None
+
+
 def default_memory_budget():
     """Bytes the training-set caches may use (host and device each): 2 GiB."""
     return 2 * 1024**3
@@ -158,6 +165,8 @@ class TrainingSet:
         self.cached = spec.P * spec.N * 8 <= budget
         self._host = None
         self._device_chunks = None
+        # numpy backends get chunks that carry [A | 1 | |a|^2] for the kernel's fast path (issue 7)
+        self._numpy_dtype = _numpy_result_dtype(device_put)
         self._last_block = (None, None)  # streaming: chunks smaller than BLOCK reuse the last block
 
     @property
@@ -165,10 +174,28 @@ class TrainingSet:
         return self.spec.P
 
     def host_points(self):
-        """All P points as one numpy array (P, N) when cached; else None."""
+        """All P points as one numpy array (P, N) when cached; else None.
+
+        On a float64 numpy backend the cache is stored augmented, (P, N + 2) = [a | 1 | |a|^2], and
+        this is a view of its first N columns: the kernel's chunks are views of the same memory.
+        """
         if self.cached and self._host is None:
-            self._host = np.concatenate([training_block(self.spec, k) for k in range(self.spec.n_blocks)])
-        return self._host
+            self._host = self._generate_host()
+        return None if self._host is None else self._host[:, : self.spec.N]
+
+    def _generate_host(self):
+        """All blocks written into one preallocated array (no concatenation copy)."""
+        N = self.spec.N
+        augmented = self._numpy_dtype == np.float64
+        host = np.empty((self.P, N + 2 if augmented else N))
+        for k in range(self.spec.n_blocks):
+            start, stop = block_rows(self.spec, k)
+            block = training_block(self.spec, k)
+            host[start:stop, :N] = block
+            if augmented:
+                host[start:stop, N] = 1.0
+                host[start:stop, N + 1] = np.einsum("ij,ij->i", block, block)
+        return host
 
     def _host_range(self, start, stop):
         host = self.host_points()
@@ -199,6 +226,11 @@ class TrainingSet:
 
     def _make_chunk(self, start):
         stop = min(start + self.chunk_size, self.P)
+        if self._numpy_dtype is not None:
+            host = self._host if self.host_points() is not None else None
+            if host is not None and host.shape[1] == self.spec.N + 2:
+                return AugmentedChunk(start, host[start:stop])
+            return AugmentedChunk.from_points(start, self._host_range(start, stop), dtype=self._numpy_dtype)
         a = self._host_range(start, stop)
         return start, self._put(a), self._put(np.einsum("ij,ij->i", a, a))
 

@@ -16,14 +16,21 @@ Normalisation: ``log_z`` = log sum_mu exp(l_mu) (no 1/P, no Gaussian constant), 
 Logits come from one GEMM per chunk (X @ A^T), the weighted mean from a second (E @ A); memory is
 O(M chunk + chunk N) whatever P is. The code uses only the array API standard (via
 ``array_api_compat``), so one implementation serves numpy, cupy and array_api_strict.
+
+On numpy (float64 or float32, without ``want_second``) :func:`stream_logits` takes a fast path with
+the same results that removes most passes over the (M, chunk) logit block and uses every BLAS thread
+for the exponential too (see the comment above :class:`AugmentedChunk`; figures in
+``docs/benchmarks.md``).
 """
 
+import threading
 from dataclasses import dataclass
 from math import inf
 
+import numpy as np
 from array_api_compat import array_namespace
 
-__all__ = ["KernelResult", "stream_logits"]
+__all__ = ["AugmentedChunk", "KernelResult", "stream_logits"]
 
 
 @dataclass
@@ -80,6 +87,15 @@ def stream_logits(X, chunks, *, c1, c2, delta, index=None, want_mean=False, want
     -------
     KernelResult
     """
+    if _fast_path_applies(X, want_second):
+        return _stream_numpy(X, chunks, c1=c1, c2=c2, delta=delta, index=index, want_mean=want_mean)
+    return _stream_generic(
+        X, chunks, c1=c1, c2=c2, delta=delta, index=index, want_mean=want_mean, want_second=want_second
+    )
+
+
+def _stream_generic(X, chunks, *, c1, c2, delta, index=None, want_mean=False, want_second=False):
+    """The array-API loop of :func:`stream_logits` (any namespace: numpy, cupy, array_api_strict)."""
     xp = array_namespace(X)
     M, N = X.shape
     dtype = X.dtype
@@ -142,4 +158,248 @@ def stream_logits(X, chunks, *, c1, c2, delta, index=None, want_mean=False, want
         result.mean = mean / safe_s1[:, None]
     if want_second:
         result.second_logit = run_second
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# numpy fast path (issue 7): same results as the array-API loop, fewer passes over the logit block.
+#
+# Per (query block x training block) the generic loop makes ~9 passes over the M x chunk logit block
+# (GEMM out, bias, max, argmax, subtract, exp, sum, square, sum of squares) on one core, and np.exp
+# takes a slow path when its result underflows (7-40x slower per element, measured here), which is
+# the common case at small t. The fast path:
+#
+# - folds the |a|^2 bias and the row shift into the logits GEMM: with B = [A | 1 | |a|^2] (cached per
+#   chunk, see :class:`AugmentedChunk`) and Xa = [c1 X / delta | -shift | -c2 / (2 delta)],
+#   Xa @ B^T = l - shift directly;
+# - moves a row's shift only when a block's maximum exceeds it by more than a headroom (rare after
+#   the first block), so there is usually no subtraction pass;
+# - clips the shifted logits at ``clip`` before exp (no underflow, no subnormals; each clipped entry
+#   contributes at most e^{clip} against a row sum >= 1);
+# - gets the weighted sum and the row sums from one GEMM, E @ [A | 1];
+# - splits the training blocks over the BLAS thread count with single-threaded BLAS in each thread,
+#   so the exponential and the reductions run on every core, not only the GEMMs.
+# Passes left: GEMM out, argmax, clip, exp, sum of squares (np.vecdot), GEMM in.
+# ---------------------------------------------------------------------------------------------------
+
+# dtype -> (clip, headroom): exp(headroom)^2 times P must stay finite (e^600 P in float64, e^60 P in
+# float32, fine for P < 10^40 and 10^12), and exp(clip) must be a normal number (e^-600, e^-80).
+_FAST_LIMITS = {np.dtype(np.float64): (-600.0, 300.0), np.dtype(np.float32): (-80.0, 30.0)}
+COL_BLOCK = 1024  # training points per work item: a (ROW_BLOCK x COL_BLOCK) float64 block is 2 MiB
+ROW_BLOCK = 256  # queries per GEMM call
+_MIN_THREADED_WORK = 1 << 16  # M x chunk below which threads cost more than they save
+
+
+class AugmentedChunk(tuple):
+    """A training chunk ``(start, A, sqnorm)`` that also carries ``B = [A | 1 | |a|^2]``.
+
+    Unpacks like the plain triple (``A`` and ``sqnorm`` are views into ``B``), so every consumer of
+    chunks works unchanged; the numpy fast path of :func:`stream_logits` uses ``augmented`` directly
+    instead of building it for each call.
+    """
+
+    augmented: np.ndarray
+
+    def __new__(cls, start, augmented):
+        N = augmented.shape[1] - 2
+        self = super().__new__(cls, (start, augmented[:, :N], augmented[:, N + 1]))
+        self.augmented = augmented
+        return self
+
+    @classmethod
+    def from_points(cls, start, A, sqnorm=None, dtype=None):
+        """Build from points A (rows, N) (any float dtype; stored as ``dtype``, default A's)."""
+        A = np.asarray(A)
+        B = np.empty((A.shape[0], A.shape[1] + 2), dtype=dtype or A.dtype)
+        B[:, :-2] = A
+        B[:, -2] = 1.0
+        B[:, -1] = np.einsum("ij,ij->i", A, A) if sqnorm is None else sqnorm
+        return cls(start, B)
+
+
+def _augmented(chunk, dtype):
+    """(start, B) for a chunk triple, reusing a cached augmented array when the chunk has one."""
+    B = getattr(chunk, "augmented", None)
+    start, A, sqnorm = chunk
+    if B is None or B.dtype != dtype:
+        B = AugmentedChunk.from_points(start, A, sqnorm, dtype).augmented
+    return start, B
+
+
+def _fast_path_applies(X, want_second):
+    return (
+        isinstance(X, np.ndarray)
+        and X.ndim == 2
+        and X.dtype in _FAST_LIMITS
+        and not want_second
+    )
+
+
+class _Accumulator:
+    """Online log-sum-exp state of one worker: every query row, shifts relative to ``shift``."""
+
+    def __init__(self, M, N, dtype, want_mean, want_index, rows, cols):
+        self.shift = np.zeros(M, dtype)  # reference logit per row (meaningful where ``seen``)
+        self.seen = np.zeros(M, bool)  # a finite logit has been folded in
+        self.s1 = np.zeros(M, dtype)  # sum exp(l - shift)
+        self.s2 = np.zeros(M, dtype)  # sum exp(2 (l - shift))
+        self.mean = np.zeros((M, N), dtype) if want_mean else None  # sum exp(l - shift) a
+        self.best = np.full(M, -np.inf, dtype)  # largest logit
+        self.arg = np.zeros(M, np.int64)
+        self.logit_index = np.full(M, -np.inf, dtype) if want_index else None
+        self.block = np.empty((rows, cols), dtype)  # shifted logits, then weights
+        self.gemm_out = np.empty((rows, N + 1), dtype)
+
+
+def _fold_block(acc, lo, Xa, start, B, index, clip, headroom):
+    """Fold training points start.. (augmented rows B) into query rows lo..lo+len(Xa) of ``acc``."""
+    n, N = B.shape[0], B.shape[1] - 2
+    m = Xa.shape[0]
+    hi = lo + m
+    shift, seen = acc.shift[lo:hi], acc.seen[lo:hi]
+    Xa[:, N] = -shift
+    L = acc.block[:m, :n]
+    np.matmul(Xa, B.T, out=L)  # l - shift
+    arg = np.argmax(L, axis=1)
+    rel_max = L[np.arange(m), arg]
+    top = rel_max + shift
+    best, best_arg = acc.best[lo:hi], acc.arg[lo:hi]
+    better = top > best
+    best[better] = top[better]
+    best_arg[better] = arg[better] + start
+    if index is not None:
+        local = index[lo:hi] - start
+        inside = np.nonzero((local >= 0) & (local < n))[0]
+        if inside.size:
+            acc.logit_index[lo:hi][inside] = L[inside, local[inside]] + shift[inside]
+    move = np.nonzero(np.where(seen, rel_max > headroom, np.isfinite(rel_max)))[0]
+    if move.size:
+        L[move] -= rel_max[move, None]
+        new_shift = shift[move] + rel_max[move]
+        factor = np.where(seen[move], np.exp(shift[move] - new_shift), 0).astype(L.dtype)
+        acc.s1[lo:hi][move] *= factor
+        acc.s2[lo:hi][move] *= factor * factor
+        if acc.mean is not None:
+            acc.mean[lo:hi][move] *= factor[:, None]
+        shift[move] = new_shift
+        seen[move] = True
+    np.maximum(L, clip, out=L)
+    np.exp(L, out=L)
+    acc.s2[lo:hi] += np.vecdot(L, L)
+    if acc.mean is not None:
+        out = acc.gemm_out[:m]
+        np.matmul(L, B[:, : N + 1], out=out)  # [sum E a | sum E]
+        acc.mean[lo:hi] += out[:, :N]
+        acc.s1[lo:hi] += out[:, N]
+    else:
+        acc.s1[lo:hi] += L @ B[:, N]
+
+
+def _work_items(chunks, dtype):
+    """(start, B-block) pieces of at most COL_BLOCK training points, in chunk order."""
+    for chunk in chunks:
+        start, B = _augmented(chunk, dtype)
+        for j in range(0, B.shape[0], COL_BLOCK):
+            yield start + j, B[j : j + COL_BLOCK]
+
+
+def _worker_count(M, first_rows):
+    if M * first_rows < _MIN_THREADED_WORK:
+        return 1
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return 1
+    counts = [lib["num_threads"] for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    return max(1, min(counts)) if counts else 1
+
+
+_CONTROLLER = None
+
+
+def _single_threaded_blas():
+    """Context manager limiting BLAS to one thread (threadpoolctl; one controller per process)."""
+    global _CONTROLLER
+    from threadpoolctl import ThreadpoolController
+
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+def _merge(accs):
+    """Combine per-worker accumulators into the first (rows rescaled to a common shift)."""
+    total = accs[0]
+    for acc in accs[1:]:
+        both = total.seen & acc.seen
+        shift = np.where(both, np.maximum(total.shift, acc.shift), np.where(acc.seen, acc.shift, total.shift))
+        f_total = np.where(total.seen, np.exp(total.shift - shift), 0).astype(shift.dtype)
+        f_acc = np.where(acc.seen, np.exp(acc.shift - shift), 0).astype(shift.dtype)
+        total.s1 = total.s1 * f_total + acc.s1 * f_acc
+        total.s2 = total.s2 * f_total**2 + acc.s2 * f_acc**2
+        if total.mean is not None:
+            total.mean = total.mean * f_total[:, None] + acc.mean * f_acc[:, None]
+        total.shift, total.seen = shift, total.seen | acc.seen
+        # ties go to the smaller index, as in a single in-order pass
+        better = (acc.best > total.best) | ((acc.best == total.best) & (acc.arg < total.arg))
+        total.best = np.where(better, acc.best, total.best)
+        total.arg = np.where(better, acc.arg, total.arg)
+        if total.logit_index is not None:
+            total.logit_index = np.maximum(total.logit_index, acc.logit_index)
+    return total
+
+
+def _stream_numpy(X, chunks, *, c1, c2, delta, index, want_mean):
+    """numpy fast path of :func:`stream_logits` (same arguments and results)."""
+    M, N = X.shape
+    dtype = X.dtype
+    clip, headroom = _FAST_LIMITS[dtype]
+    Xa = np.empty((M, N + 2), dtype)
+    Xa[:, :N] = X * (c1 / delta)
+    Xa[:, N + 1] = -c2 / (2.0 * delta)
+    index = None if index is None else np.asarray(index, dtype=np.int64)
+    items = _work_items(chunks, dtype)
+    first = next(items, None)
+    pending = [] if first is None else [first]
+    workers = _worker_count(M, 0 if first is None else first[1].shape[0])
+    rows = min(M, ROW_BLOCK)
+    accs = [
+        _Accumulator(M, N, dtype, want_mean, index is not None, rows, COL_BLOCK) for _ in range(workers)
+    ]
+    lock = threading.Lock()
+
+    def next_item():
+        with lock:  # generating a streamed chunk happens here, one worker at a time
+            if pending:
+                return pending.pop()
+            return next(items, None)
+
+    def work(acc):
+        Xw = Xa.copy()  # column N holds this worker's shifts
+        with np.errstate(over="ignore", invalid="ignore"):
+            while (item := next_item()) is not None:
+                start, B = item
+                for lo in range(0, M, rows):
+                    _fold_block(acc, lo, Xw[lo : lo + rows], start, B, index, clip, headroom)
+
+    if workers == 1:
+        work(accs[0])
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with _single_threaded_blas(), ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, accs))  # re-raises a worker's exception
+    acc = _merge(accs)
+    unseen = ~acc.seen  # rows with no finite logit: drop the clipped exp(clip) entries they gathered
+    acc.s1[unseen], acc.s2[unseen] = 0, 0
+    if want_mean:
+        acc.mean[unseen] = 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_z = np.where(acc.seen, acc.shift + np.log(acc.s1), -np.inf).astype(dtype)
+        safe_s1 = np.where(acc.s1 > 0, acc.s1, 1).astype(dtype)
+        result = KernelResult(log_z=log_z, max_logit=acc.best, argmax=acc.arg, sum_w2=acc.s2 / safe_s1**2)
+        if index is not None:
+            result.w_index = np.exp(acc.logit_index - log_z)
+        if want_mean:
+            result.mean = acc.mean / safe_s1[:, None]
     return result

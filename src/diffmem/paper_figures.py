@@ -325,12 +325,12 @@ def plot_phase_diagram(ds, times, extrap, outdir):
     nls = _linear_first(ds)
     a_Ds = np.atleast_1d(ds["alpha_D"].values)
     fig, axes = plt.subplots(
-        len(nls), len(a_Ds), figsize=(3.6 * len(a_Ds), 3.4 * len(nls)), squeeze=False,
+        len(nls), len(a_Ds), figsize=(max(3.6 * len(a_Ds), 7.0), 3.4 * len(nls)), squeeze=False,
         sharey=True, constrained_layout=True,
     )
     real = ds.diffmem.realized()
-    a_lo, a_hi = float(real["alpha_eff"].min()) * 0.8, float(real["alpha_eff"].max()) * 1.2
-    alphas = np.geomspace(a_lo, a_hi, 30)
+    a_lo, a_hi = float(real["alpha_eff"].min()) * 0.6, float(real["alpha_eff"].max()) * 1.4
+    alphas = np.linspace(a_lo, a_hi, 31)
     for r, nl in enumerate(nls):
         best = _best_times(ds, times, extrap, nl)
         for k, a_D in enumerate(a_Ds):
@@ -353,13 +353,14 @@ def plot_phase_diagram(ds, times, extrap, outdir):
                 x = ds[grid].values if grid == "alpha" else real["alpha_eff"].sel(N=int(ds["N"].max())).values
                 ax.errorbar(x, v.values, yerr=e.values, color=QUANTITY_COLORS[q], marker="o", ls="none",
                             ms=4, label=f"{q} ({how})")
-            ax.set_xscale("log")
+            ax.set_xlim(a_lo, a_hi)
             ax.set_title(f"{nl}, alpha_D={a_D:g}", fontsize=9)
             ax.set_xlabel("alpha = log(P)/N")
             ax.set_ylim(0, top)
         axes[r, 0].set_ylabel("t")
     axes[0, 0].legend(fontsize=6, loc="upper right")
-    fig.suptitle("(c) phase diagram: lines N -> infinity theory (green t_g, red t_c, blue t_o; nonlinear: t_c only)")
+    fig.suptitle("(c) phase diagram; lines: N -> infinity theory (green t_g, red t_c, blue t_o; nonlinear sigma: t_c only)",
+                 fontsize=9)
     return _save(fig, outdir, "c_phase_diagram")
 
 
@@ -531,7 +532,7 @@ def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
     extrap = _extrapolations(ds, times)
     written = []
     table = times_table(ds, times, extrap, confidence)
-    table.to_csv(outdir / TABLE, index=False, float_format="%.5g")
+    table.to_csv(outdir / TABLE, index=False, float_format="%.6g")
     written.append(outdir / TABLE)
     figdir = outdir / "figures"
     draw = {

@@ -44,6 +44,7 @@ __all__ = [
     "create",
     "SweepStore",
     "is_sweep_store",
+    "consolidate",
 ]
 
 STORE_KIND = "sweep"
@@ -280,6 +281,20 @@ def create(path, config):
         check_compatible(path, config)  # another process created it first
         return False
     return True
+
+
+def consolidate(path):
+    """Consolidate the metadata of a finished store, so plain ``xarray.open_zarr`` opens it directly.
+
+    Only metadata is consolidated and cell writes never change metadata, so the consolidated view
+    stays valid if cells are written later (e.g. a recomputed damaged cell).
+    """
+    import zarr
+
+    with warnings.catch_warnings():
+        # zarr warns that consolidated metadata is not in the v3 spec yet; xarray reads it fine.
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(str(path))
 
 
 # ---------------------------------------------------------------------------------------------

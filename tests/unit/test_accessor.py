@@ -163,3 +163,34 @@ def test_missing_variable_is_named(store):
     ds, _ = store
     with pytest.raises(ParameterError, match="^phi:"):
         ds.drop_vars("phi").diffmem.collapse_time()
+
+
+def test_theory_limit_matches_reference_table(store):
+    # THEORY.md section 5, linear HMM, Marchenko-Pastur limit, alpha = 0.1 (given to 1e-4).
+    ds, _ = store
+    th = ds.sel(nonlinearity=["linear"]).diffmem.theory(limit=True)
+    assert "seed" not in th.dims and "N" not in th.dims
+    ref = {1.0: (0.3070, 0.8162, 1.1311), 0.25: (0.1808, 0.6982, 1.0234)}
+    for a_D, (t_g, t_c, t_o) in ref.items():
+        cell = th.sel(nonlinearity="linear", alpha_D=a_D, alpha=0.1)
+        assert float(cell["t_g"]) == pytest.approx(t_g, abs=1e-3)
+        assert float(cell["t_c"]) == pytest.approx(t_c, abs=1e-3)
+        assert float(cell["t_o"]) == pytest.approx(t_o, abs=1e-3)
+
+
+def test_theory_quenched_is_the_cell_by_cell_prediction(store):
+    from diffmem.theory import predict
+
+    ds, _ = store
+    sub = ds.sel(nonlinearity=["linear"], N=[32, 48], alpha=[0.2])
+    th = sub.diffmem.theory(t=ds["t"].values[::10])
+    for N in (32, 48):
+        P = int(np.floor(np.exp(0.2 * N) + 0.5))
+        for seed in (0, 2):
+            ref = predict(alpha_D=0.25, N=N, P=P, seed=seed, t=ds["t"].values[::10])
+            cell = th.sel(nonlinearity="linear", alpha_D=0.25, N=N, alpha=0.2, seed=seed)
+            assert float(cell["t_c"]) == ref["t_c"]
+            np.testing.assert_array_equal(cell["rho_b"].values, np.asarray(ref["rho_b"], dtype=float))
+    # different seeds: different feature matrices, different quenched t_c
+    tc = th["t_c"].sel(nonlinearity="linear", alpha_D=0.25, N=32, alpha=0.2).values
+    assert np.unique(tc).size == tc.size

@@ -60,17 +60,31 @@ def test_gauss_hermite_misplaces_the_sign_collapse():
     assert abs(collapse_time_rs(0.1, 0.5, "sign", method="gauss-hermite", t_guess=exact) / exact - 1) > 5e-3
 
 
-def test_user_registered_sigma_uses_the_kinks():
+@pytest.fixture
+def user_sigma():
+    """Register test nonlinearities and remove them afterwards (the registry is global)."""
+    added = []
+
+    def register(name, fn, **kw):
+        added.append(name)
+        return nonlinearities.register(name, fn, overwrite=True, **kw)
+
+    yield register
+    for name in added:
+        nonlinearities._REGISTRY.pop(name, None)
+
+
+def test_user_registered_sigma_uses_the_kinks(user_sigma):
     # A user sigma equal to sqrt(2) relu: the generic piecewise fallback must reproduce the closed
     # form of relu with normalize (E relu^2 = 1/2, so normalized relu = sqrt(2) relu).
     name = "test_scaled_relu"
-    nonlinearities.register(name, lambda h: np.sqrt(2.0) * np.maximum(h, 0.0), kinks=(0.0,), overwrite=True)
+    user_sigma(name, lambda h: np.sqrt(2.0) * np.maximum(h, 0.0), kinks=(0.0,))
     t = np.array([0.1, 0.5])
     np.testing.assert_allclose(
         excess_entropy_rs(t, 0.3, name), excess_entropy_rs(t, 0.3, "relu", normalize=True), atol=1e-8
     )
     # a shifted kink is honoured too: piecewise and brute-force agree
-    nonlinearities.register("test_shifted_relu", lambda h: np.maximum(h - 0.7, 0.0), kinks=(0.7,), overwrite=True)
+    user_sigma("test_shifted_relu", lambda h: np.maximum(h - 0.7, 0.0), kinks=(0.7,))
     exact = psi_out(0.4, 0.3, "test_shifted_relu")
     assert psi_out(0.4, 0.3, "test_shifted_relu", method="brute-force", n_inner=20001) == pytest.approx(exact, abs=1e-3)
 
@@ -125,6 +139,10 @@ def test_bad_method_is_a_parameter_error():
         psi_out(0.1, 0.5, "tanh", method="closed-form")
 
 
+def _log_normal(y, mean, sd):
+    return -0.5 * ((y - mean) / sd) ** 2 - np.log(np.sqrt(2 * np.pi) * sd)
+
+
 def _entropy_term_by_adaptive_quadrature(log_z_of_y, lo, hi):
     """int Z log Z dy by scipy.integrate.quad (adaptive, independent of the module's fixed grids)."""
     from scipy import integrate
@@ -135,41 +153,43 @@ def _entropy_term_by_adaptive_quadrature(log_z_of_y, lo, hi):
 
 @pytest.mark.parametrize("t", [0.1, 0.7])
 def test_psi_out_at_q0_against_adaptive_quadrature(t):
-    # At q = 0, Psi_out is minus the differential entropy of the marginal of y = kappa sigma(h) + noise.
-    from scipy import integrate, stats
-
+    # At q = 0, Psi_out is minus the differential entropy of the marginal of y = kappa sigma(h) + noise;
+    # reference: adaptive quad in y, and for tanh a 4001-point trapezoid in h on [-12, 12] (spectrally
+    # accurate for this smooth, Gaussian-decaying integrand).
     kappa, delta = np.exp(-t), -np.expm1(-2 * t)
-    sign_log_p = lambda y: np.logaddexp(  # noqa: E731
-        stats.norm.logpdf(y, kappa, np.sqrt(delta)), stats.norm.logpdf(y, -kappa, np.sqrt(delta))
-    ) + np.log(0.5)
-    ref = _entropy_term_by_adaptive_quadrature(sign_log_p, -kappa - 12 * np.sqrt(delta), kappa + 12 * np.sqrt(delta))
-    assert psi_out(0.0, t, "sign") == pytest.approx(ref, abs=1e-8)
+    sd = np.sqrt(delta)
+    sign_log_p = lambda y: np.logaddexp(_log_normal(y, kappa, sd), _log_normal(y, -kappa, sd)) + np.log(0.5)  # noqa: E731
+    ref = _entropy_term_by_adaptive_quadrature(sign_log_p, -kappa - 12 * sd, kappa + 12 * sd)
+    assert psi_out(0.0, t, "sign") == pytest.approx(ref, abs=1e-9)
 
-    def tanh_log_p(y):
-        inner, _ = integrate.quad(
-            lambda h: stats.norm.pdf(h) * stats.norm.pdf(y, kappa * np.tanh(h), np.sqrt(delta)), -12, 12,
-            epsabs=1e-14, limit=200,
-        )
-        return np.log(inner)
-
-    ref = _entropy_term_by_adaptive_quadrature(tanh_log_p, -kappa - 10 * np.sqrt(delta), kappa + 10 * np.sqrt(delta))
-    assert psi_out(0.0, t, "tanh") == pytest.approx(ref, abs=1e-7)
+    h = np.linspace(-12.0, 12.0, 4001)
+    wh = (h[1] - h[0]) * np.exp(_log_normal(h, 0.0, 1.0))
+    centres = kappa * np.tanh(h)
+    tanh_log_p = lambda y: np.log(wh @ np.exp(_log_normal(y, centres, sd)))  # noqa: E731
+    ref = _entropy_term_by_adaptive_quadrature(tanh_log_p, -kappa - 10 * sd, kappa + 10 * sd)
+    # 160 Gauss-Hermite nodes: converged to 1e-9; the default 48 to 1e-5 here (q = 0 is the widest
+    # inner integrand; at the maximizing q and t ~ t_c the default is converged to 1e-9, see above).
+    assert psi_out(0.0, t, "tanh", n_inner=160) == pytest.approx(ref, abs=1e-9)
+    assert psi_out(0.0, t, "tanh") == pytest.approx(ref, abs=1e-5)
 
 
 def test_psi_out_sign_at_positive_q_against_nested_quadrature():
-    # Psi_out(q) = E_V int dy Z log Z with the closed-form Z of sign; nested adaptive quadrature in V, y.
-    from scipy import integrate, special, stats
+    # Psi_out(q) = E_V int dy Z log Z with the closed-form Z of sign; reference: Gauss-Legendre in V on
+    # [-9, 9] (not Hermite) and adaptive quad in y.
+    from scipy import special
 
     q, t = 0.5, 0.3
     kappa, delta = np.exp(-t), -np.expm1(-2 * t)
     sd = np.sqrt(delta)
 
     def inner(V):
-        p = special.ndtr(np.sqrt(q) * V / np.sqrt(1 - q))
+        u = np.sqrt(q) * V / np.sqrt(1 - q)
         log_z = lambda y: np.logaddexp(  # noqa: E731
-            np.log(p) + stats.norm.logpdf(y, kappa, sd), np.log1p(-p) + stats.norm.logpdf(y, -kappa, sd)
+            special.log_ndtr(u) + _log_normal(y, kappa, sd), special.log_ndtr(-u) + _log_normal(y, -kappa, sd)
         )
-        return stats.norm.pdf(V) * _entropy_term_by_adaptive_quadrature(log_z, -kappa - 12 * sd, kappa + 12 * sd)
+        return _entropy_term_by_adaptive_quadrature(log_z, -kappa - 12 * sd, kappa + 12 * sd)
 
-    ref, _ = integrate.quad(inner, -9, 9, epsabs=1e-11, limit=100)
-    assert psi_out(q, t, "sign") == pytest.approx(ref, abs=1e-7)
+    x, w = np.polynomial.legendre.leggauss(80)
+    V, wV = 9 * x, 9 * w * np.exp(_log_normal(9 * x, 0.0, 1.0))
+    ref = sum(wi * inner(Vi) for Vi, wi in zip(V, wV))
+    assert psi_out(q, t, "sign") == pytest.approx(ref, abs=1e-8)

@@ -52,7 +52,7 @@ rule plot_figures:
     params:
         config=CONFIG_JSON,
         store=STORE,
-        outdir=FIGURE_DIR,
+        outdir=get_output_dir,
     conda:
         "../../envs/cpu.yaml"
     shell:

@@ -15,6 +15,11 @@ from diffmem.figures import FIGURES
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 diffmem_sweep.resolve_config(config)
 
+# The rules need PATH (below); declaring it also passes it on to cluster jobs.
+envvars:
+    "PATH",
+
+
 # Rules call the `diffmem` command. Put the bin directory of the Python running Snakemake (the venv of
 # `make run`, where diffmem is installed) first on PATH so it is found without activating the venv;
 # with --sdm conda the rule's environment is activated in front of it and wins.
@@ -29,6 +34,10 @@ PHASE = f"{RESULTS}/phase.zarr"
 FIGURE_DIR = f"{RESULTS}/figures"
 SUMMARY = f"{RESULTS}/summary.txt"
 BLOCKS = diffmem_sweep.block_names(config)
+# GPU sweeps: each block job asks for one GPU (a `gpu` resource for the SLURM executor) and uses the
+# conda environment with cupy.
+GPUS_PER_BLOCK = 1 if config["backend"] == "cupy" else 0
+CONDA_ENV = "../../envs/gpu.yaml" if GPUS_PER_BLOCK else "../../envs/cpu.yaml"
 # The validated config (defaults filled) travels to every step as JSON: the CLI re-validates it and
 # the store checks its hash, so a step can never run against a store of another config.
 CONFIG_JSON = json.dumps(config, sort_keys=True)
@@ -41,6 +50,11 @@ wildcard_constraints:
 def get_block_markers():
     """Completion markers of every block of the sweep."""
     return expand(f"{RESULTS}/blocks/{{block}}.done", block=BLOCKS)
+
+
+def get_output_dir(wildcards, output):
+    """Directory of a rule's first output (where the CLI writes all of them)."""
+    return os.path.dirname(output[0])
 
 
 def get_figures(ext=("png", "pdf")):

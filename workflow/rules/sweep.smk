@@ -29,8 +29,10 @@ rule simulate_block:
         config=CONFIG_JSON,
         store=STORE,
     threads: 1
+    resources:
+        gpu=GPUS_PER_BLOCK,
     conda:
-        "../../envs/cpu.yaml"
+        CONDA_ENV
     shell:
         # tee: the progress bar is live on the terminal and kept in the log.
         "diffmem sweep run-block --config-json {params.config:q} --store {params.store} "

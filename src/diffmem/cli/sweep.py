@@ -135,11 +135,13 @@ def cmd_phase(args):
     import xarray as xr
 
     from ..phase import extract, write_dataset
-    from ..store import check_compatible
+    from ..store import check_compatible, consolidate
 
     config, store = _load(args)
     check_compatible(store, config)
     sweep_ds = xr.open_zarr(store, consolidated=False)
+    if bool(sweep_ds["done"].all()):
+        consolidate(store)  # the sweep is assembled: metadata will not change any more
     theory = xr.open_zarr(args.theory, consolidated=False) if args.theory else None
     ds = extract(sweep_ds, theory)
     write_dataset(ds, args.out)

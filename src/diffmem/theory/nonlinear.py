@@ -18,7 +18,9 @@ Quadrature
   on V through Gaussian CDFs).
 - y: trapezoid on a uniform grid. Z_out is a Gaussian mixture of width >= sqrt(Delta_t); for a jump of
   sigma the zeros of Z_out in the complex plane lie at distance ~ pi Delta/(2 kappa) from the real axis,
-  so the spacing is min(sqrt(Delta)/2, 0.4 Delta/kappa) there, which makes the rule spectrally accurate.
+  so the spacing is min(sqrt(Delta)/3, 0.4 Delta/kappa) there (sqrt(Delta)/3 for continuous sigma),
+  which makes the rule spectrally accurate. The grid covers kappa sigma(h) for |h| <= 9.5, so t must
+  be >= T_MIN = 1e-4 (below, a jump of sigma needs more than ~1e5 grid points).
 - inner W (the integral inside Z_out), by ``method``:
   ``"closed-form"`` for linear, relu and sign (the kink integrated analytically: for sign Z_out is a
   two-Gaussian mixture weighted by Phi(+-w/sqrt v); for relu a point mass at y = 0 plus a Gaussian

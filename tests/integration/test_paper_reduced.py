@@ -1,0 +1,130 @@
+"""A reduced paper sweep through the real code: engine cells run as dask tasks by the workflow's block
+runner (``diffmem.sweep.run_block``, what each Snakemake job calls) into a real store
+(``diffmem.store``), opened with plain ``xarray.open_zarr`` and analysed with ``ds.diffmem``.
+
+Sweep: linear and tanh (normalized), alpha_D = 0.5, alpha = 0.2, N = 24, 32, 40, three seeds.
+
+Tolerances (what "agrees" means here):
+- measured t_c (phi = 1/2 crossing, mean over seeds) at the largest N against the quenched theory of
+  the same cells (same F): 3 standard errors plus 15 % finite-size tolerance. THEORY.md section 5:
+  phi(t_c) = 0.53-0.58 at N = 24-128, i.e. the crossing sits after t_c by a smooth-crossover margin
+  of order 10 % at these sizes (the engine issue's test uses the same 15 %);
+- N -> infinity extrapolation of t_c in log(N)/N against the Marchenko-Pastur / RS limit: 3 standard
+  errors of the extrapolation plus 10 % (three sizes between 24 and 40 leave curvature in x(N)
+  that the linear fit does not see);
+- t_g from the minimum of L(t) against the nearest-neighbour estimate (1/2) log(1 + d_nn) of the same
+  cells (THEORY.md 3.6 says they are close at any N): within one t-grid step (ratio 1.24 here).
+"""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import diffmem  # noqa: F401  (registers ds.diffmem)
+from diffmem import paper_figures, store, sweep
+from diffmem.theory import predict
+
+pytestmark = pytest.mark.slow
+
+CONFIG = {
+    "sweep": "reduced",
+    "family": "hmm",
+    "mode": "marginal",
+    "normalize": True,
+    "grid": {
+        "nonlinearity": ["linear", "tanh"],
+        "alpha_D": [0.5],
+        "N": [24, 32, 40],
+        "alpha": [0.2],
+        "seed": [0, 1, 2],
+    },
+    "t": {"start": 0.05, "stop": 2.0, "num": 18, "spacing": "log"},
+    "rho": [0.1, 0.3, 1.0, 3.0, 10.0],
+    "samples": 128,
+    "test_samples": 128,
+    "basin_samples": 16,
+    "block_size": 9,
+    "progress": False,
+}
+FS_TOL_QUENCHED = 0.15
+FS_TOL_LIMIT = 0.10
+
+
+@pytest.fixture(scope="module")
+def reduced_store(tmp_path_factory):
+    from distributed import Client, LocalCluster
+
+    config = sweep.validate_config(CONFIG)
+    path = tmp_path_factory.mktemp("paper") / "sweep.zarr"
+    store.create(path, config)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            for block in sweep.block_names(config):
+                sweep.run_block(path, config, block, client=client, progress=False)
+    return xr.open_zarr(path, consolidated=False)
+
+
+def test_store_layout_seen_by_accessor(reduced_store):
+    ds = reduced_store
+    assert ds.diffmem.cell_dims == ("nonlinearity", "alpha_D", "N", "alpha", "seed")
+    assert bool(ds["done"].all())
+    assert ds.diffmem.config["normalize"] is True
+    real = ds.diffmem.realized()
+    P = np.floor(np.exp(np.array([24, 32, 40]) * 0.2) + 0.5)
+    np.testing.assert_allclose(real["alpha_eff"].sel(alpha=0.2).values, np.log(P) / [24, 32, 40])
+
+
+def test_collapse_time_agrees_with_quenched_theory(reduced_store):
+    ds = reduced_store
+    n_max = int(ds["N"].max())
+    tc = ds.diffmem.collapse_time().sel(N=n_max)
+    th = ds.sel(N=n_max).diffmem.theory()["t_c"].mean("seed")
+    for nl in ("linear", "tanh"):
+        meas = float(tc["t_c_mean"].sel(nonlinearity=nl).squeeze())
+        se = float(tc["t_c_mean_se"].sel(nonlinearity=nl).squeeze())
+        pred = float(th.sel(nonlinearity=nl).squeeze())
+        assert abs(meas - pred) <= 3 * se + FS_TOL_QUENCHED * pred, (nl, meas, se, pred)
+
+
+def test_extrapolated_collapse_time_agrees_with_limit(reduced_store):
+    ds = reduced_store
+    ex = ds.diffmem.extrapolate("t_c")
+    for nl in ("linear", "tanh"):
+        e = ex.sel(nonlinearity=nl, alpha_D=0.5, alpha=0.2)
+        # independent reference: predict() directly, N -> infinity at the nominal alpha, alpha_D
+        lim = predict(nonlinearity=nl, normalize=True, alpha=0.2, alpha_D=0.5)["t_c"]
+        assert int(e["n"]) == 3 and float(e["se"]) > 0
+        assert abs(float(e["value"]) - lim) <= 3 * float(e["se"]) + FS_TOL_LIMIT * lim, (nl, e, lim)
+
+
+def test_time_ordering_in_the_data(reduced_store):
+    ds = reduced_store
+    times = ds.diffmem.times()
+    for level in ("_mean", ""):  # seed means, then every single cell
+        t_g, t_c, t_o = (times[f"{q}{level}"].values for q in ("t_g", "t_c", "t_o"))
+        assert np.isfinite(t_g).all() and np.isfinite(t_c).all() and np.isfinite(t_o).all()
+        assert np.all(t_g < t_c) and np.all(t_c < t_o)
+
+
+def test_generalization_time_matches_nearest_neighbour_estimate(reduced_store):
+    ds = reduced_store
+    g = ds.diffmem.generalization_time()
+    step = np.log(ds["t"].values[1] / ds["t"].values[0])
+    ratio = np.abs(np.log(g["t_g_mean"] / g["t_g_nn_mean"]))
+    assert float(ratio.max()) <= step
+
+
+def test_paper_outputs(reduced_store, tmp_path):
+    figures = ("a_order_parameters", "c_phase_diagram", "f_finite_size")
+    paths = paper_figures.make_paper(reduced_store, tmp_path, figures=figures)
+    for name in figures:
+        for ext in ("png", "pdf"):
+            assert (tmp_path / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / paper_figures.TABLE)
+    assert set(table["quantity"]) == {"t_c", "t_g", "t_g_nn", "t_o"}
+    lin = table[(table["nonlinearity"] == "linear") & (table["quantity"] == "t_c")].iloc[0]
+    assert lin["theory_limit"] == pytest.approx(predict(alpha=0.2, alpha_D=0.5)["t_c"], rel=2e-6)  # CSV keeps 6 digits
+    assert np.isfinite(lin["extrapolated"]) and lin["n_sizes"] == 3
+    assert len(paths) == 1 + 2 * len(figures)

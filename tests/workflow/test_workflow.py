@@ -1,0 +1,207 @@
+"""The real Snakemake workflow on the tiny shipped config: dry-run, lint, end to end, report, resume.
+
+Every run happens in a ``tmp_path`` working directory (``--directory`` semantics through ``cwd``) with
+the repository's Snakefile and workflow profile, so ``results/`` of the checkout is never touched.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+ROOT = Path(__file__).resolve().parents[2]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+TEST_CONFIG = ROOT / "config" / "test.yaml"
+SHIPPED = sorted((ROOT / "config").glob("*.yaml"))
+
+pytestmark = pytest.mark.workflow
+
+# Data variables that legitimately differ between two runs of the same cells (when, and how long).
+TIMING = ("wall_time", "finished_at")
+
+
+def snakemake(cwd, *args, configfile=TEST_CONFIG, timeout=600, check=True):
+    cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(configfile), *args]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.mark.parametrize("config", SHIPPED, ids=lambda p: p.name)
+def test_dry_run_on_shipped_configs(config, tmp_path):
+    out = snakemake(tmp_path, "-n", "--cores", "2", configfile=config)
+    text = out.stdout + out.stderr
+    assert "simulate_block" in text and "plot_figures" in text
+
+
+@pytest.mark.parametrize("config", SHIPPED, ids=lambda p: p.name)
+def test_lint_on_shipped_configs(config, tmp_path):
+    out = snakemake(tmp_path, "--lint", configfile=config)
+    assert "good condition" in out.stdout + out.stderr
+
+
+def test_bad_config_is_rejected_before_any_job_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TEST_CONFIG.read_text().replace("samples: 32", "samples: -1", 1))
+    out = snakemake(tmp_path, "--cores", "1", configfile=bad, check=False)
+    assert out.returncode != 0
+    assert "samples" in out.stdout + out.stderr
+    assert not (tmp_path / "results").exists()
+    bad.write_text(TEST_CONFIG.read_text().replace("alpha: [0.15, 0.25]", "alpha: [0.15, 0.25]\n  P: [10]"))
+    out = snakemake(tmp_path, "--cores", "1", configfile=bad, check=False)
+    assert out.returncode != 0 and "grid.alpha" in out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One uninterrupted end-to-end run of config/test.yaml: (working dir, snakemake stdout+stderr)."""
+    cwd = tmp_path_factory.mktemp("e2e")
+    out = snakemake(cwd, "--cores", "2")
+    return cwd, out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_end_to_end_store(finished):
+    cwd, _ = finished
+    ds = xr.open_zarr(cwd / "results/test/sweep.zarr", consolidated=False)
+    assert dict(ds.sizes) == {"nonlinearity": 1, "alpha_D": 2, "N": 2, "alpha": 2, "seed": 2, "t": 8, "rho": 5}
+    assert ds["nonlinearity"].values.tolist() == ["linear"]
+    np.testing.assert_allclose(ds["alpha_D"].values, [0.5, 1.0])
+    assert ds["N"].values.tolist() == [12, 16] and ds["seed"].values.tolist() == [0, 1]
+    np.testing.assert_allclose(ds["t"].values, np.geomspace(0.05, 3.0, 8))
+    np.testing.assert_array_equal(ds["P"].values, np.floor(np.exp(np.outer([12, 16], [0.15, 0.25])) + 0.5))
+    assert ds["done"].values.all()
+    phi = ds["phi"].values
+    assert np.isfinite(phi).all() and ((phi >= 0) & (phi <= 1)).all()
+    # Collapse: phi is near 1 at the smallest t and small at the largest (THEORY.md 3.1).
+    assert (phi[..., 0] > 0.9).all() and (phi[..., -1] < 0.5).all()
+    assert (ds["wall_time"].values > 0).all() and set(ds["backend"].values.ravel()) == {"numpy"}
+    attrs = ds.attrs
+    assert attrs["diffmem_store"] == "sweep" and attrs["sweep"] == "test"
+    assert json.loads(attrs["config"])["grid"]["N"] == [12, 16]
+    assert len(attrs["config_hash"]) == 64 and attrs["git_revision"]
+    assert {"numpy", "xarray", "zarr", "dask"} <= set(json.loads(attrs["package_versions"]))
+    for name in ("phi", "loss", "basin_static", "d_nn", "done"):
+        assert ds[name].attrs["long_name"] and "units" in ds[name].attrs
+
+
+@pytest.mark.slow
+def test_end_to_end_theory_phase_figures_summary(finished):
+    cwd, log = finished
+    res = cwd / "results/test"
+    th = xr.open_zarr(res / "theory.zarr")
+    assert th["spectrum"].values.tolist() == ["quenched", "limit"]
+    assert np.isfinite(th["t_c"].values).all()
+    # The limit does not depend on the seed; the quenched theory does (different F per seed).
+    lim = th["t_c"].sel(spectrum="limit").values
+    np.testing.assert_array_equal(lim[..., 0], lim[..., 1])
+    ph = xr.open_zarr(res / "phase.zarr")
+    assert int(ph["n_done"]) == int(ph["n_cells"]) == 16
+    assert ph["t_c"].dims == ("nonlinearity", "alpha_D", "N", "alpha")
+    assert np.isfinite(ph["t_c_cell"].values).all()
+    assert (ph["t_c_lo"] <= ph["t_c"]).all() and (ph["t_c"] <= ph["t_c_hi"]).all()
+    for name in ("phi_curves", "times_vs_alpha", "phase_diagram"):
+        png = (res / "figures" / f"{name}.png").read_bytes()
+        pdf = (res / "figures" / f"{name}.pdf").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+        assert pdf[:5] == b"%PDF-"
+    summary = (res / "summary.txt").read_text()
+    assert "16/16" in summary and "per cell" in summary
+    assert "16/16" in log  # the summary is printed at the end of the run
+    for rule in ("init_store", "compute_theory", "extract_phase", "plot_figures"):
+        assert list((cwd / "logs" / rule).rglob("*.log")), rule
+
+
+@pytest.mark.slow
+def test_status_command(finished):
+    cwd, _ = finished
+    out = subprocess.run([str(Path(sys.executable).parent / "diffmem"), "status", "results/test/sweep.zarr"],
+                         cwd=cwd, capture_output=True, text=True, check=True).stdout
+    assert "16/16" in out and "b0003: 4/4" in out
+
+
+@pytest.mark.slow
+def test_nothing_left_to_do_and_report(finished):
+    cwd, _ = finished
+    out = snakemake(cwd, "-n", "--cores", "2")
+    assert "Nothing to be done" in out.stdout + out.stderr
+    snakemake(cwd, "--report", "report.html", "--cores", "1")
+    html = (cwd / "report.html").read_text(errors="replace")
+    for name in ("phi_curves", "times_vs_alpha", "phase_diagram"):
+        assert name in html, name
+
+
+@pytest.mark.slow
+def test_store_opens_with_plain_xarray_after_assembly(finished):
+    cwd, _ = finished
+    code = (
+        "import sys, warnings, xarray as xr\n"
+        "warnings.simplefilter('error')\n"  # assembled stores are consolidated: no fallback warning
+        "ds = xr.open_zarr('results/test/sweep.zarr')\n"
+        "assert not any(m.startswith('diffmem') for m in sys.modules)\n"
+        "print(int(ds.done.sum()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "16"
+
+
+def _group_pids(pgid):
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    pids.append(int(entry.name))
+            except ProcessLookupError:
+                pass
+    return pids
+
+
+@pytest.mark.slow
+def test_sigkill_mid_sweep_then_rerun_equals_uninterrupted(finished, tmp_path):
+    import zarr
+
+    cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(TEST_CONFIG), "--cores", "2"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    done_path = tmp_path / "results/test/sweep.zarr/done"
+    deadline = time.time() + 300
+    n_done = 0
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if done_path.exists():
+                n_done = int(np.asarray(zarr.open_array(done_path, mode="r")[...]).sum())
+                if n_done >= 1:
+                    break
+            time.sleep(0.05)
+    finally:
+        # SIGKILL Snakemake and every process it started (jobs, dask schedulers and workers).
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for pid in _group_pids(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+    assert n_done >= 1, "the sweep never wrote a cell"
+    killed = xr.open_zarr(tmp_path / "results/test/sweep.zarr", consolidated=False).load()
+    done_before = killed["done"].values
+    assert not done_before.all(), "the sweep finished before it could be killed"
+
+    # Resume: unlock the directory Snakemake left locked, then the same command.
+    snakemake(tmp_path, "--unlock")
+    snakemake(tmp_path, "--cores", "2")
+    resumed = xr.open_zarr(tmp_path / "results/test/sweep.zarr", consolidated=False).load()
+    reference = xr.open_zarr(finished[0] / "results/test/sweep.zarr", consolidated=False).load()
+    assert resumed["done"].values.all()
+    # No cell done before the kill was recomputed: its finish stamp is unchanged.
+    np.testing.assert_array_equal(resumed["finished_at"].values[done_before], killed["finished_at"].values[done_before])
+    for name in resumed.data_vars:
+        if name not in TIMING:
+            np.testing.assert_array_equal(resumed[name].values, reference[name].values, err_msg=name)

@@ -1,0 +1,42 @@
+# Paper analysis (issue 6): measured versus predicted times, extrapolated to N -> infinity, and
+# figures (a)-(g), from the sweep store alone (ds.diffmem accessor; diffmem.paper_figures).
+# Needs common.smk (STORE, RESULTS, SWEEP, get_block_markers). Target: `snakemake paper`.
+from diffmem.paper_figures import FIGURES as PAPER_FIGURES, TABLE as PAPER_TABLE
+
+PAPER_DIR = f"{RESULTS}/paper"
+
+
+rule analyze_paper:
+    input:
+        get_block_markers(),
+    output:
+        table=report(
+            f"{PAPER_DIR}/{PAPER_TABLE}",
+            caption="../report/paper/times.rst",
+            category="Paper",
+            subcategory="Table",
+        ),
+        png=[
+            report(
+                f"{PAPER_DIR}/figures/{name}.png",
+                caption=f"../report/paper/{name}.rst",
+                category="Paper",
+                subcategory="Figures",
+            )
+            for name in PAPER_FIGURES
+        ],
+        pdf=expand(f"{PAPER_DIR}/figures/{{name}}.pdf", name=PAPER_FIGURES),
+    log:
+        f"logs/analyze_paper/{SWEEP}.log",
+    params:
+        store=STORE,
+        outdir=PAPER_DIR,
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "python -m diffmem.paper_figures --store {params.store} --out {params.outdir} > {log} 2>&1"
+
+
+rule paper:
+    input:
+        rules.analyze_paper.output,
