@@ -40,7 +40,8 @@ def _panels(ds, plt, width=4.2, height=3.4):
     rows = [str(v) for v in ds["nonlinearity"].values]
     cols = [float(v) for v in ds["alpha_D"].values]
     fig, axes = plt.subplots(
-        len(rows), len(cols), figsize=(width * len(cols), height * len(rows)), squeeze=False,
+        # At least 7 inches wide so that the suptitle fits a single panel.
+        len(rows), len(cols), figsize=(max(width * len(cols), 7.0), height * len(rows)), squeeze=False,
         sharex=True, sharey=True, constrained_layout=True,
     )
     return fig, axes, rows, cols

@@ -35,7 +35,7 @@ import numpy as np
 
 from .errors import ParameterError
 
-__all__ = ["FIGURES", "TABLE", "times_table", "make_paper", "main"]
+__all__ = ["FIGURES", "TABLE", "ANSWERS", "times_table", "answers", "make_paper", "main"]
 
 FIGURES = (
     "a_order_parameters",
@@ -47,6 +47,7 @@ FIGURES = (
     "g_nonlinear",
 )
 TABLE = "times.csv"
+ANSWERS = "answers.md"
 QUANTITY_COLORS = {"t_g": "tab:green", "t_c": "tab:red", "t_o": "tab:blue", "t_g_nn": "olive"}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
@@ -207,6 +208,50 @@ def times_table(ds, times=None, extrap=None, confidence=0.95):
                         row["agrees"] = bool(abs(row["pull"]) <= 2)
                     rows.append(row)
     return pd.DataFrame(rows)
+
+
+def answers(ds, times, table):
+    """The paper's questions answered with numbers from this sweep, as Markdown text.
+
+    1. t_c against theory (pulls of the extrapolated t_c); 2. t_o > t_c (traps before collapse);
+    3. t_g < t_c < t_o in the data (every cell and seed); 4. t_g / t_c against alpha_D (extrapolated
+    and theory), which must fall as alpha_D -> 0.
+    """
+    lines = [f"# Paper questions answered by sweep `{ds.diffmem.config.get('sweep', '?')}`", ""]
+    tc = table[table["quantity"] == "t_c"]
+    if "pull" in tc:
+        ok = tc["pull"].abs() <= 2
+        lines.append(
+            f"1. Collapse time against theory: {int(ok.sum())}/{int(tc['pull'].notna().sum())} "
+            f"(sigma, alpha_D, alpha) agree within 2 standard errors after N -> infinity extrapolation "
+            f"(largest |pull| {tc['pull'].abs().max():.2f})."
+        )
+    else:
+        rel = (tc["measured_N_max"] / tc["theory_quenched_N_max"] - 1).abs()
+        lines.append(f"1. Collapse time at the largest N against quenched theory: max relative deviation {rel.max():.3f}.")
+    per_cell = {q: times[q].values for q in ("t_g", "t_c", "t_o") if q in times}
+    if len(per_cell) == 3:
+        finite = np.isfinite(per_cell["t_g"]) & np.isfinite(per_cell["t_c"]) & np.isfinite(per_cell["t_o"])
+        traps = per_cell["t_o"][finite] > per_cell["t_c"][finite]
+        order = traps & (per_cell["t_g"][finite] < per_cell["t_c"][finite])
+        lines.append(f"2. Traps before collapse (t_o > t_c): {int(traps.sum())}/{int(finite.sum())} cells (every seed).")
+        lines.append(f"3. t_g < t_c < t_o: {int(order.sum())}/{int(finite.sum())} cells (every seed).")
+    lines.append("4. t_g / t_c against alpha_D (extrapolated if available, else largest N; theory N -> infinity):")
+    lines.append("")
+    lines.append("| sigma | grid | alpha_D | measured t_g/t_c | theory t_g/t_c |")
+    lines.append("|---|---|---|---|---|")
+    grid = ds.diffmem.grid_dim
+    col = "extrapolated" if "extrapolated" in table else "measured_N_max"
+    for (nl, x, a_D), grp in table.groupby(["nonlinearity", grid, "alpha_D"]):
+        by_q = grp.set_index("quantity")
+        if not {"t_g", "t_c"} <= set(by_q.index):
+            continue
+        meas = by_q.loc["t_g", col] / by_q.loc["t_c", col]
+        th = np.nan
+        if "theory_limit" in by_q:
+            th = by_q.loc["t_g", "theory_limit"] / by_q.loc["t_c", "theory_limit"]
+        lines.append(f"| {nl} | {grid}={x:g} | {a_D:g} | {meas:.3f} | {th:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,6 +438,9 @@ def plot_loss(ds, times, outdir):
             if np.isfinite(tg_th):
                 ax.axvline(tg_th, color=colors[k], ls=":", lw=1)
         ax.set_xscale("log")
+        lowest = np.nanmin(_seed_mean(_measured(sub, "loss"))[0].values)
+        if np.isfinite(lowest):  # L blows up as t -> 0: show the region around the minima
+            ax.set_ylim(lowest - 0.25, lowest + 3.0)
         ax.set_xlabel("t")
         ax.set_ylabel("L(t) [nats per dimension]")
         ax.set_title(f"{nl}: star = measured t_g, dotted = theory t_g, dashed = theory L", fontsize=8)
@@ -422,6 +470,7 @@ def plot_basin_radius(ds, outdir):
                 ax.plot(t, rb.values, color=colors[k], ls="--", lw=1)
         ax.axhline(1.0, color="gray", lw=0.6)
         ax.set_xscale("log")
+        ax.set_xlim(t[0], t[-1])
         ax.set_yscale("log")
         ax.set_xlabel("t")
         ax.set_ylabel("rho_b [Delta_t per dimension]")
@@ -517,6 +566,8 @@ def plot_nonlinear(ds, times, extrap, outdir):
 def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
     """Write the table (``times.csv``) and the figures (PNG and PDF) of the paper analysis into ``outdir``.
 
+    Also writes ``answers.md`` (:func:`answers`).
+
     Returns
     -------
     list of pathlib.Path
@@ -534,6 +585,8 @@ def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
     table = times_table(ds, times, extrap, confidence)
     table.to_csv(outdir / TABLE, index=False, float_format="%.6g")
     written.append(outdir / TABLE)
+    (outdir / ANSWERS).write_text(answers(ds, times, table))
+    written.append(outdir / ANSWERS)
     figdir = outdir / "figures"
     draw = {
         "a_order_parameters": lambda: plot_order_parameters(ds, figdir),

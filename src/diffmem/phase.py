@@ -50,6 +50,7 @@ MEASURED = {
     "t_g": ("loss", "minimum", "generalization time: argmin of L(t)"),
 }
 CONFIDENCE = 0.95
+MIN_CALLS_PER_WORKER = 16
 
 
 def _none_to_nan(value):
@@ -59,8 +60,52 @@ def _none_to_nan(value):
     return np.where(arr == None, np.nan, arr).astype(float)  # noqa: E711
 
 
-def theory_dataset(config, *, progress=False):
+def _predict(kwargs):
+    """One theory evaluation (top-level so that worker processes can run it)."""
+    from .theory import predict
+
+    return predict(**kwargs)
+
+
+def theory_requests(config):
+    """The theory calls a sweep needs: per cell, the quenched and the limit keyword arguments.
+
+    Returns
+    -------
+    (per_cell, unique) : list of (flat, quenched_key, limit_key), dict key -> predict kwargs
+        Limit calls are shared by cells that differ only in their seed.
+    """
+    from . import sweep
+
+    t = sweep.axes(config)["t"].tolist()
+    per_cell, unique = [], {}
+    for flat in range(sweep.n_cells(config)):
+        c = sweep.cell_coords(config, flat)
+        common = dict(
+            family=config["family"], nonlinearity=c["nonlinearity"], normalize=bool(config["normalize"]),
+            m_tilde=float(config["m_tilde"]), sigma=float(config["sigma"]), t=t,
+        )
+        # Quenched: N, P and seed fix the realized alpha, alpha_D and the feature matrix F.
+        q_key = ("quenched", flat)
+        unique[q_key] = dict(common, alpha_D=c["alpha_D"], N=c["N"], P=c["P"], seed=c["seed"])
+        # Limit: N -> infinity at the realized alpha = log(P)/N and alpha_D = D/N of the cell.
+        l_key = ("limit", c["nonlinearity"], c["D"], c["N"], c["P"])
+        unique.setdefault(l_key, dict(common, alpha=float(np.log(c["P"]) / c["N"]), alpha_D=c["D"] / c["N"]))
+        per_cell.append((flat, q_key, l_key))
+    return per_cell, unique
+
+
+def theory_dataset(config, *, progress=False, workers=1):
     """Theory of every cell of ``config``: times over (spectrum, cell dims), curves also over t.
+
+    Parameters
+    ----------
+    config : dict
+        A validated sweep config.
+    progress : bool
+        Progress bar on stderr.
+    workers : int
+        Processes evaluating the theory in parallel (1 = in this process).
 
     Returns
     -------
@@ -74,29 +119,29 @@ def theory_dataset(config, *, progress=False):
 
     from . import sweep
     from .store import _coords
-    from .theory import predict
 
     dims = sweep.cell_dims(config)
     shape = sweep.grid_shape(config)
     t = sweep.axes(config)["t"]
+    per_cell, unique = theory_requests(config)
+    keys = list(unique)
+    bar = dict(desc="theory", unit="call", total=len(keys), disable=not progress, file=sys.stderr)
+    # Spawning workers costs seconds: worth it only for many calls.
+    if workers > 1 and len(keys) >= MIN_CALLS_PER_WORKER * 2:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            values = list(tqdm(pool.map(_predict, [unique[k] for k in keys], chunksize=4), **bar))
+    else:
+        values = [_predict(unique[k]) for k in tqdm(keys, **bar)]
+    results = dict(zip(keys, values))
     times = {k: np.full((2,) + shape, np.nan) for k in THEORY_TIMES}
     curves = {k: np.full((2,) + shape + (len(t),), np.nan) for k in THEORY_CURVES}
-    limit_cache = {}
-    cells = range(sweep.n_cells(config))
-    for flat in tqdm(cells, desc="theory", unit="cell", disable=not progress, file=sys.stderr):
-        c = sweep.cell_coords(config, flat)
+    for flat, q_key, l_key in per_cell:
         idx = sweep.cell_index(config, flat)
-        common = dict(
-            family=config["family"], nonlinearity=c["nonlinearity"], normalize=bool(config["normalize"]),
-            m_tilde=float(config["m_tilde"]), sigma=float(config["sigma"]), t=t.tolist(),
-        )
-        # Quenched: N, P and seed fix the realized alpha, alpha_D and the feature matrix F.
-        quenched = predict(**common, alpha_D=c["alpha_D"], N=c["N"], P=c["P"], seed=c["seed"])
-        key = (c["nonlinearity"], c["D"], c["N"], c["P"])
-        if key not in limit_cache:
-            # Limit: N -> infinity at the realized alpha = log(P)/N and alpha_D = D/N of the cell.
-            limit_cache[key] = predict(**common, alpha=float(np.log(c["P"]) / c["N"]), alpha_D=c["D"] / c["N"])
-        for s, result in enumerate((quenched, limit_cache[key])):
+        for s, result in enumerate((results[q_key], results[l_key])):
             for name in THEORY_TIMES:
                 times[name][(s,) + idx] = _none_to_nan(result.get(name))
             for name in THEORY_CURVES:

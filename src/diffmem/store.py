@@ -246,6 +246,20 @@ def check_compatible(path, config):
     return attrs
 
 
+def _remove_stale_temporaries(path):
+    """Delete half-made stores left by a creation that was killed (their process is gone)."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)  # signal 0: only checks that the process exists
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, owned by someone else
+
+
 def create(path, config):
     """Create the store at ``path`` for ``config`` unless it already exists.
 
@@ -264,6 +278,7 @@ def create(path, config):
         check_compatible(path, config)
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     ds = template(config)

@@ -150,7 +150,8 @@ def validate_config(config, schema=None):
         yield from validate_properties(validator, properties, instance, schema_node)
 
     validator_class = jsonschema.validators.extend(base, {"properties": set_defaults})
-    errors = sorted(validator_class(schema_doc).iter_errors(config), key=lambda e: e.path)
+    # Report the first error in key order (paths mix str and int: compare them as text).
+    errors = sorted(validator_class(schema_doc).iter_errors(config), key=lambda e: [str(p) for p in e.path])
     if errors:
         name, message = _error_key(errors[0])
         raise ParameterError(name, message)

@@ -33,8 +33,10 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! comm
     export DEBIAN_FRONTEND=noninteractive
     # The package index may be empty on a fresh machine; `update` is cheap and makes install work.
     apt-get update -qq >/dev/null || say "apt-get update failed; trying the install anyway"
-    apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null \
-        || cannot "apt-get install slurm-wlm munge failed"
+    if ! apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null; then
+        echo "start-local-slurm: apt-get install slurm-wlm munge failed" >&2
+        exit 1
+    fi
 fi
 
 mkdir -p "$STATE_DIR"/{spool/ctld,spool/d,log,run}
@@ -74,11 +76,10 @@ else
 fi
 
 # --- slurm.conf -----------------------------------------------------------------------------------
-HOST=$(hostname)
+# slurmd and slurmctld identify themselves by the short hostname.
+HOST=$(hostname -s)
 if [ -f "$CONF" ] && ! grep -qF "$MARKER" "$CONF"; then
-    echo "start-local-slurm: $CONF exists and was not written by this script; refusing to replace" \
-         "a real SLURM configuration" >&2
-    exit 1
+    cannot "$CONF exists and was not written by this script; refusing to replace a real SLURM configuration"
 fi
 # The node's real shape (CPUs, sockets, cores, threads, memory) as slurmd itself detects it, so that
 # slurmd never drains the node for having less than the config declares.

@@ -75,6 +75,15 @@ def test_create_is_idempotent_and_atomic(tmp_path):
     assert not ds["done"].values.any() and np.isnan(ds["phi"].values).all()
 
 
+def test_create_cleans_up_after_a_killed_creation(tmp_path):
+    # A creation killed before its rename leaves .sweep.zarr.tmp-<pid> of a process that is gone.
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".sweep.zarr.tmp-{int(proc.stdout)}"
+    (stale / "phi").mkdir(parents=True)
+    assert st.create(tmp_path / "sweep.zarr", config_for())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.zarr"]
+
+
 def test_refuses_a_store_of_another_config(tmp_path):
     path = tmp_path / "sweep.zarr"
     st.create(path, config_for())

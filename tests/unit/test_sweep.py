@@ -177,3 +177,42 @@ def test_failure_always_stops_naming_the_cell_and_keeps_finished_cells(tmp_path,
     assert (tmp_path / "st" / "cell-6.attempts").read_bytes() == b".."  # 1 try + 1 retry
     done = xr.open_zarr(store, consolidated=False)["done"].values.ravel()
     assert done[:3].all() and not done[6]
+
+
+def _write_yaml(path, data):
+    import yaml
+
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_cli_run_status_and_errors(tmp_path, monkeypatch, capsys):
+    from diffmem.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    raw = {
+        "sweep": "cli", "grid": {"N": [8], "alpha": [0.25], "seed": [0, 1, 2]}, "t": [0.2, 1.0],
+        "rho": [0.5, 2.0], "samples": 8, "test_samples": 8, "basin_samples": 2, "block_size": 2,
+        "progress": False, "retries": 0,
+    }
+    cfg = _write_yaml(tmp_path / "c.yaml", raw)
+    # An always-failing cell: exit 1 and a one-line message naming it; the others are written.
+    monkeypatch.setenv(sweep.INJECT_ENV, json.dumps({"cells": [{"seed": 2}], "times": -1,
+                                                     "state_dir": str(tmp_path / "st")}))
+    assert main(["sweep", "run", "--configfile", str(cfg), "--threads", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "error: cell 2 failed" in err and "seed=2" in err
+    monkeypatch.delenv(sweep.INJECT_ENV)
+    assert main(["status", "results/cli/sweep.zarr"]) == 0
+    assert "2/3 cells done" in capsys.readouterr().out
+    assert main(["sweep", "run", "--configfile", str(cfg), "--threads", "1"]) == 0
+    assert main(["status", "results/cli/sweep.zarr", "--timing"]) == 0
+    out = capsys.readouterr().out
+    assert "b0000: 2/2 complete" in out and "b0001: 1/1 complete" in out and "3/3" in out and "per cell" in out
+    # Bad input: exit 2 with the key named, nothing started.
+    bad = _write_yaml(tmp_path / "bad.yaml", {**raw, "sweep": "bad", "samples": 0})
+    assert main(["sweep", "init", "--configfile", str(bad)]) == 2
+    assert "samples" in capsys.readouterr().err
+    assert not (tmp_path / "results" / "bad").exists()
+    assert main(["status", str(tmp_path)]) == 2
+    assert "not a diffmem sweep store" in capsys.readouterr().err

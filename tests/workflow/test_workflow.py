@@ -6,6 +6,7 @@ the repository's Snakefile and workflow profile, so ``results/`` of the checkout
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,17 @@ def test_dry_run_on_shipped_configs(config, tmp_path):
 def test_lint_on_shipped_configs(config, tmp_path):
     out = snakemake(tmp_path, "--lint", configfile=config)
     assert "good condition" in out.stdout + out.stderr
+
+
+def test_configfile_replaces_the_default_config_instead_of_merging(tmp_path):
+    # The default config/config.yaml of the working directory has grid.alpha; a sweep given in P must
+    # not inherit it (merged, the two would be rejected as "give exactly one of alpha and P").
+    (tmp_path / "config").mkdir()
+    shutil.copy(ROOT / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    in_p = tmp_path / "in_p.yaml"
+    in_p.write_text("sweep: in-p\ngrid:\n  N: [8]\n  P: [10, 20]\n")
+    out = snakemake(tmp_path, "-n", "--cores", "1", configfile=in_p)
+    assert "simulate_block" in out.stdout + out.stderr
 
 
 def test_bad_config_is_rejected_before_any_job_naming_the_key(tmp_path):
@@ -152,6 +164,20 @@ def test_store_opens_with_plain_xarray_after_assembly(finished):
     out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "16"
+
+
+@pytest.mark.slow
+def test_changed_grid_of_an_existing_sweep_is_refused(finished, tmp_path):
+    shutil.copytree(finished[0] / "results", tmp_path / "results")
+    before = xr.open_zarr(tmp_path / "results/test/sweep.zarr").load()
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(TEST_CONFIG.read_text().replace("seed: [0, 1]", "seed: [0, 1, 2]"))
+    out = snakemake(tmp_path, "--cores", "1", configfile=changed, check=False)
+    assert out.returncode != 0
+    log = (tmp_path / "logs/init_store/test.log").read_text()
+    assert "grid.seed" in log and "refused" in log, log
+    after = xr.open_zarr(tmp_path / "results/test/sweep.zarr").load()
+    assert after.identical(before)
 
 
 def _group_pids(pgid):

@@ -2,16 +2,20 @@
 
 
 rule compute_theory:
+    input:
+        INIT_MARKER,
     output:
         directory(THEORY),
     log:
         f"logs/compute_theory/{SWEEP}.log",
     params:
         config=CONFIG_JSON,
+    threads: 1
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "diffmem sweep theory --config-json {params.config:q} --out {output} --quiet > {log} 2>&1"
+        "diffmem sweep theory --config-json {params.config:q} --out {output} --threads {threads} "
+        "> {log} 2>&1"
 
 
 rule extract_phase:

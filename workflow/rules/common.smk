@@ -28,7 +28,12 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 SWEEP = config["sweep"]
 RESULTS = f"results/{SWEEP}"
 STORE = f"{RESULTS}/sweep.zarr"
-INIT_MARKER = f"{RESULTS}/sweep.init"
+# Markers live under the config hash (grid and physics, diffmem.sweep.config_hash): after a change of
+# the grid they are missing, so init_store runs again and refuses the existing store with a message
+# naming the changed key, instead of Snakemake reporting the old blocks as up to date.
+CONFIG_HASH = diffmem_sweep.config_hash(config)[:12]
+MARKERS = f"{RESULTS}/markers/{CONFIG_HASH}"
+INIT_MARKER = f"{MARKERS}/sweep.init"
 THEORY = f"{RESULTS}/theory.zarr"
 PHASE = f"{RESULTS}/phase.zarr"
 FIGURE_DIR = f"{RESULTS}/figures"
@@ -49,7 +54,7 @@ wildcard_constraints:
 
 def get_block_markers():
     """Completion markers of every block of the sweep."""
-    return expand(f"{RESULTS}/blocks/{{block}}.done", block=BLOCKS)
+    return expand(f"{MARKERS}/blocks/{{block}}.done", block=BLOCKS)
 
 
 def get_output_dir(wildcards, output):

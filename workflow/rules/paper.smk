@@ -1,9 +1,16 @@
 # Paper analysis (issue 6): measured versus predicted times, extrapolated to N -> infinity, and
 # figures (a)-(g), from the sweep store alone (ds.diffmem accessor; diffmem.paper_figures).
 # Needs common.smk (STORE, RESULTS, SWEEP, get_block_markers). Target: `snakemake paper`.
-from diffmem.paper_figures import FIGURES as PAPER_FIGURES, TABLE as PAPER_TABLE
+from diffmem.paper_figures import ANSWERS as PAPER_ANSWERS
+from diffmem.paper_figures import FIGURES as PAPER_FIGURES
+from diffmem.paper_figures import TABLE as PAPER_TABLE
 
 PAPER_DIR = f"{RESULTS}/paper"
+
+
+def get_paper_dir(wildcards, output):
+    """The analysis folder, derived from the table's path (it holds times.csv and figures/)."""
+    return os.path.dirname(output.table)
 
 
 rule analyze_paper:
@@ -16,6 +23,7 @@ rule analyze_paper:
             category="Paper",
             subcategory="Table",
         ),
+        answers=f"{PAPER_DIR}/{PAPER_ANSWERS}",
         png=[
             report(
                 f"{PAPER_DIR}/figures/{name}.png",
@@ -30,7 +38,7 @@ rule analyze_paper:
         f"logs/analyze_paper/{SWEEP}.log",
     params:
         store=STORE,
-        outdir=PAPER_DIR,
+        outdir=get_paper_dir,
     conda:
         "../../envs/cpu.yaml"
     shell:

@@ -58,6 +58,18 @@ def _cluster_spec(config, threads):
     return spec
 
 
+def _exit_on_sigterm():
+    """Turn SIGTERM (Snakemake cancelling a job, SLURM at the time limit) into SystemExit, so that the
+    dask cluster of the block is shut down by its context manager instead of leaving workers behind.
+    Cells already written stay done; the next run resumes from them."""
+    import signal
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def cmd_init(args):
     from ..store import create
 
@@ -78,6 +90,7 @@ def cmd_run_block(args):
     from ..sweep import CellError, run_block
 
     config, store = _load(args)
+    _exit_on_sigterm()
     try:
         with make_cluster(_cluster_spec(config, args.threads)) as client:
             stats = run_block(store, config, args.block, client=client)
@@ -100,6 +113,7 @@ def cmd_run(args):
 
     config, store = _load(args)
     create(store, config)
+    _exit_on_sigterm()
     start = time.perf_counter()
     computed = 0
     try:
@@ -126,7 +140,7 @@ def cmd_theory(args):
     from ..phase import theory_dataset, write_dataset
 
     config, _ = _load(args)
-    ds = theory_dataset(config, progress=not args.quiet)
+    ds = theory_dataset(config, progress=not args.quiet, workers=max(1, args.threads or 1))
     write_dataset(ds, args.out)
     print(f"theory for {ds.sizes} written to {args.out}", file=sys.stderr)
 
@@ -198,6 +212,7 @@ def add_parser(subparsers):
     _config_args(p)
     p.add_argument("--out", required=True, help="output zarr store")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=1, help="processes evaluating the theory in parallel")
     p.set_defaults(func=cmd_theory)
 
     p = sub.add_parser("phase", help="measured t_c, t_g, t_o and basin radii beside the theory")
