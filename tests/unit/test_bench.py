@@ -128,3 +128,11 @@ def test_machine_info_names_blas():
     info = bench.machine_info(resolve("numpy"))
     assert info["cpu_count"] >= 1 and info["numpy"] == np.__version__
     assert info["blas"]  # a list of BLAS libraries, or why it is unknown
+
+
+def test_child_peak_rss_is_its_own():
+    """A child's peak is not the parent's: ru_maxrss would inherit the parent's high-water mark."""
+    ballast = np.ones(300 * 1024**2 // 8)  # 300 MiB touched in this process
+    row = bench.measure_P_in_child(resolve("numpy"), N=4, M=2, P=100, t=0.5, chunk_size=64)
+    assert row["peak_rss_mb"] < bench.peak_rss_mb() - 200, (row["peak_rss_mb"], bench.peak_rss_mb())
+    assert row["mode"] == "cached" and ballast[-1] == 1.0
