@@ -52,6 +52,7 @@ __all__ = [
     "peak_rss_mb",
     "run_benchmark",
     "format_report",
+    "format_markdown",
 ]
 
 GEMM_PASSES = 2  # logits X @ A^T, weighted sum E @ A (want_mean=True)
@@ -215,9 +216,21 @@ def matmul_reference(X, chunks, *, threads=1, block=None):
     row_blocks = [X[i : i + row_step] for i in range(0, X.shape[0], row_step)]
 
     def sweep(part):
+        if xp is not np:
+            for A in part:
+                for Xb in row_blocks:
+                    (Xb @ A.T) @ A
+            return
+        # preallocated outputs, as the kernel has: a fresh multi-MiB result per GEMM would add page
+        # faults (large allocations are fresh mmaps) and understate the matmul rate
+        cols = max((A.shape[0] for A in part), default=0)
+        logits = np.empty((row_step, cols), dtype=X.dtype)
+        product = np.empty((row_step, X.shape[1]), dtype=X.dtype)
         for A in part:
             for Xb in row_blocks:
-                (Xb @ A.T) @ A
+                L = logits[: Xb.shape[0], : A.shape[0]]
+                np.matmul(Xb, A.T, out=L)
+                np.matmul(L, A, out=product[: Xb.shape[0]])
 
     if threads <= 1 or xp is not np:
         sweep(pieces)
@@ -545,6 +558,45 @@ def format_report(result):
                      f"(ratio {r['step_over_kernel_call']:.2f}) at N={r['N']} M={r['M']} P={r['P']}")
     lines.append(f"wall time {result['wall_s']:.1f} s")
     return "\n".join(lines)
+
+
+def format_markdown(result):
+    """The tables of :func:`run_benchmark`'s result as Markdown (for docs/benchmarks.md)."""
+    m = result["machine"]
+    blas = m["blas"] if isinstance(m["blas"], str) else ", ".join(
+        f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads)" for b in m["blas"]
+    )
+    out = [
+        f"Machine: {m['cpu_count']} CPUs, {m['processor']}, numpy {m['numpy']}, BLAS {blas}; backend "
+        f"{m['backend']} ({m['device']}), {m['dtype']}; load average at start {m['load_average'][0]:.1f}; "
+        f"wall time {result['wall_s']:.0f} s.",
+        "",
+        "| N | M | P | kernel GF/s | matmul GF/s (plain / blocked+threads) | ratio | naive s | speed-up vs naive |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["by_N"]:
+        blocked = r.get("matmul_blocked_threaded_gflops")
+        plain = f"{r['matmul_plain_gflops']:.1f} / " + ("-" if blocked is None else f"{blocked:.1f}")
+        naive = "-" if r["naive_s"] is None else f"{r['naive_s']:.2f}"
+        speed = "-" if r["speedup_vs_naive"] is None else f"{r['speedup_vs_naive']:.1f}x"
+        out.append(f"| {r['N']} | {r['M']} | {r['P']:.0e} | {r['kernel_gflops']:.1f} | {plain} | "
+                   f"{r['ratio_vs_matmul']:.2f} | {naive} | {speed} |")
+    out += ["", "| M (N = %d, P = %.0e) | kernel GF/s | matmul GF/s | ratio |" % (
+        result["scaling_M"][0]["N"], result["scaling_M"][0]["P"]) if result["scaling_M"] else "", "|---|---|---|---|"]
+    for r in result["scaling_M"]:
+        out.append(f"| {r['M']} | {r['kernel_gflops']:.1f} | {r['matmul_gflops']:.1f} | {r['ratio_vs_matmul']:.2f} |")
+    out += ["", "| P (N = %d, M = %d) | training set | kernel s | kernel GF/s | peak RSS MB |" % (
+        result["scaling_P"][0]["N"], result["scaling_P"][0]["M"]) if result["scaling_P"] else "",
+        "|---|---|---|---|---|"]
+    for r in result["scaling_P"]:
+        out.append(f"| {r['P']:.0e} | {r['mode']} | {r['kernel_s']:.2f} | {r['kernel_gflops']:.1f} | "
+                   f"{r['peak_rss_mb']:.0f} |")
+    if result["reverse"]:
+        r = result["reverse"]
+        out += ["", f"Reverse integration (N = {r['N']}, M = {r['M']}, P = {r['P']:.0e}, {r['steps']} ODE "
+                f"steps): {r['step_s'] * 1e3:.1f} ms per step, one kernel call {r['kernel_call_s'] * 1e3:.1f} ms, "
+                f"ratio {r['step_over_kernel_call']:.2f}."]
+    return "\n".join(out)
 
 
 def main(argv=None):
