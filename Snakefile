@@ -1,7 +1,8 @@
 # diffmem sweep workflow: a table of contents. The rules live in workflow/rules/, the config schema in
 # workflow/schemas/. Run the default sweep with `make run`, or:
 #   snakemake --cores 2 --configfile config/config.yaml --rerun-incomplete
-# Partial targets: `sweep` (simulations only), `theory`, `figures`.
+# Partial targets: `sweep` (simulations only), `theory`, `figures`, `paper` (finite-size analysis,
+# measured-versus-predicted table and the paper's figures).
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -16,6 +17,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/sweep.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/paper.smk"
 
 
 rule all:

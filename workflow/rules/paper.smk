@@ -8,11 +8,6 @@ from diffmem.paper_figures import TABLE as PAPER_TABLE
 PAPER_DIR = f"{RESULTS}/paper"
 
 
-def get_paper_dir(wildcards, output):
-    """The analysis folder, derived from the table's path (it holds times.csv and figures/)."""
-    return os.path.dirname(output.table)
-
-
 rule analyze_paper:
     input:
         get_block_markers(),
@@ -38,7 +33,7 @@ rule analyze_paper:
         f"logs/analyze_paper/{SWEEP}.log",
     params:
         store=STORE,
-        outdir=get_paper_dir,
+        outdir=get_output_dir,
     conda:
         "../../envs/cpu.yaml"
     shell:
