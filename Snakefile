@@ -27,6 +27,7 @@ rule all:
         PHASE,
         get_figures(),
         SUMMARY,
+        rules.paper.input,
     default_target: True
 
 

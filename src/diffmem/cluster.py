@@ -316,6 +316,9 @@ def _local_client(spec):
         threads_per_worker=spec["threads_per_worker"],
         processes=True,
         dashboard_address=None,
+        # The scheduler serves HTTP (health, metrics) even without a dashboard, by default on port
+        # 8787: concurrent blocks on one machine warned "Port 8787 is already in use". Any free port.
+        scheduler_kwargs={"dashboard_address": ":0"},
         silence_logs=_quiet_logs(),
     ) as cluster:
         with Client(cluster, timeout=CONNECT_TIMEOUT_S) as client:

@@ -316,6 +316,53 @@ def consolidate(path):
 # filling
 
 
+def _read_by_bisection(arr, out, box):
+    """Fill ``out[box]`` from zarr array ``arr``, halving boxes that fail to read.
+
+    ``box`` is a list of ``(start, stop)`` per dim. A read fails when one of its chunks does not
+    decode; halving the longest side isolates the damaged single-cell chunks in O(k log n) reads for
+    k damaged chunks, instead of one read per cell. Returns the flat numbers of unreadable cells
+    (left False in ``out``).
+    """
+    region = tuple(slice(a, b) for a, b in box)
+    try:
+        out[region] = np.asarray(arr[region], dtype=bool)
+        return []
+    except Exception:  # noqa: BLE001 - any codec error of a damaged chunk
+        pass
+    sizes = [b - a for a, b in box]
+    if max(sizes) == 1:
+        return [int(np.ravel_multi_index([a for a, _ in box], out.shape))]
+    axis = int(np.argmax(sizes))
+    a, b = box[axis]
+    mid = (a + b) // 2
+    damaged = []
+    for half in ((a, mid), (mid, b)):
+        sub = list(box)
+        sub[axis] = half
+        damaged += _read_by_bisection(arr, out, sub)
+    return damaged
+
+
+def _cells_readable(arr, grid_shape, flats):
+    """True when every chunk of cells ``flats`` in zarr array ``arr`` decodes.
+
+    One coordinate selection over all the cells' elements (cell dims first, then the full extra
+    dims), so zarr reads the chunks concurrently in one call.
+    """
+    cell_idx = np.unravel_index(np.asarray(flats, dtype=np.int64), grid_shape)
+    extra = tuple(arr.shape[len(grid_shape):])
+    per_cell = int(np.prod(extra, dtype=np.int64))
+    coords = [np.repeat(i, per_cell) for i in cell_idx]
+    if extra:
+        coords += [np.tile(e.ravel(), len(flats)) for e in np.indices(extra)]
+    try:
+        arr.get_coordinate_selection(tuple(coords))
+    except Exception:  # noqa: BLE001 - any codec error of a damaged chunk
+        return False
+    return True
+
+
 class SweepStore:
     """An open sweep store for one config: reads ``done`` and writes cells by region."""
 
@@ -339,21 +386,61 @@ class SweepStore:
             raise ParameterError("store", f"{path} does not exist; create it first (diffmem sweep init)")
         return cls(path, config, check_compatible(path, config))
 
-    def done_flat(self):
-        """``done`` flags of every cell, flat in C order (unreadable chunks count as not done)."""
+    def done_flat(self, report=None, log=None):
+        """``done`` flags of every cell, flat in C order (unreadable chunks count as not done).
+
+        Parameters
+        ----------
+        report : iterable of int or None
+            Cells whose unreadable ``done`` chunk is reported on ``log`` (None: every cell). A block
+            passes its own cells, so each damaged cell is reported once, by the job that redoes it.
+        log : file or None
+            Where the report goes (default ``sys.stderr``).
+        """
         import zarr
 
         arr = zarr.open_array(self.path / "done", mode="r")
         try:
             return np.asarray(arr[...], dtype=bool).ravel()
-        except Exception:  # noqa: BLE001 - a damaged chunk: read cell by cell, redo what fails
-            out = np.zeros(int(np.prod(self.shape)), dtype=bool)
-            for flat in range(out.size):
-                try:
-                    out[flat] = bool(arr[np.unravel_index(flat, self.shape)])
-                except Exception:  # noqa: BLE001
-                    print(f"store: done flag of cell {flat} unreadable; it will be recomputed", file=sys.stderr)
-            return out
+        except Exception:  # noqa: BLE001 - a damaged chunk (any codec error): find it by bisection
+            pass
+        out = np.zeros(self.shape, dtype=bool)
+        damaged = _read_by_bisection(arr, out, [(0, n) for n in self.shape])
+        report = None if report is None else {int(f) for f in report}
+        for flat in damaged:
+            if report is None or flat in report:
+                print(f"store: done flag of cell {flat} unreadable; it will be recomputed",
+                      file=log or sys.stderr, flush=True)
+        return out.ravel()
+
+    def unreadable_cells(self, flats):
+        """Cells among ``flats`` with a data or provenance chunk that fails to decode.
+
+        Reads every data variable and provenance variable of those cells (chunks are 1 along every
+        cell dim, so this reads exactly the cells' own chunks): one batched read per variable, and
+        cell by cell only for a variable whose batched read fails. Meant for the done cells of one
+        block: a done flag says the data were written, not that they are still readable.
+
+        Returns
+        -------
+        dict
+            ``{flat: name of the first unreadable variable}``; empty when all are readable.
+        """
+        import zarr
+
+        flats = sorted({int(f) for f in flats})
+        bad = {}
+        for name in (*VARIABLES, *PROVENANCE):
+            todo = [f for f in flats if f not in bad]
+            if not todo:
+                break
+            arr = zarr.open_array(self.path / name, mode="r")
+            if _cells_readable(arr, self.shape, todo):
+                continue
+            for flat in todo:
+                if not _cells_readable(arr, self.shape, [flat]):
+                    bad[flat] = name
+        return bad
 
     def _region(self, flat):
         idx = np.unravel_index(int(flat), self.shape)

@@ -48,6 +48,7 @@ __all__ = [
     "block_cells",
     "cell_kwargs",
     "compute_cell",
+    "PERMANENT_FAILURE",
     "run_block",
     "INJECT_ENV",
 ]
@@ -117,7 +118,13 @@ def _error_key(error):
         best = max(error.context, key=lambda e: len(e.absolute_path))
         if len(best.absolute_path) > len(error.absolute_path):
             return _error_key(best)
-        return key, f"{error.instance!r} is not valid: {error.schema.get('description', '')}".strip()
+        description = error.schema.get("description", "").strip()
+        # A branch whose type fits failed on a constraint of the value itself (an empty or repeated
+        # list): its message ("[] should be non-empty") says more than "is not valid".
+        fitting = [e for e in error.context if e.validator != "type"]
+        if fitting:
+            return key, f"{fitting[0].message} ({description})" if description else fitting[0].message
+        return key, f"{error.instance!r} is not valid: {description}".strip()
     return key, error.message
 
 
@@ -410,12 +417,26 @@ def maybe_inject_failure(inject, flat, coords):
         raise RuntimeError(f"injected failure (attempt {attempt}) of cell {describe_cell(coords)}")
 
 
+# Key of the result a cell task returns instead of raising when the failure is deterministic.
+PERMANENT_FAILURE = "diffmem_permanent_failure"
+
+
 def compute_cell(kwargs, flat, coords, inject=None):
-    """The dask task of one cell: run the engine and return its result dict (runs on a worker)."""
+    """The dask task of one cell: run the engine and return its result dict (runs on a worker).
+
+    A :class:`ParameterError` is returned, not raised, as ``{PERMANENT_FAILURE: {...}}``: the same
+    parameters fail the same way on every attempt, so dask must not retry it (dask retries every
+    exception), and the block stops at once naming the cell. Any other exception is raised and
+    retried (a lost worker, memory pressure, an injected failure).
+    """
     maybe_inject_failure(inject, flat, coords)
     from .cell import run_cell
 
-    return run_cell(**kwargs)
+    try:
+        return run_cell(**kwargs)
+    except ParameterError as err:
+        # Plain strings: they pickle back to the client whatever the exception's constructor.
+        return {PERMANENT_FAILURE: {"type": type(err).__name__, "name": err.name, "message": str(err)}}
 
 
 def _read_injection():
@@ -439,7 +460,11 @@ def run_block(store_path, config, block, *, client, progress=None, log=sys.stder
     task key so identical parameters are never deduplicated across cells), collected with
     ``as_completed`` and written as soon as each finishes: data first, then ``done``. A cell whose
     task fails after its retries stops the block: pending cells are cancelled, finished ones stay
-    written, and :class:`CellError` names the cell and its parameters.
+    written, and :class:`CellError` names the cell and its parameters. A cell failing with a
+    :class:`ParameterError` (deterministic) stops the block at its first attempt, without retries.
+
+    Done cells of the block whose ``done`` flag or data/provenance chunk no longer decodes are
+    reported on ``log`` (one line per cell, naming the variable) and recomputed.
 
     Returns
     -------
@@ -454,7 +479,18 @@ def run_block(store_path, config, block, *, client, progress=None, log=sys.stder
     start = time.perf_counter()
     store = SweepStore.open(store_path, config)
     flats = block_cells(config, block)
-    done = store.done_flat()
+    done = store.done_flat(report=flats, log=log)
+    # A done flag says the data were written, not that they are still readable: check this block's
+    # done cells (their own chunks only) and redo a damaged one; its full-chunk writes replace the
+    # damage.
+    for flat, name in store.unreadable_cells([f for f in flats if done[f]]).items():
+        print(
+            f"store: cell {flat} ({describe_cell(cell_coords(config, flat))}): chunk of {name} "
+            "unreadable; it will be recomputed",
+            file=log,
+            flush=True,
+        )
+        done[flat] = False
     todo = [f for f in flats if not done[f]]
     inject = _read_injection()
     total_done = int(done.sum())
@@ -498,7 +534,16 @@ def run_block(store_path, config, block, *, client, progress=None, log=sys.stder
                         f"{describe_cell(coords)} ({type(error).__name__}: {error}); "
                         f"finished cells are kept, rerun to resume"
                     )
-                store.write_cell(flat, future.result())
+                result = future.result()
+                if PERMANENT_FAILURE in result:
+                    failure = result[PERMANENT_FAILURE]
+                    client.cancel(list(futures))
+                    raise CellError(
+                        f"cell {flat} failed (not retried: the same parameters fail every time): "
+                        f"{describe_cell(cell_coords(config, flat))} ({failure['type']}: "
+                        f"{failure['message']}); finished cells are kept"
+                    )
+                store.write_cell(flat, result)
                 computed += 1
                 bar.update(1)
                 future.release()

@@ -378,11 +378,6 @@ def test_damaged_done_chunk_is_reported_and_its_cell_recomputed(sweep_dir, refer
     assert_same_data(store, reference)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline gap (reported): run_block trusts `done` and never reads a done cell's data "
-    "chunks, so an unreadable data chunk is neither reported nor repaired",
-)
 def test_damaged_data_chunk_of_a_done_cell_is_reported_and_recomputed(sweep_dir, reference):
     _, config, store = sweep_dir
     result = run("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
@@ -473,15 +468,7 @@ def test_default_config_of_this_module_is_valid():
 # A few of the cases through Snakemake itself (each `snakemake -n` costs ~2 s): the workflow must
 # refuse the config while parsing, before any job exists, and name the key.
 SNAKEMAKE_CASES = [
-    pytest.param(
-        "grid.N", [], "grid.N",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="pipeline gap (reported): snakemake.utils.validate(set_default=True) in "
-            "common.smk crashes with AttributeError ('list' object has no attribute 'setdefault') "
-            "on an empty grid list instead of naming grid.N",
-        ),
-    ),
+    ("grid.N", [], "grid.N"),
     ("t", [1.0, 0.5], "t"),
     ("grid.Q", [1], "grid.Q"),
     ("samples", "many", "samples"),

@@ -46,7 +46,7 @@ CONFIG = {
 # - first status check after 2 s instead of 40 s (the default suits real queues, not tests);
 # - blocks fit the 2-CPU node.
 SLURM_TEST_OPTIONS = [
-    "--workflow-profile", str(REPO / "profiles" / "slurm"),
+    "--profile", str(REPO / "profiles" / "slurm"),
     "--slurm-status-command", "squeue",
     "--slurm-init-seconds-before-status-checks", "2",
     "--set-threads", "simulate_block=1",

@@ -171,6 +171,54 @@ def test_damaged_done_chunk_counts_as_not_done(tmp_path):
     assert store.done_flat().tolist() == [f != 5 for f in range(8)]
 
 
+def _chunk(path, name, flat, shape=(1, 2, 1, 2, 2)):
+    """Chunk file of cell ``flat`` of variable ``name`` (chunks are 1 along every cell dim)."""
+    meta = json.loads((path / name / "zarr.json").read_text())
+    index = [*np.unravel_index(flat, shape), *[0] * (len(meta["shape"]) - len(shape))]
+    return path.joinpath(name, "c", *map(str, index))
+
+
+def test_unreadable_cells_names_the_first_damaged_variable(tmp_path):
+    config = config_for()
+    path = tmp_path / "sweep.zarr"
+    st.create(path, config)
+    store = st.SweepStore.open(path, config)
+    for flat in range(8):
+        store.write_cell(flat, synthetic_result(config, flat))
+    assert store.unreadable_cells(range(8)) == {}
+    # a data variable over (t,), a scalar one, a string provenance variable, two in one cell
+    damage = {1: "phi", 4: "d_nn", 6: "backend"}
+    for flat, name in damage.items():
+        assert _chunk(path, name, flat).exists()
+        _chunk(path, name, flat).write_bytes(b"\x00not a zstd frame")
+    _chunk(path, "version", 1).write_bytes(b"\x00not a zstd frame")
+    assert store.unreadable_cells(range(8)) == damage  # phi comes before version: named first
+    # only the cells asked about are read
+    assert store.unreadable_cells([0, 2, 3, 4]) == {4: "d_nn"}
+    assert store.unreadable_cells([]) == {}
+
+
+def test_damaged_done_chunks_are_found_and_reported_only_for_the_asked_cells(tmp_path, capsys):
+    import io
+
+    config = config_for(alpha_D=[0.25, 0.5, 0.75, 1.0], seed=[0, 1, 2, 3])  # 32 cells
+    path = tmp_path / "sweep.zarr"
+    st.create(path, config)
+    store = st.SweepStore.open(path, config)
+    written = [f for f in range(32) if f % 3]
+    for flat in written:
+        store.write_cell(flat, synthetic_result(config, flat))
+    shape = sweep.grid_shape(config)
+    damaged = [2, 17, 31]
+    for flat in damaged:
+        _chunk(path, "done", flat, shape).write_bytes(b"garbage")
+    log = io.StringIO()
+    done = store.done_flat(report=[16, 17, 18, 31], log=log)
+    assert done.tolist() == [f in written and f not in damaged for f in range(32)]
+    lines = log.getvalue().splitlines()
+    assert lines == [f"store: done flag of cell {f} unreadable; it will be recomputed" for f in (17, 31)]
+
+
 def test_plain_xarray_opens_the_store_without_diffmem(tmp_path):
     config = config_for()
     path = tmp_path / "sweep.zarr"

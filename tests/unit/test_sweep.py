@@ -179,6 +179,59 @@ def test_failure_always_stops_naming_the_cell_and_keeps_finished_cells(tmp_path,
     assert done[:3].all() and not done[6]
 
 
+def test_parameter_error_of_a_cell_is_not_retried_and_names_the_cell(tmp_path, client, monkeypatch):
+    from diffmem.backend import cupy_available
+
+    if cupy_available():
+        pytest.skip("needs a machine without a CUDA GPU: backend cupy must be refused by the engine")
+    # backend cupy passes the config schema; the engine refuses it on this machine with a
+    # ParameterError, the same on every attempt.
+    config = tiny_config(retries=3, backend="cupy")
+    store = tmp_path / "s.zarr"
+    create(store, config)
+    # times = 0: the hook never fails a cell, it only counts the attempts of the listed ones.
+    monkeypatch.setenv(sweep.INJECT_ENV, json.dumps({"cells": [0, 1, 2], "times": 0,
+                                                      "state_dir": str(tmp_path / "st")}))
+    with pytest.raises(sweep.CellError) as info:
+        sweep.run_block(store, config, "b0000", client=client, progress=False)
+    message = str(info.value)
+    assert "not retried" in message and "ParameterError" in message and "backend" in message
+    assert message.startswith("cell ") and "alpha_D=" in message and "seed=" in message
+    # retries = 3, yet no cell was attempted twice (a retried one would count 2 to 4)
+    attempts = [p.stat().st_size for p in (tmp_path / "st").iterdir()]
+    assert attempts and max(attempts) == 1, attempts
+    assert not xr.open_zarr(store, consolidated=False)["done"].values.any()
+
+
+def test_run_block_recomputes_a_done_cell_whose_data_chunk_is_damaged(tmp_path, client):
+    import io
+
+    config = tiny_config()
+    store = tmp_path / "s.zarr"
+    create(store, config)
+    sweep.run_block(store, config, "b0001", client=client, progress=False)
+    before = _values(store)
+    stamps = xr.open_zarr(store, consolidated=False)["finished_at"].values.ravel().copy()
+    damaged = 4
+    idx = sweep.cell_index(config, damaged)
+    chunk = store.joinpath("loss", "c", *map(str, idx), "0")  # loss is over (cell dims, t)
+    assert chunk.exists()
+    chunk.write_bytes(b"\x00not a zstd frame")
+    log = io.StringIO()
+    stats = sweep.run_block(store, config, "b0001", client=client, progress=False, log=log)
+    assert stats["computed"] == 1 and stats["skipped"] == 2
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("store:")]
+    assert len(lines) == 1 and lines[0].startswith(f"store: cell {damaged} (") and "chunk of loss" in lines[0]
+    assert "recomputed" in lines[0]
+    after = _values(store)
+    for name, value in before.items():  # the recomputed cell reproduces its numbers exactly
+        np.testing.assert_array_equal(after[name], value, err_msg=name)
+    new_stamps = xr.open_zarr(store, consolidated=False)["finished_at"].values.ravel()
+    others = [3, 5]
+    np.testing.assert_array_equal(new_stamps[others], stamps[others])  # only the damaged cell redone
+    assert new_stamps[damaged] > stamps[damaged]
+
+
 def _write_yaml(path, data):
     import yaml
 

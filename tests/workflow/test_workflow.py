@@ -72,6 +72,54 @@ def test_bad_config_is_rejected_before_any_job_naming_the_key(tmp_path):
     assert out.returncode != 0 and "grid.alpha" in out.stdout + out.stderr
 
 
+def _dry_run_jobs(text):
+    """{rule: [(threads, {resource: value})]} from the job listing of a dry run."""
+    jobs, rule = {}, None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("rule ") and line.endswith(":"):
+            rule = line[5:-1]
+            jobs.setdefault(rule, []).append([1, {}])
+        elif rule and line.startswith("threads:"):
+            jobs[rule][-1][0] = int(line.split(":")[1])
+        elif rule and line.startswith("resources:"):
+            pairs = (item.split("=", 1) for item in line.split(":", 1)[1].split(", "))
+            jobs[rule][-1][1] = {key.strip(): value for key, value in pairs}
+    return jobs
+
+
+@pytest.mark.parametrize("option", ["--profile", "--workflow-profile"])
+def test_slurm_profile_gives_its_threads_and_resources(tmp_path, option):
+    """The always-loaded workflow profile profiles/default must not override an executor profile."""
+    import yaml
+
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    out = snakemake(tmp_path, "-n", "--cores", "64", option, str(ROOT / "profiles" / "slurm"))
+    jobs = _dry_run_jobs(out.stdout + out.stderr)
+    block_threads = profile["set-threads"]["simulate_block"]
+    block_resources = {**profile["default-resources"], **profile["set-resources"]["simulate_block"]}
+    assert jobs["simulate_block"], "no block job in the dry run"
+    for threads, resources in jobs["simulate_block"]:
+        assert threads == block_threads
+        for key in ("mem_mb", "runtime"):
+            assert resources[key] == str(block_resources[key]), key
+        assert resources["cpus_per_task"] == str(block_threads)  # "threads", evaluated
+        assert "slurm_partition" in resources and "slurm_account" in resources
+    for rule in ("init_store", "extract_phase", "plot_figures"):
+        (threads, resources), = jobs[rule]
+        assert resources["mem_mb"] == str(profile["default-resources"]["mem_mb"]), rule
+        assert resources["runtime"] == str(profile["default-resources"]["runtime"]), rule
+
+
+def test_default_workflow_profile_holds_no_threads_or_resources():
+    """It is loaded together with every --profile and wins key by key: executor settings only there."""
+    import yaml
+
+    default = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
+    clashing = {"executor", "jobs", "cores", "set-threads", "set-resources", "default-resources", "resources"}
+    assert not clashing & set(default), clashing & set(default)
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """One uninterrupted end-to-end run of config/test.yaml: (working dir, snakemake stdout+stderr)."""

@@ -10,7 +10,9 @@ rule compute_theory:
         f"logs/compute_theory/{SWEEP}.log",
     params:
         config=CONFIG_JSON,
-    threads: 1
+    # Processes evaluating the theory of every cell (nonlinear sigma: ~0.5 s per cell and spectrum);
+    # Snakemake lowers it to --cores when fewer are given.
+    threads: 2
     conda:
         "../../envs/cpu.yaml"
     shell:

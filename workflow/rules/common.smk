@@ -9,11 +9,17 @@ from diffmem import sweep as diffmem_sweep
 from diffmem.figures import FIGURES
 
 
-# Types, ranges, defaults and unknown keys (the schema); then what a schema cannot say (exactly one of
-# grid.alpha / grid.P, increasing t grid, P in range, cluster section). Both name the offending key and
-# run before any job is scheduled.
+# Types, ranges, defaults and unknown keys (the schema), then what a schema cannot say (exactly one of
+# grid.alpha / grid.P, increasing t grid, P in range, cluster section): diffmem's own validator, the one
+# the CLI uses, runs first because it names the offending key for every bad config (Snakemake's
+# validate(set_default=True) crashes with AttributeError on an empty grid list such as `grid.N: []`).
+# It raises ParameterError while the workflow is parsed, before any job exists. The validated config,
+# defaults filled, replaces `config` in place (rules and --config-json see the same values); Snakemake's
+# validate then re-checks the result against the same schema.
+_validated = diffmem_sweep.validate_config(config)
+config.clear()
+config.update(_validated)
 validate(config, "../schemas/config.schema.yaml", set_default=True)
-diffmem_sweep.resolve_config(config)
 
 # The rules need PATH (below); declaring it also passes it on to cluster jobs.
 envvars:

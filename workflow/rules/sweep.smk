@@ -28,6 +28,8 @@ rule simulate_block:
     params:
         config=CONFIG_JSON,
         store=STORE,
+    # One dask worker per thread (when cluster.n_workers is null): with --cores 2 two blocks run side
+    # by side. Executor profiles may raise it (profiles/slurm: set-threads).
     threads: 1
     resources:
         gpu=GPUS_PER_BLOCK,
