@@ -14,7 +14,7 @@ import numpy as np
 from . import __version__, nonlinearities, variables
 from .backend import resolve
 from .data import FAMILIES, DataSpec, TrainingSet
-from .errors import ParameterError, check_range
+from .errors import ParameterError, check_range, check_times
 from .observables import (
     Context,
     nearest_neighbour,
@@ -60,22 +60,6 @@ def resolve_sizes(N, P=None, alpha=None, alpha_D=1.0):
             "alpha_D", f"D = floor(alpha_D N + 1/2) must be >= 1, i.e. alpha_D >= {0.5 / N:.4g}; got {alpha_D!r}"
         )
     return N, P, D
-
-
-def _check_times(t):
-    values = np.atleast_1d(np.asarray(t, dtype=object))
-    if values.size == 0:
-        raise ParameterError("t", "give at least one time t > 0")
-    out = []
-    for v in values.ravel():
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            raise ParameterError("t", f"times must be numbers in (0, inf), got {v!r}") from None
-        if not (isfinite(f) and f > 0):
-            raise ParameterError("t", f"times must lie in (0, inf), got {v!r}")
-        out.append(f)
-    return out
 
 
 def _check_rho(rho):
@@ -179,7 +163,7 @@ def run_cell(
     N, P, D = resolve_sizes(N, P, alpha, alpha_D)
     m_tilde = float(check_range("m_tilde", m_tilde, low=0))
     sigma = float(check_range("sigma", sigma, low=0, low_open=True))
-    times = _check_times(t)
+    times = check_times(t)
     samples = check_range("samples", samples, low=1, integer=True)
     seed = check_range("seed", seed, low=0, integer=True)
     steps = _optional_int("steps", steps, 1)

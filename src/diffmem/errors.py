@@ -4,7 +4,11 @@ Validation happens at the boundary (CLI, public API, config, store); the message
 parameter and its accepted range so that the CLI can print it as one line.
 """
 
-__all__ = ["ParameterError", "check_range"]
+from math import isfinite
+
+import numpy as np
+
+__all__ = ["ParameterError", "check_range", "check_times"]
 
 
 class ParameterError(ValueError):
@@ -44,3 +48,23 @@ def check_range(name, value, *, low=None, high=None, low_open=False, high_open=F
     if bad:
         raise ParameterError(name, f"must lie in {rng}, got {value!r}")
     return value
+
+
+def check_times(t):
+    """Validate diffusion times: a non-empty sequence of finite numbers > 0, returned as floats.
+
+    The order is kept (a cell's time grid need not be sorted).
+    """
+    values = np.atleast_1d(np.asarray(t, dtype=object)).ravel()
+    if values.size == 0:
+        raise ParameterError("t", "give at least one time t > 0")
+    out = []
+    for v in values:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise ParameterError("t", f"times must be numbers in (0, inf), got {v!r}") from None
+        if not (isfinite(f) and f > 0):
+            raise ParameterError("t", f"times must lie in (0, inf), got {v!r}")
+        out.append(f)
+    return out

@@ -18,10 +18,18 @@ __all__ = ["main", "build_parser"]
 COMMANDS = ("cell", "theory", "sweep", "status", "bench")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (argparse prints the usage over several)."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser():
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="diffmem",
         description="Memorization and generalization of diffusion models on hidden manifolds.",
     )

@@ -2,7 +2,6 @@
 
 import json
 import math
-import sys
 
 from .. import variables
 from ..backend import BACKENDS, DTYPES
@@ -16,16 +15,6 @@ TABLE_COLUMNS = ("phi", "phi_se", "y2", "y2_fresh", "g_num", "loss", "loss_raw",
 SCALARS = ("d_nn", "d_nn_se", "t_g_nn", "memorization_fraction", "memorization_fraction_se", "n_samples", "steps")
 
 
-def _one_line_error(prog):
-    """argparse's error() prints usage on several lines; print one line naming the problem instead."""
-
-    def error(message):
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-    return error
-
-
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "cell",
@@ -33,7 +22,6 @@ def add_parser(subparsers):
         description="Simulate one cell: P training points on a hidden manifold (or a reference family), "
         "measure phi, y2, g_num, the held-out loss, basins and, in sde/ode mode, reverse trajectories.",
     )
-    p.error = _one_line_error("diffmem cell")
     p.add_argument("--family", choices=FAMILIES, required=True, help="data family")
     p.add_argument("--nonlinearity", default="linear", help="hidden-manifold sigma (registry name; default linear)")
     p.add_argument("--normalize", action="store_true", help="unit second moment per component")

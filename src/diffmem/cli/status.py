@@ -1,7 +1,6 @@
 """``diffmem status STORE``: cells done / total per block and overall, and the time spent so far."""
 
 import json
-import sys
 from pathlib import Path
 
 from ..errors import ParameterError

@@ -2,7 +2,6 @@
 
 import json
 import math
-import sys
 
 from .. import theory
 from ..theory.nonlinear import METHODS
@@ -13,16 +12,6 @@ TIMES = ("t_c", "t_o", "t_g", "t_s", "t_L")
 CURVES = ("f", "rho_b", "loss")
 
 
-def _one_line_error(prog):
-    """argparse's error() prints usage on several lines; print one line naming the problem instead."""
-
-    def error(message):
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-    return error
-
-
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "theory",
@@ -31,7 +20,6 @@ def add_parser(subparsers):
         "(Marchenko-Pastur) limit; with --N and --seed the quenched spectrum of the cell's feature matrix "
         "and the realized alpha = log(P)/N, alpha_D = D/N.",
     )
-    p.error = _one_line_error("diffmem theory")
     p.add_argument("--family", choices=theory.FAMILIES, required=True, help="data family")
     p.add_argument("--nonlinearity", default="linear", help="hidden-manifold sigma (registry name; default linear)")
     p.add_argument("--normalize", action="store_true", help="unit second moment per component")

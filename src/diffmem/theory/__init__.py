@@ -6,12 +6,12 @@ spectrum), :mod:`.nonlinear` (replica-symmetric GLM mutual information for any r
 the Gaussian-equivalent approximation) and :mod:`.mixture` (closed forms of the Gaussian mixture).
 """
 
-from math import floor, isfinite, log
+from math import floor, log
 
 import numpy as np
 
 from .. import nonlinearities
-from ..errors import ParameterError, check_range
+from ..errors import ParameterError, check_range, check_times
 from . import linear, mixture, nonlinear
 from .linear import (
     basin_radius,
@@ -81,21 +81,7 @@ def _choice(name, value, choices):
 
 
 def _times(t):
-    if t is None:
-        return None
-    values = np.atleast_1d(np.asarray(t, dtype=object)).ravel()
-    if values.size == 0:
-        raise ParameterError("t", "give at least one time t > 0")
-    out = []
-    for v in values:
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            raise ParameterError("t", f"times must be numbers in (0, inf), got {v!r}") from None
-        if not (isfinite(f) and f > 0):
-            raise ParameterError("t", f"times must lie in (0, inf), got {v!r}")
-        out.append(f)
-    return np.array(out)
+    return None if t is None else np.array(check_times(t))
 
 
 def _sizes(family, alpha, alpha_D, N, P):
