@@ -23,7 +23,8 @@ COLORS = {"t_g": "tab:green", "t_c": "tab:red", "t_o": "tab:blue"}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (figures are written, never shown)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,20 +53,22 @@ def _realized_alpha(ds, N):
     return np.asarray(ds["alpha_realized"].sel(N=N).values, dtype=float)
 
 
-def _save(fig, outdir, name):
+def save_figure(fig, outdir, name, *, dpi=150):
+    """Write ``fig`` as ``outdir/name.png`` and ``.pdf``, close it, and return both paths."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in ("png", "pdf"):
         path = outdir / f"{name}.{ext}"
-        fig.savefig(path, dpi=150)
+        fig.savefig(path, dpi=dpi)
         paths.append(path)
+    pyplot().close(fig)
     return paths
 
 
 def plot_phi_curves(sweep, theory, phase, outdir):
     """phi(t) with the theory t_c marked; returns the PNG and PDF paths."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes, rows, cols = _panels(phase, plt)
     x = _x_dim(phase)
     t = phase["t"].values
@@ -102,8 +105,7 @@ def plot_phi_curves(sweep, theory, phase, outdir):
         f"collapse order parameter (N = {Ns}: solid, dashed, ...); dotted: theory t_c (N -> inf)",
         fontsize=10,
     )
-    paths = _save(fig, outdir, "phi_curves")
-    plt.close(fig)
+    paths = save_figure(fig, outdir, "phi_curves")
     return paths
 
 
@@ -118,7 +120,7 @@ def _errorbar(ax, xv, mean, lo, hi, **kw):
 
 def plot_times_vs_alpha(sweep, theory, phase, outdir):
     """t_c and t_g against log(P)/N for each alpha_D: simulation (CI over seeds) and theory."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes, rows, cols = _panels(phase, plt)
     n_values = phase["N"].values
     for r, nl in enumerate(rows):
@@ -150,14 +152,13 @@ def plot_times_vs_alpha(sweep, theory, phase, outdir):
                 ax.set_ylabel("time")
     axes[0, 0].legend(fontsize=6, loc="upper right")
     fig.suptitle("collapse time t_c (phi = 1/2) and generalization time t_g (argmin L)", fontsize=10)
-    paths = _save(fig, outdir, "times_vs_alpha")
-    plt.close(fig)
+    paths = save_figure(fig, outdir, "times_vs_alpha")
     return paths
 
 
 def plot_phase_diagram(sweep, theory, phase, outdir):
     """(alpha, t) plane: theory t_g < t_c < t_o lines (N -> infinity) and measured points."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes, rows, cols = _panels(phase, plt)
     N = phase["N"].values[-1]
     xv = _realized_alpha(phase, N)
@@ -185,8 +186,7 @@ def plot_phase_diagram(sweep, theory, phase, outdir):
                 ax.set_ylabel("t")
     axes[0, 0].legend(fontsize=6, loc="upper right")
     fig.suptitle("phase diagram: collapse below t_c (red), traps between t_c and t_o (blue)", fontsize=10)
-    paths = _save(fig, outdir, "phase_diagram")
-    plt.close(fig)
+    paths = save_figure(fig, outdir, "phase_diagram")
     return paths
 
 

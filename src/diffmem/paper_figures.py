@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ParameterError
+from .figures import pyplot, save_figure
 
 __all__ = ["FIGURES", "TABLE", "ANSWERS", "times_table", "answers", "make_paper", "main"]
 
@@ -52,29 +53,8 @@ QUANTITY_COLORS = {"t_g": "tab:green", "t_c": "tab:red", "t_o": "tab:blue", "t_g
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, outdir, name):
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "pdf"):
-        path = outdir / f"{name}.{ext}"
-        fig.savefig(path, dpi=130)
-        paths.append(path)
-    _plt().close(fig)
-    return paths
-
-
 def _colors(n):
-    cmap = _plt().get_cmap("viridis")
+    cmap = pyplot().get_cmap("viridis")
     return [cmap(x) for x in np.linspace(0.0, 0.9, max(n, 1))]
 
 
@@ -266,7 +246,7 @@ def _typical(ds):
 
 def plot_order_parameters(ds, outdir):
     """(a) phi, Y2 (planted, fresh) and g_num against t with the quenched theory."""
-    plt = _plt()
+    plt = pyplot()
     sel = _typical(ds)
     nls = _linear_first(ds)
     fig, axes = plt.subplots(len(nls), 3, figsize=(13, 3.4 * len(nls)), squeeze=False, constrained_layout=True)
@@ -300,12 +280,12 @@ def plot_order_parameters(ds, outdir):
             ax.set_xlabel("t")
         axes[r, 0].legend(fontsize=7)
     fig.suptitle(f"(a) order parameters at {', '.join(f'{k}={v:g}' for k, v in sel.items())}; dashed vertical: theory t_c (quenched)")
-    return _save(fig, outdir, "a_order_parameters")
+    return save_figure(fig, outdir, "a_order_parameters", dpi=130)
 
 
 def plot_scaling(ds, times, outdir):
     """(b) alpha_D (e^{2 t_c} - 1) against log(P)/D and log(P)/N, with the N -> infinity theory."""
-    plt = _plt()
+    plt = pyplot()
     family, normalize = _family(ds)
     nls = _linear_first(ds)
     real = ds.diffmem.realized()
@@ -345,7 +325,7 @@ def plot_scaling(ds, times, outdir):
             ax.set_yscale("log")
         axes[r, 0].legend(fontsize=7)
     fig.suptitle("(b) collapse time in the scaling variable; markers: N (" + ", ".join(str(n) for n in Ns) + "), lines: N -> infinity theory")
-    return _save(fig, outdir, "b_scaling")
+    return save_figure(fig, outdir, "b_scaling", dpi=130)
 
 
 def _best_times(ds, times, extrap, nl):
@@ -364,7 +344,7 @@ def _best_times(ds, times, extrap, nl):
 
 def plot_phase_diagram(ds, times, extrap, outdir):
     """(c) (alpha, t) plane with regions separated by the theory t_g < t_c < t_o, and measured times."""
-    plt = _plt()
+    plt = pyplot()
     family, normalize = _family(ds)
     grid = ds.diffmem.grid_dim
     nls = _linear_first(ds)
@@ -406,12 +386,12 @@ def plot_phase_diagram(ds, times, extrap, outdir):
     axes[0, 0].legend(fontsize=6, loc="upper right")
     fig.suptitle("(c) phase diagram; lines: N -> infinity theory (green t_g, red t_c, blue t_o; nonlinear sigma: t_c only)",
                  fontsize=9)
-    return _save(fig, outdir, "c_phase_diagram")
+    return save_figure(fig, outdir, "c_phase_diagram", dpi=130)
 
 
 def plot_loss(ds, times, outdir):
     """(d) L(t) with its measured minimum t_g, the quenched theory L(t) and t_g."""
-    plt = _plt()
+    plt = pyplot()
     sel = _typical(ds)
     nls = _linear_first(ds)
     t = ds["t"].values
@@ -446,12 +426,12 @@ def plot_loss(ds, times, outdir):
         ax.set_title(f"{nl}: star = measured t_g, dotted = theory t_g, dashed = theory L", fontsize=8)
         ax.legend(fontsize=7)
     fig.suptitle(f"(d) held-out loss at {', '.join(f'{k}={v:g}' for k, v in sel.items())}")
-    return _save(fig, outdir, "d_loss")
+    return save_figure(fig, outdir, "d_loss", dpi=130)
 
 
 def plot_basin_radius(ds, outdir):
     """(e) static basin radius rho_b(t) (mean over seeds) against the theory."""
-    plt = _plt()
+    plt = pyplot()
     sel = _typical(ds)
     nls = _linear_first(ds)
     t = ds["t"].values
@@ -477,14 +457,14 @@ def plot_basin_radius(ds, outdir):
         ax.set_title(f"{nl}: dashed = theory (1 at t_c, 0 at t_o)", fontsize=8)
         ax.legend(fontsize=7)
     fig.suptitle(f"(e) static basin radius at {', '.join(f'{k}={v:g}' for k, v in sel.items())}")
-    return _save(fig, outdir, "e_basin_radius")
+    return save_figure(fig, outdir, "e_basin_radius", dpi=130)
 
 
 def plot_finite_size(ds, times, extrap, outdir):
     """(f) measured times against log(N)/N, the fits and the N -> infinity theory."""
     from . import finite_size as fs
 
-    plt = _plt()
+    plt = pyplot()
     family, normalize = _family(ds)
     grid = ds.diffmem.grid_dim
     nls = _linear_first(ds)
@@ -520,12 +500,12 @@ def plot_finite_size(ds, times, extrap, outdir):
         axes[r, 0].legend(fontsize=7)
     fig.suptitle("(f) finite-size extrapolation: circles measured (N = " + ", ".join(str(int(n)) for n in Ns)
                  + "), squares fit at N -> inf, stars theory")
-    return _save(fig, outdir, "f_finite_size")
+    return save_figure(fig, outdir, "f_finite_size", dpi=130)
 
 
 def plot_nonlinear(ds, times, extrap, outdir):
     """(g) per sigma: t_c against alpha_D, simulation vs RS theory vs Gaussian-equivalent approximation."""
-    plt = _plt()
+    plt = pyplot()
     family, normalize = _family(ds)
     grid = ds.diffmem.grid_dim
     nls = _linear_first(ds)
@@ -560,7 +540,7 @@ def plot_nonlinear(ds, times, extrap, outdir):
         ax.legend(fontsize=6)
     axes[0, 0].set_ylabel("collapse time t_c")
     fig.suptitle("(g) nonlinear manifolds: simulation vs replica-symmetric theory vs Gaussian-equivalent (dashed)")
-    return _save(fig, outdir, "g_nonlinear")
+    return save_figure(fig, outdir, "g_nonlinear", dpi=130)
 
 
 def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
