@@ -40,19 +40,19 @@ from .kernels import stream_logits
 from .seeding import QUERY, generator
 
 __all__ = [
-    "BenchConfig",
     "QUICK",
+    "BenchConfig",
+    "format_markdown",
+    "format_report",
     "machine_info",
-    "naive_scores",
     "matmul_reference",
-    "time_best",
-    "measure_shape",
     "measure_P_in_child",
     "measure_reverse_step",
+    "measure_shape",
+    "naive_scores",
     "peak_rss_mb",
     "run_benchmark",
-    "format_report",
-    "format_markdown",
+    "time_best",
 ]
 
 GEMM_PASSES = 2  # logits X @ A^T, weighted sum E @ A (want_mean=True)
@@ -272,7 +272,7 @@ def _coefficients(t):
 
 
 def _make_training_set(backend, N, P, chunk_size, seed=0, memory_budget=None):
-    D = max(1, int(math.floor(0.5 * N + 0.5)))
+    D = max(1, math.floor(0.5 * N + 0.5))
     spec = DataSpec("hmm", N, D, P, seed, "linear", False)
     train = TrainingSet(spec, chunk_size=chunk_size, device_put=backend.put, memory_budget=memory_budget)
     return spec, train
@@ -538,11 +538,13 @@ def format_report(result):
     """A readable summary of :func:`run_benchmark`'s result (tables as aligned text)."""
     m = result["machine"]
     lines = [
-        f"diffmem bench: {m['backend']} ({m['device']}), {m['dtype']}, {m['cpu_count']} CPUs, "
-        f"numpy {m['numpy']}, load {m['load_average'][0]:.2f}",
+        (
+            f"diffmem bench: {m['backend']} ({m['device']}), {m['dtype']}, {m['cpu_count']} CPUs, "
+            f"numpy {m['numpy']}, load {m['load_average'][0]:.2f}"
+        ),
         f"kernel GEMM passes per call: {result['gemm_passes']} (2 M P N flops each)",
         f"ratio vs matmul (worst N): {result['ratio_vs_matmul']:.3f}",
-        f"speed-up vs naive (worst N): "
+        "speed-up vs naive (worst N): "
         + ("n/a" if result["speedup_vs_naive"] is None else f"{result['speedup_vs_naive']:.1f}x"),
         f"peak RSS at P={result['peak_rss_P']}: {result['peak_rss_mb']:.0f} MB",
         "",
@@ -572,13 +574,18 @@ def format_report(result):
 def format_markdown(result):
     """The tables of :func:`run_benchmark`'s result as Markdown (for docs/benchmarks.md)."""
     m = result["machine"]
-    blas = m["blas"] if isinstance(m["blas"], str) else ", ".join(
-        f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads)" for b in m["blas"]
-    )
+    if isinstance(m["blas"], str):
+        blas = m["blas"]
+    else:
+        blas = ", ".join(
+            f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads)" for b in m["blas"]
+        )
     out = [
-        f"Machine: {m['cpu_count']} CPUs, {m['processor']}, numpy {m['numpy']}, BLAS {blas}; backend "
-        f"{m['backend']} ({m['device']}), {m['dtype']}; load average at start {m['load_average'][0]:.1f}; "
-        f"wall time {result['wall_s']:.0f} s.",
+        (
+            f"Machine: {m['cpu_count']} CPUs, {m['processor']}, numpy {m['numpy']}, BLAS {blas}; backend "
+            f"{m['backend']} ({m['device']}), {m['dtype']}; load average at start {m['load_average'][0]:.1f}; "
+            f"wall time {result['wall_s']:.0f} s."
+        ),
         "",
         "| N | M | P | kernel GF/s | matmul GF/s (plain / blocked+threads) | ratio | naive s | speed-up vs naive |",
         "|---|---|---|---|---|---|---|---|",
@@ -590,21 +597,24 @@ def format_markdown(result):
         speed = "-" if r["speedup_vs_naive"] is None else f"{r['speedup_vs_naive']:.1f}x"
         out.append(f"| {r['N']} | {r['M']} | {r['P']:.0e} | {r['kernel_gflops']:.1f} | {plain} | "
                    f"{r['ratio_vs_matmul']:.2f} | {naive} | {speed} |")
-    out += ["", "| M (N = %d, P = %.0e) | kernel GF/s | matmul GF/s | ratio |" % (
-        result["scaling_M"][0]["N"], result["scaling_M"][0]["P"]) if result["scaling_M"] else "", "|---|---|---|---|"]
+    if result["scaling_M"]:
+        first = result["scaling_M"][0]
+        out += ["", f"| M (N = {first['N']}, P = {first['P']:.0e}) | kernel GF/s | matmul GF/s | ratio |",
+                "|---|---|---|---|"]
     for r in result["scaling_M"]:
         out.append(f"| {r['M']} | {r['kernel_gflops']:.1f} | {r['matmul_gflops']:.1f} | {r['ratio_vs_matmul']:.2f} |")
-    out += ["", "| P (N = %d, M = %d) | training set | kernel s | kernel GF/s | peak RSS MB |" % (
-        result["scaling_P"][0]["N"], result["scaling_P"][0]["M"]) if result["scaling_P"] else "",
-        "|---|---|---|---|---|"]
+    if result["scaling_P"]:
+        first = result["scaling_P"][0]
+        out += ["", f"| P (N = {first['N']}, M = {first['M']}) | training set | kernel s | kernel GF/s | peak RSS MB |",
+                "|---|---|---|---|---|"]
     for r in result["scaling_P"]:
         out.append(f"| {r['P']:.0e} | {r['mode']} | {r['kernel_s']:.2f} | {r['kernel_gflops']:.1f} | "
                    f"{r['peak_rss_mb']:.0f} |")
     if result["reverse"]:
         r = result["reverse"]
-        out += ["", f"Reverse integration (N = {r['N']}, M = {r['M']}, P = {r['P']:.0e}, {r['steps']} ODE "
-                f"steps): {r['step_s'] * 1e3:.1f} ms per step, one kernel call {r['kernel_call_s'] * 1e3:.1f} ms, "
-                f"ratio {r['step_over_kernel_call']:.2f}."]
+        out += ["", (f"Reverse integration (N = {r['N']}, M = {r['M']}, P = {r['P']:.0e}, {r['steps']} ODE "
+                     f"steps): {r['step_s'] * 1e3:.1f} ms per step, one kernel call "
+                     f"{r['kernel_call_s'] * 1e3:.1f} ms, ratio {r['step_over_kernel_call']:.2f}.")]
     return "\n".join(out)
 
 

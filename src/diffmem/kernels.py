@@ -23,6 +23,8 @@ for the exponential too (see the comment above :class:`AugmentedChunk`; figures 
 ``docs/benchmarks.md``).
 """
 
+import contextlib
+import itertools
 import threading
 from dataclasses import dataclass
 from math import inf
@@ -195,7 +197,8 @@ _LOG2E = 1.4426950408889634  # log2(e)
 _LN2 = 0.6931471805599453  # ln(2)
 COL_BLOCK = 1024  # training points per work item: a (ROW_BLOCK x COL_BLOCK) float64 block is 2 MiB
 ROW_BLOCK = 256  # queries per GEMM call
-_MIN_THREADED_WORK = 1 << 16  # M x chunk below which threads cost more than they save
+_MIN_THREADED_WORK = 1 << 12  # M x block below which threads cost more than they save
+LANES = 8  # fixed partition of the blocks into reduction lanes: results do not depend on the threads
 
 
 class AugmentedChunk(tuple):
@@ -244,9 +247,9 @@ def _fast_path_applies(X, want_second):
 
 
 class _Accumulator:
-    """Online log-sum-exp state of one worker: every query row, shifts relative to ``shift``."""
+    """Online log-sum-exp state of one lane (a fixed subset of the blocks): every query row."""
 
-    def __init__(self, M, N, dtype, want_mean, want_index, rows, cols):
+    def __init__(self, M, N, dtype, want_mean, want_index):
         self.shift = np.zeros(M, dtype)  # reference logit per row (meaningful where ``seen``)
         self.seen = np.zeros(M, bool)  # a finite logit has been folded in
         self.s1 = np.zeros(M, dtype)  # sum exp(l - shift)
@@ -255,12 +258,67 @@ class _Accumulator:
         self.best = np.full(M, -np.inf, dtype)  # largest logit
         self.arg = np.zeros(M, np.int64)
         self.logit_index = np.full(M, -np.inf, dtype) if want_index else None
-        self.block = np.empty((rows, cols), dtype)  # shifted logits, then weights
-        self.gemm_out = np.empty((rows, N), dtype)
 
 
-def _fold_block(acc, lo, Xa, start, B, index, limits, bound):
-    """Fold training points start.. (augmented rows B) into query rows lo..lo+len(Xa) of ``acc``.
+class _Scratch:
+    """Buffers of one worker thread."""
+
+    def __init__(self, Xa, rows, cols):
+        self.Xa = Xa.copy()  # column N holds the shifts of the lane being folded
+        self.block = np.empty((rows, cols), Xa.dtype)  # shifted logits, then weights
+        self.gemm_out = np.empty((rows, Xa.shape[1] - 2), Xa.dtype)
+
+
+class _Feed:
+    """Hands out work items by sequence number from one shared iterator (possibly a generator).
+
+    Item k always goes to lane k % LANES and each lane's items are folded in increasing k, whatever
+    the number of threads and their timing: results are bit-identical from run to run and for any
+    thread count up to LANES. Items produced ahead for another worker wait in ``pending`` (at most
+    ``limit``; a streamed chunk is generated once, by whichever worker needs to advance).
+    """
+
+    def __init__(self, items, limit):
+        self._items = items
+        self._produced = 0
+        self._pending = {}
+        self._exhausted = False
+        self._aborted = False
+        self._limit = limit
+        self._cond = threading.Condition()
+
+    def get(self, k):
+        """Item k, or None when there is none (end of the chunks, or another worker failed)."""
+        with self._cond:
+            while True:
+                if self._aborted:
+                    return None
+                if k in self._pending:
+                    item = self._pending.pop(k)
+                    self._cond.notify_all()
+                    return item
+                if self._exhausted:
+                    return None
+                if len(self._pending) >= self._limit:
+                    self._cond.wait()  # others hold items they have not taken yet
+                    continue
+                try:
+                    item = next(self._items)
+                except StopIteration:
+                    self._exhausted = True
+                    self._cond.notify_all()
+                    continue
+                self._pending[self._produced] = item
+                self._produced += 1
+
+    def abort(self):
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
+
+
+def _fold_block(acc, scratch, lo, hi, start, B, index, limits, bound):
+    """Fold training points start.. (augmented rows B) into query rows lo..hi of lane ``acc``.
 
     Logits here are in base 2 (the caller scaled Xa by log2(e)): exp2 is cheaper than exp.
     ``bound`` = (|c1| |x_i| log2(e) / delta for these rows, max(c2, 0) log2(e) / (2 delta), R) gives a
@@ -269,11 +327,11 @@ def _fold_block(acc, lo, Xa, start, B, index, limits, bound):
     """
     clip, headroom = limits
     n, N = B.shape[0], B.shape[1] - 2
-    m = Xa.shape[0]
-    hi = lo + m
+    m = hi - lo
     shift, seen = acc.shift[lo:hi], acc.seen[lo:hi]
+    Xa = scratch.Xa[lo:hi]
     Xa[:, N] = -shift
-    L = acc.block[:m, :n]
+    L = scratch.block[:m, :n]
     np.matmul(Xa, B.T, out=L)  # l - shift
     arg = np.argmax(L, axis=1)
     rel_max = L[np.arange(m), arg]
@@ -306,7 +364,7 @@ def _fold_block(acc, lo, Xa, start, B, index, limits, bound):
     acc.s2[lo:hi] += np.vecdot(L, L)
     acc.s1[lo:hi] += np.matmul(L, B[:, N])  # row sums as a GEMV, cheaper than one more GEMM column
     if acc.mean is not None:
-        out = acc.gemm_out[:m]
+        out = scratch.gemm_out[:m]
         np.matmul(L, B[:, :N], out=out)
         acc.mean[lo:hi] += out
 
@@ -343,12 +401,15 @@ def _controller():
 
 
 def _single_threaded_blas():
-    """Context manager limiting BLAS to one thread."""
-    return _controller().limit(limits=1, user_api="blas")
+    """Context manager limiting BLAS to one thread (a no-op without threadpoolctl)."""
+    try:
+        return _controller().limit(limits=1, user_api="blas")
+    except ImportError:
+        return contextlib.nullcontext()
 
 
 def _merge(accs):
-    """Combine per-worker accumulators into the first (rows rescaled to a common shift)."""
+    """Combine the lanes in lane order into the first (rows rescaled to a common shift)."""
     total = accs[0]
     for acc in accs[1:]:
         both = total.seen & acc.seen
@@ -383,37 +444,42 @@ def _stream_numpy(X, chunks, *, c1, c2, delta, index, want_mean):
     index = None if index is None else np.asarray(index, dtype=np.int64)
     items = _work_items(chunks, dtype)
     first = next(items, None)
-    pending = [] if first is None else [first]
-    workers = _worker_count(M, 0 if first is None else first[1].shape[0])
-    rows = min(M, ROW_BLOCK)
-    accs = [
-        _Accumulator(M, N, dtype, want_mean, index is not None, rows, COL_BLOCK) for _ in range(workers)
-    ]
-    lock = threading.Lock()
+    workers = min(LANES, _worker_count(M, 0 if first is None else first[1].shape[0]))
+    items = itertools.chain([] if first is None else [first], items)
+    feed = _Feed(items, limit=4 * LANES)
+    rows = max(1, min(M, ROW_BLOCK))
+    lanes = [_Accumulator(M, N, dtype, want_mean, index is not None) for _ in range(LANES)]
 
-    def next_item():
-        with lock:  # generating a streamed chunk happens here, one worker at a time
-            if pending:
-                return pending.pop()
-            return next(items, None)
+    def work(w):
+        scratch = _Scratch(Xa, rows, COL_BLOCK)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                for k in itertools.count(w):
+                    if k % LANES % workers != w:
+                        continue
+                    item = feed.get(k)
+                    if item is None:
+                        return
+                    start, B = item
+                    bound = (x_scale, q, np.sqrt(np.max(B[:, N + 1])) if B.shape[0] else 0.0)
+                    for lo in range(0, M, rows):
+                        hi = min(lo + rows, M)
+                        _fold_block(lanes[k % LANES], scratch, lo, hi, start, B, index, limits, bound)
+        except BaseException:
+            feed.abort()  # nobody waits for items this worker will never take
+            raise
 
-    def work(acc):
-        Xw = Xa.copy()  # column N holds this worker's shifts
-        with np.errstate(over="ignore", invalid="ignore"):
-            while (item := next_item()) is not None:
-                start, B = item
-                bound = (x_scale, q, np.sqrt(np.max(B[:, N + 1])))
-                for lo in range(0, M, rows):
-                    _fold_block(acc, lo, Xw[lo : lo + rows], start, B, index, limits, bound)
+    # single-threaded BLAS even with one worker: a threaded GEMM may split its reduction differently,
+    # and the results would then depend on the thread count in the last bits
+    with _single_threaded_blas():
+        if workers == 1:
+            work(0)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
 
-    if workers == 1:
-        work(accs[0])
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with _single_threaded_blas(), ThreadPoolExecutor(workers) as pool:
-            list(pool.map(work, accs))  # re-raises a worker's exception
-    acc = _merge(accs)
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(work, range(workers)))  # re-raises a worker's exception
+    acc = _merge(lanes)
     unseen = ~acc.seen  # rows with no finite logit: drop the clipped 2^clip entries they gathered
     acc.s1[unseen], acc.s2[unseen] = 0, 0
     if want_mean:

@@ -136,3 +136,10 @@ def test_child_peak_rss_is_its_own():
     row = bench.measure_P_in_child(resolve("numpy"), N=4, M=2, P=100, t=0.5, chunk_size=64)
     assert row["peak_rss_mb"] < bench.peak_rss_mb() - 200, (row["peak_rss_mb"], bench.peak_rss_mb())
     assert row["mode"] == "cached" and ballast[-1] == 1.0
+
+
+def test_markdown_tables_from_quick_result(quick_json):
+    result, _ = quick_json
+    text = bench.format_markdown(result)
+    assert text.count("|---|") >= 3  # by_N, scaling_M, scaling_P tables
+    assert f"| {bench.QUICK.P_values[-1]:.0e} |" in text

@@ -95,7 +95,7 @@ def test_shift_moves_when_later_blocks_dominate(workers, reverse):
 
 def test_chunk_order_does_not_matter(workers):
     A, X, index, (c1, c2, delta) = problem(0.1)
-    kw = dict(c1=c1, c2=c2, delta=delta, index=index, want_mean=True)
+    kw = {"c1": c1, "c2": c2, "delta": delta, "index": index, "want_mean": True}
     forward = stream_logits(X, chunks_of(A, 400), **kw)
     perm = np.random.default_rng(2).permutation(len(range(0, A.shape[0], 400)))
     shuffled = stream_logits(X, chunks_of(A, 400, order=perm), **kw)
@@ -107,7 +107,7 @@ def test_chunk_order_does_not_matter(workers):
 def test_fast_path_equals_array_api_loop():
     """Same figures as the generic loop, run on array_api_strict (which never takes the fast path)."""
     A, X, index, (c1, c2, delta) = problem(0.2, M=70, P=900)
-    kw = dict(c1=c1, c2=c2, delta=delta, want_mean=True)
+    kw = {"c1": c1, "c2": c2, "delta": delta, "want_mean": True}
     fast = stream_logits(X, chunks_of(A, 256), index=index, **kw)
     be = resolve("array_api_strict")
     strict_chunks = [(s, be.put(a), be.put(n)) for s, a, n in chunks_of(A, 256)]
@@ -196,3 +196,40 @@ def test_training_set_chunks_on_other_namespaces_are_plain_triples():
     be = resolve("array_api_strict")
     ts = TrainingSet(DataSpec("isotropic", 4, 4, 300, 0), chunk_size=128, device_put=be.put)
     assert all(type(p) is tuple and len(p) == 3 for p in ts.chunks())
+
+
+def test_no_queries_and_no_chunks():
+    """Edge sizes: zero queries give empty results; no training points give log_z = -inf."""
+    A, X, _, (c1, c2, delta) = problem(0.5, M=5, P=100)
+    empty = stream_logits(X[:0], chunks_of(A, 32), c1=c1, c2=c2, delta=delta, want_mean=True)
+    assert empty.log_z.shape == (0,) and empty.mean.shape == (0, X.shape[1])
+    nothing = stream_logits(X, [], c1=c1, c2=c2, delta=delta, want_mean=True)
+    assert np.all(nothing.log_z == -inf) and np.all(nothing.sum_w2 == 0) and np.all(nothing.mean == 0)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["list", "generator"])
+def test_bit_identical_for_any_thread_count(monkeypatch, streamed):
+    """Blocks go to fixed reduction lanes, so 1, 2 or 3 threads (any timing) give the same bits."""
+    A, X, index, (c1, c2, delta) = problem(0.1, M=300, P=9000)
+    results = []
+    for w in (1, 2, 3, 2):
+        monkeypatch.setattr(kernels, "_worker_count", lambda M, rows, w=w: w)
+        chunks = chunks_of(A, 1000)
+        source = iter(chunks) if streamed else chunks
+        results.append(stream_logits(X, source, c1=c1, c2=c2, delta=delta, index=index, want_mean=True))
+    for res in results[1:]:
+        for key in ("log_z", "max_logit", "argmax", "sum_w2", "w_index", "mean"):
+            assert getattr(res, key).tobytes() == getattr(results[0], key).tobytes(), key
+
+
+def test_worker_failure_is_raised_not_hung(monkeypatch):
+    """A chunk source that fails mid-stream raises in the caller; no worker waits forever."""
+    monkeypatch.setattr(kernels, "_worker_count", lambda M, rows: 2)
+    A, X, _, (c1, c2, delta) = problem(0.5, M=64, P=6000)
+
+    def failing():
+        yield from chunks_of(A, 1000)[:3]
+        raise RuntimeError("disk gone")
+
+    with pytest.raises(RuntimeError, match="disk gone"):
+        stream_logits(X, failing(), c1=c1, c2=c2, delta=delta)
