@@ -183,7 +183,9 @@ def _stream_generic(X, chunks, *, c1, c2, delta, index=None, want_mean=False, wa
 #   at most 2^clip against a row sum >= 1;
 # - gets the row sums from a GEMV (E @ 1) and the weighted sum from the second GEMM (E @ A);
 # - splits the training blocks over the BLAS thread count with single-threaded BLAS in each thread,
-#   so the exponential and the reductions run on every core, not only the GEMMs.
+#   so the exponential and the reductions run on every core, not only the GEMMs; block k always
+#   folds into reduction lane k % LANES, in order, and the lanes merge in order, so the results are
+#   bit-identical whatever the thread count (<= LANES) and timing.
 # Passes left: GEMM out, argmax, (clip), exp2, sum of squares (np.vecdot), GEMV, GEMM in.
 # ---------------------------------------------------------------------------------------------------
 
