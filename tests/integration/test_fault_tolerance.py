@@ -6,7 +6,7 @@ failures are injected with the pipeline's hook ``DIFFMEM_INJECT_FAILURE`` (diffm
 reference for "same numbers" is an uninterrupted run of the same config: every cell is seeded by its
 own coordinates, so a recomputed cell must reproduce its data bit for bit.
 
-The tiny grid has 6 cells of about 1 s each (N = 32, P = 2981) in one block: slow enough to kill a
+The tiny grid has 6 cells of about 1 s each (N = 32, P = 14765) in one block: slow enough to kill a
 block part-way, fast enough for a ~2-minute module.
 """
 
@@ -34,12 +34,12 @@ CONFIG = {
     "grid": {
         "nonlinearity": ["linear"],
         "N": [32],
-        "alpha": [0.25],
+        "alpha": [0.3],
         "alpha_D": [0.25, 0.5],
         "seed": [0, 1, 2],
     },
     "t": {"start": 0.05, "stop": 2.0, "num": 8},
-    "samples": 256,
+    "samples": 512,
     "test_samples": 64,
     "basin_samples": 4,
     "block_size": 6,

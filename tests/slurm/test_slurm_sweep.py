@@ -163,7 +163,7 @@ def test_block_job_cancelled_midblock_is_retried_without_recomputing(local_slurm
     `retries: 1` resubmits it, the sweep completes, and no cell finished before is computed again."""
     config = dict(CONFIG)
     # one block of 4 slower cells (about 1.5 s each on one CPU), so the cancel lands mid-block
-    config.update(grid={**CONFIG["grid"], "N": [32], "seed": [0, 1, 2, 3]}, samples=256,
+    config.update(grid={**CONFIG["grid"], "N": [32], "alpha": [0.3], "seed": [0, 1, 2, 3]}, samples=1024,
                   t={"start": 0.05, "stop": 2.0, "num": 8}, block_size=4)
     configfile = write_config(tmp_path, config)
     store = tmp_path / "results" / "slurm" / "sweep.zarr"
