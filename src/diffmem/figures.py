@@ -105,8 +105,7 @@ def plot_phi_curves(sweep, theory, phase, outdir):
         f"collapse order parameter (N = {Ns}: solid, dashed, ...); dotted: theory t_c (N -> inf)",
         fontsize=10,
     )
-    paths = save_figure(fig, outdir, "phi_curves")
-    return paths
+    return save_figure(fig, outdir, "phi_curves")
 
 
 def _errorbar(ax, xv, mean, lo, hi, **kw):
@@ -152,8 +151,7 @@ def plot_times_vs_alpha(sweep, theory, phase, outdir):
                 ax.set_ylabel("time")
     axes[0, 0].legend(fontsize=6, loc="upper right")
     fig.suptitle("collapse time t_c (phi = 1/2) and generalization time t_g (argmin L)", fontsize=10)
-    paths = save_figure(fig, outdir, "times_vs_alpha")
-    return paths
+    return save_figure(fig, outdir, "times_vs_alpha")
 
 
 def plot_phase_diagram(sweep, theory, phase, outdir):
@@ -186,8 +184,7 @@ def plot_phase_diagram(sweep, theory, phase, outdir):
                 ax.set_ylabel("t")
     axes[0, 0].legend(fontsize=6, loc="upper right")
     fig.suptitle("phase diagram: collapse below t_c (red), traps between t_c and t_o (blue)", fontsize=10)
-    paths = save_figure(fig, outdir, "phase_diagram")
-    return paths
+    return save_figure(fig, outdir, "phase_diagram")
 
 
 PLOTTERS = {
