@@ -8,7 +8,7 @@
 # Packages come from what the machine already has (a venv with --system-site-packages) plus wheels
 # carried in .whl/ (pip install --no-index --find-links .whl): cupy-cuda12x (or cupy-cuda13x), and
 # numpy, scipy, array-api-compat, threadpoolctl, pytest when the machine lacks them. The check
-# imports only the kernel's modules (python -m diffmem.bench, not the full CLI, which also needs the
+# imports only the kernel's modules (python -m diffmem.engine.bench, not the full CLI, which also needs the
 # workflow dependencies), so xarray/zarr/dask/snakemake need not be present.
 #
 # Writes to $OUT: gpu-check.log (everything), nvidia-smi.txt, pip.txt, pytest-gpu.txt,
@@ -63,7 +63,7 @@ fi
 
 # 2. the benchmark on cupy, float64 then float32 (shapes sized for a GPU, P up to 10^7)
 for dtype in float64 float32; do
-    if timeout "$STEP_TIMEOUT" $PY -m diffmem.bench --backend cupy --dtype "$dtype" --json \
+    if timeout "$STEP_TIMEOUT" $PY -m diffmem.engine.bench --backend cupy --dtype "$dtype" --json \
         --N 64 128 256 --M 256 1024 4096 --M-ref 1024 --P-ref 1000000 --N-scale 100 \
         --P 100000 1000000 10000000 --chunk-size 16384 --repeats 3 \
         > "$OUT/bench-cupy-$dtype.json" 2> "$OUT/bench-cupy-$dtype.err"; then

@@ -8,6 +8,6 @@ labelled xarray/zarr stores.
 __version__ = "0.1.0"
 
 try:  # registers the ``ds.diffmem`` xarray accessor; xarray is a dependency, the guard keeps import light
-    from . import accessor  # noqa: F401
+    from diffmem.analysis import accessor  # noqa: F401
 except ImportError:  # pragma: no cover - only without xarray
     pass

@@ -16,7 +16,7 @@ from math import asin, pi, sqrt
 import numpy as np
 from scipy import special
 
-from .errors import ParameterError
+from diffmem.errors import ParameterError
 
 __all__ = ["Nonlinearity", "register", "get", "names", "second_moment", "apply"]
 

@@ -2,7 +2,7 @@
 
 Everything here is real: the blocks run through the ``diffmem sweep`` command line (what the
 Snakemake rules call) on a real dask ``LocalCluster``, workers and jobs are killed with SIGKILL, and
-failures are injected with the pipeline's hook ``DIFFMEM_INJECT_FAILURE`` (diffmem.sweep). The
+failures are injected with the pipeline's hook ``DIFFMEM_INJECT_FAILURE`` (diffmem.pipeline.sweep). The
 reference for "same numbers" is an uninterrupted run of the same config: every cell is seeded by its
 own coordinates, so a recomputed cell must reproduce its data bit for bit.
 
@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import yaml
 
-from diffmem import sweep
+from diffmem.pipeline import sweep
 from diffmem.errors import ParameterError
-from diffmem.variables import VARIABLES
+from diffmem.engine.variables import VARIABLES
 
 REPO = Path(__file__).resolve().parents[2]
 DIFFMEM = [sys.executable, "-m", "diffmem"]

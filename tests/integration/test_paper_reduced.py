@@ -1,6 +1,6 @@
 """A reduced paper sweep through the real code: engine cells run as dask tasks by the workflow's block
-runner (``diffmem.sweep.run_block``, what each Snakemake job calls) into a real store
-(``diffmem.store``), opened with plain ``xarray.open_zarr`` and analysed with ``ds.diffmem``.
+runner (``diffmem.pipeline.sweep.run_block``, what each Snakemake job calls) into a real store
+(``diffmem.pipeline.store``), opened with plain ``xarray.open_zarr`` and analysed with ``ds.diffmem``.
 
 Sweep: linear and tanh (normalized), alpha_D = 0.5, alpha = 0.2, N = 24, 32, 40, three seeds.
 
@@ -21,7 +21,9 @@ import pytest
 import xarray as xr
 
 import diffmem  # noqa: F401  (registers ds.diffmem)
-from diffmem import paper_figures, store, sweep
+from diffmem.plots import paper_figures
+from diffmem.pipeline import store
+from diffmem.pipeline import sweep
 from diffmem.theory import predict
 
 pytestmark = pytest.mark.slow

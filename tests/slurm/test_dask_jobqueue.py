@@ -1,4 +1,4 @@
-"""diffmem.cluster.make_cluster(kind='slurm') against the real local SLURM: dask workers as jobs."""
+"""diffmem.pipeline.cluster.make_cluster(kind='slurm') against the real local SLURM: dask workers as jobs."""
 
 import os
 import subprocess
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from diffmem.cluster import make_cluster
+from diffmem.pipeline.cluster import make_cluster
 
 pytestmark = pytest.mark.slurm
 

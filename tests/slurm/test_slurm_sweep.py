@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from diffmem.variables import VARIABLES
+from diffmem.engine.variables import VARIABLES
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 

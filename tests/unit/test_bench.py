@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from diffmem import bench
-from diffmem.backend import resolve
+from diffmem.engine import bench
+from diffmem.engine.backend import resolve
 from diffmem.cli import main
-from diffmem.kernels import stream_logits
+from diffmem.engine.kernels import stream_logits
 
 TOP_KEYS = {
     "ratio_vs_matmul", "speedup_vs_naive", "peak_rss_mb", "peak_rss_P", "scaling_P", "scaling_M", "by_N",

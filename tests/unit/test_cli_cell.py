@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from diffmem import variables
-from diffmem.backend import cupy_available
+from diffmem.engine import variables
+from diffmem.engine.backend import cupy_available
 from diffmem.cli import main
 
 BASE = ["cell", "--family", "hmm", "--N", "8", "--P", "40", "--t", "0.2", "0.9", "--samples", "8",

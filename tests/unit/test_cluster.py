@@ -1,10 +1,10 @@
-"""Unit tests of diffmem.cluster: spec validation, walltime arithmetic, and a real LocalCluster."""
+"""Unit tests of diffmem.pipeline.cluster: spec validation, walltime arithmetic, and a real LocalCluster."""
 
 import os
 
 import pytest
 
-from diffmem import cluster
+from diffmem.pipeline import cluster
 from diffmem.errors import ParameterError
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from diffmem import sweep
+from diffmem.pipeline import sweep
 from diffmem.errors import ParameterError
 
 ROOT = Path(__file__).resolve().parents[2]

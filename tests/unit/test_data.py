@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from diffmem import nonlinearities
-from diffmem.backend import resolve
-from diffmem.data import BLOCK, DataSpec, TrainingSet, feature_matrix, sample_points, training_block
+from diffmem.engine.backend import resolve
+from diffmem.engine.data import BLOCK, DataSpec, TrainingSet, feature_matrix, sample_points, training_block
 from diffmem.seeding import FEATURES, TRAIN, generator
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from diffmem import finite_size as fs
+from diffmem.analysis import finite_size as fs
 from diffmem.errors import ParameterError
 from diffmem.seeding import generator
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp, softmax
 
-from diffmem.backend import resolve
-from diffmem.kernels import stream_logits
+from diffmem.engine.backend import resolve
+from diffmem.engine.kernels import stream_logits
 
 # float64 agreement with the dense reference: both sides round O(1e-16) per operation on O(N/Delta)
 # logits; 1e-10 relative leaves six orders of margin yet fails on any indexing or rescaling bug.
@@ -177,7 +177,7 @@ def test_float32_keeps_float32_on_the_backend():
 
 @pytest.mark.gpu
 def test_cupy_kernel_matches_dense(problem):
-    from diffmem.backend import cupy_available
+    from diffmem.engine.backend import cupy_available
 
     if not cupy_available():
         pytest.skip("no CUDA GPU / cupy")

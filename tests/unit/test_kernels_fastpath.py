@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp, softmax
 
-from diffmem import kernels
-from diffmem.backend import resolve
-from diffmem.kernels import AugmentedChunk, stream_logits
+from diffmem.engine import kernels
+from diffmem.engine.backend import resolve
+from diffmem.engine.kernels import AugmentedChunk, stream_logits
 
 # float64: both sides round O(1e-16) per operation on logits of size O(N / Delta_t) <~ 10^4 here;
 # 1e-10 relative leaves a wide margin and still fails on any indexing, rescaling or merging bug.
@@ -176,7 +176,7 @@ def test_augmented_chunk_unpacks_as_views():
 @pytest.mark.parametrize("budget", [None, 0], ids=["cached", "streamed"])
 def test_training_set_serves_augmented_chunks_on_numpy(dtype, budget):
     """numpy chunks carry [A | 1 | |a|^2]; cached float64 chunks are views of the host cache (no copy)."""
-    from diffmem.data import DataSpec, TrainingSet, training_block
+    from diffmem.engine.data import DataSpec, TrainingSet, training_block
 
     spec = DataSpec("isotropic", 6, 6, 5000, 0)
     be = resolve("numpy", dtype)
@@ -191,7 +191,7 @@ def test_training_set_serves_augmented_chunks_on_numpy(dtype, budget):
 
 
 def test_training_set_chunks_on_other_namespaces_are_plain_triples():
-    from diffmem.data import DataSpec, TrainingSet
+    from diffmem.engine.data import DataSpec, TrainingSet
 
     be = resolve("array_api_strict")
     ts = TrainingSet(DataSpec("isotropic", 4, 4, 300, 0), chunk_size=128, device_put=be.put)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp, softmax
 
-from diffmem.backend import resolve
-from diffmem.data import DataSpec, TrainingSet
-from diffmem.observables import (
+from diffmem.engine.backend import resolve
+from diffmem.engine.data import DataSpec, TrainingSet
+from diffmem.engine.observables import (
     FRESH,
     PLANTED,
     TRAP,

@@ -1,12 +1,14 @@
-"""Theory per cell and the measured times of a sweep (diffmem.phase)."""
+"""Theory per cell and the measured times of a sweep (diffmem.analysis.phase)."""
 
 import numpy as np
 import pytest
 import xarray as xr
 from scipy import stats
 
-from diffmem import phase, sweep
-from diffmem.store import template
+from diffmem.analysis import phase
+
+from diffmem.pipeline import sweep
+from diffmem.pipeline.store import template
 
 
 def config(**grid):

@@ -5,10 +5,10 @@ from math import exp, expm1, sqrt
 import numpy as np
 import pytest
 
-from diffmem.backend import resolve
-from diffmem.data import DataSpec, TrainingSet
-from diffmem.observables import Context
-from diffmem.reverse import default_T, integrate, ode_step, sde_step, time_grid
+from diffmem.engine.backend import resolve
+from diffmem.engine.data import DataSpec, TrainingSet
+from diffmem.engine.observables import Context
+from diffmem.engine.reverse import default_T, integrate, ode_step, sde_step, time_grid
 
 
 def delta(t):

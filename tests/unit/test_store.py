@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from diffmem import store as st
-from diffmem import sweep
+from diffmem.pipeline import store as st
+from diffmem.pipeline import sweep
 from diffmem.errors import ParameterError
-from diffmem.variables import VARIABLES
+from diffmem.engine.variables import VARIABLES
 
 
 def config_for(**grid):
@@ -107,7 +107,7 @@ def test_refuses_something_that_is_not_a_sweep_store(tmp_path):
 
 
 def test_write_cell_roundtrip_with_the_engine(tmp_path):
-    from diffmem.cell import run_cell
+    from diffmem.engine.cell import run_cell
 
     config = config_for()
     path = tmp_path / "sweep.zarr"

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from diffmem import sweep
+from diffmem.pipeline import sweep
 from diffmem.errors import ParameterError
-from diffmem.store import create
+from diffmem.pipeline.store import create
 
 
 def tiny_config(**overrides):
@@ -109,7 +109,7 @@ def test_injection_counts_attempts_across_calls(tmp_path):
 
 @pytest.fixture(scope="module")
 def client():
-    from diffmem.cluster import make_cluster
+    from diffmem.pipeline.cluster import make_cluster
 
     with make_cluster({"kind": "local", "n_workers": 2}) as c:
         yield c
@@ -136,7 +136,7 @@ def test_run_block_writes_cells_and_skips_done_ones(tmp_path, client):
 
 
 def test_run_block_result_equals_the_engine_called_directly(tmp_path, client):
-    from diffmem.cell import run_cell
+    from diffmem.engine.cell import run_cell
 
     config = tiny_config()
     store = tmp_path / "s.zarr"
@@ -180,7 +180,7 @@ def test_failure_always_stops_naming_the_cell_and_keeps_finished_cells(tmp_path,
 
 
 def test_parameter_error_of_a_cell_is_not_retried_and_names_the_cell(tmp_path, client, monkeypatch):
-    from diffmem.backend import cupy_available
+    from diffmem.engine.backend import cupy_available
 
     if cupy_available():
         pytest.skip("needs a machine without a CUDA GPU: backend cupy must be refused by the engine")

@@ -5,8 +5,8 @@ import sys
 
 from snakemake.utils import validate
 
-from diffmem import sweep as diffmem_sweep
-from diffmem.figures import FIGURES
+from diffmem.pipeline import sweep as diffmem_sweep
+from diffmem.plots.figures import FIGURES
 
 
 # Types, ranges, defaults and unknown keys (the schema), then what a schema cannot say (exactly one of
@@ -34,7 +34,7 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 SWEEP = config["sweep"]
 RESULTS = f"results/{SWEEP}"
 STORE = f"{RESULTS}/sweep.zarr"
-# Markers live under the config hash (grid and physics, diffmem.sweep.config_hash): after a change of
+# Markers live under the config hash (grid and physics, diffmem.pipeline.sweep.config_hash): after a change of
 # the grid they are missing, so init_store runs again and refuses the existing store with a message
 # naming the changed key, instead of Snakemake reporting the old blocks as up to date.
 CONFIG_HASH = diffmem_sweep.config_hash(config)[:12]

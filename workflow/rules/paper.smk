@@ -1,9 +1,9 @@
 # Paper analysis (issue 6): measured versus predicted times, extrapolated to N -> infinity, and
-# figures (a)-(g), from the sweep store alone (ds.diffmem accessor; diffmem.paper_figures).
+# figures (a)-(g), from the sweep store alone (ds.diffmem accessor; diffmem.plots.paper_figures).
 # Needs common.smk (STORE, RESULTS, SWEEP, get_block_markers). Target: `snakemake paper`.
-from diffmem.paper_figures import ANSWERS as PAPER_ANSWERS
-from diffmem.paper_figures import FIGURES as PAPER_FIGURES
-from diffmem.paper_figures import TABLE as PAPER_TABLE
+from diffmem.plots.paper_figures import ANSWERS as PAPER_ANSWERS
+from diffmem.plots.paper_figures import FIGURES as PAPER_FIGURES
+from diffmem.plots.paper_figures import TABLE as PAPER_TABLE
 
 PAPER_DIR = f"{RESULTS}/paper"
 
@@ -37,7 +37,7 @@ rule analyze_paper:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m diffmem.paper_figures --store {params.store} --out {params.outdir} > {log} 2>&1"
+        "python -m diffmem.plots.paper_figures --store {params.store} --out {params.outdir} > {log} 2>&1"
 
 
 rule paper:

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from ..errors import ParameterError
+from diffmem.errors import ParameterError
 
 __all__ = ["main", "build_parser"]
 
@@ -27,7 +27,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser():
-    from .. import __version__
+    from diffmem import __version__
 
     parser = OneLineParser(
         prog="diffmem",

@@ -4,7 +4,7 @@ import json
 import sys
 from dataclasses import replace
 
-from ..errors import ParameterError
+from diffmem.errors import ParameterError
 
 __all__ = ["add_parser", "run"]
 
@@ -51,7 +51,7 @@ def _positive_ints(name, values):
 
 def config_from_args(args):
     """The :class:`diffmem.bench.BenchConfig` for parsed arguments (``--quick`` then overrides)."""
-    from ..bench import QUICK, BenchConfig
+    from diffmem.engine.bench import QUICK, BenchConfig
 
     config = QUICK if args.quick else BenchConfig()
     changes = {}
@@ -75,7 +75,7 @@ def config_from_args(args):
 
 
 def run(args):
-    from ..bench import format_report, run_benchmark
+    from diffmem.engine.bench import format_report, run_benchmark
 
     config = config_from_args(args)
     result = run_benchmark(config, backend=args.backend, dtype=args.dtype)

@@ -3,10 +3,10 @@
 import json
 import math
 
-from .. import variables
-from ..backend import BACKENDS, DTYPES
-from ..cell import MODES, run_cell
-from ..data import FAMILIES
+from diffmem.engine import variables
+from diffmem.engine.backend import BACKENDS, DTYPES
+from diffmem.engine.cell import MODES, run_cell
+from diffmem.engine.data import FAMILIES
 
 __all__ = ["add_parser", "run", "to_json"]
 

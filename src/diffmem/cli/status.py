@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from ..errors import ParameterError
+from diffmem.errors import ParameterError
 
 __all__ = ["add_parser", "status_report"]
 
@@ -13,7 +13,7 @@ def status_report(path, *, block_size=None, timing=False):
     import numpy as np
     import zarr
 
-    from ..store import is_sweep_store
+    from diffmem.pipeline.store import is_sweep_store
 
     path = Path(path)
     if not is_sweep_store(path):

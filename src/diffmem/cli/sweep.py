@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import ParameterError
+from diffmem.errors import ParameterError
 
 __all__ = ["add_parser"]
 
@@ -30,7 +30,7 @@ def _config_args(parser):
 
 
 def _load(args):
-    from .. import sweep
+    from diffmem.pipeline import sweep
 
     if args.configfile:
         raw = sweep.load_config(args.configfile)
@@ -71,11 +71,11 @@ def _exit_on_sigterm():
 
 
 def cmd_init(args):
-    from ..store import create
+    from diffmem.pipeline.store import create
 
     config, store = _load(args)
     created = create(store, config)
-    from ..sweep import block_names, n_cells
+    from diffmem.pipeline.sweep import block_names, n_cells
 
     msg = (
         f"{'created' if created else 'found compatible'} {store}: {n_cells(config)} cells in "
@@ -86,8 +86,8 @@ def cmd_init(args):
 
 
 def cmd_run_block(args):
-    from ..cluster import make_cluster
-    from ..sweep import CellError, run_block
+    from diffmem.pipeline.cluster import make_cluster
+    from diffmem.pipeline.sweep import CellError, run_block
 
     config, store = _load(args)
     _exit_on_sigterm()
@@ -107,9 +107,9 @@ def cmd_run_block(args):
 
 
 def cmd_run(args):
-    from ..cluster import make_cluster
-    from ..store import create
-    from ..sweep import CellError, block_names, run_block
+    from diffmem.pipeline.cluster import make_cluster
+    from diffmem.pipeline.store import create
+    from diffmem.pipeline.sweep import CellError, block_names, run_block
 
     config, store = _load(args)
     create(store, config)
@@ -128,7 +128,7 @@ def cmd_run(args):
 
 
 def cmd_blocks(args):
-    from ..sweep import block_cells, block_names
+    from diffmem.pipeline.sweep import block_cells, block_names
 
     config, _ = _load(args)
     for block in block_names(config):
@@ -137,7 +137,7 @@ def cmd_blocks(args):
 
 
 def cmd_theory(args):
-    from ..phase import theory_dataset, write_dataset
+    from diffmem.analysis.phase import theory_dataset, write_dataset
 
     config, _ = _load(args)
     ds = theory_dataset(config, progress=not args.quiet, workers=max(1, args.threads or 1))
@@ -148,8 +148,8 @@ def cmd_theory(args):
 def cmd_phase(args):
     import xarray as xr
 
-    from ..phase import extract, write_dataset
-    from ..store import check_compatible, consolidate
+    from diffmem.analysis.phase import extract, write_dataset
+    from diffmem.pipeline.store import check_compatible, consolidate
 
     config, store = _load(args)
     check_compatible(store, config)
@@ -165,8 +165,8 @@ def cmd_phase(args):
 def cmd_plot(args):
     import xarray as xr
 
-    from ..figures import plot_all
-    from ..store import check_compatible
+    from diffmem.plots.figures import plot_all
+    from diffmem.pipeline.store import check_compatible
 
     config, store = _load(args)
     check_compatible(store, config)

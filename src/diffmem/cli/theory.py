@@ -3,8 +3,8 @@
 import json
 import math
 
-from .. import theory
-from ..theory.nonlinear import METHODS
+from diffmem import theory
+from diffmem.theory.nonlinear import METHODS
 
 __all__ = ["add_parser", "run", "to_json", "to_text"]
 

@@ -46,7 +46,7 @@ from math import log, pi, sqrt
 import numpy as np
 from scipy import optimize, special
 
-from .. import nonlinearities
+from diffmem import nonlinearities
 from .linear import snr
 from .spectra import Spectrum
 
@@ -104,7 +104,7 @@ def _amplitude(name, normalize):
 
 def _resolve_method(name, method):
     if method not in METHODS:
-        from ..errors import ParameterError
+        from diffmem.errors import ParameterError
 
         raise ParameterError("method", f"must be one of {', '.join(METHODS)}, got {method!r}")
     if method != "auto":
@@ -138,7 +138,7 @@ def _make_channel(name, t, normalize, method, n_outer, n_inner):
     method = _resolve_method(name, method)
     closed = _closed_form_kind(name)
     if method == "closed-form" and closed is None:
-        from ..errors import ParameterError
+        from diffmem.errors import ParameterError
 
         raise ParameterError("method", f"no closed form for nonlinearity {name!r} (use auto)")
     c = _amplitude(name, normalize)

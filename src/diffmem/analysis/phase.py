@@ -9,7 +9,7 @@
   the onset time t_o (trap fraction = 1/2 crossing), the generalization time t_g (minimum of the
   loss L(t), parabola in log t) and the nearest-neighbour estimate t_g_nn; then their mean over seeds
   with a 95 % Student-t confidence interval, the seed-averaged basin radius rho_b(t), and the theory
-  beside them. The per-curve estimators are :mod:`diffmem.finite_size`'s.
+  beside them. The per-curve estimators are :mod:`diffmem.analysis.finite_size`'s.
 """
 
 import sys
@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from . import finite_size as fs
+from diffmem.analysis import finite_size as fs
 
 __all__ = [
     "THEORY_TIMES",
@@ -62,7 +62,7 @@ def _none_to_nan(value):
 
 def _predict(kwargs):
     """One theory evaluation (top-level so that worker processes can run it)."""
-    from .theory import predict
+    from diffmem.theory import predict
 
     return predict(**kwargs)
 
@@ -75,7 +75,7 @@ def theory_requests(config):
     (per_cell, unique) : list of (flat, quenched_key, limit_key), dict key -> predict kwargs
         Limit calls are shared by cells that differ only in their seed.
     """
-    from . import sweep
+    from diffmem.pipeline import sweep
 
     t = sweep.axes(config)["t"].tolist()
     per_cell, unique = [], {}
@@ -117,8 +117,8 @@ def theory_dataset(config, *, progress=False, workers=1):
     import xarray as xr
     from tqdm import tqdm
 
-    from . import sweep
-    from .store import _coords
+    from diffmem.pipeline import sweep
+    from diffmem.pipeline.store import _coords
 
     dims = sweep.cell_dims(config)
     shape = sweep.grid_shape(config)

@@ -1,8 +1,8 @@
 """Sweeps: configuration, the grid of cells, blocks, per-cell seeds and the dask block runner.
 
 A sweep is a grid of *cells* over the cell dimensions ``nonlinearity x alpha_D x N x (alpha | P) x
-seed`` (C order, in that order); every cell runs :func:`diffmem.cell.run_cell` on the same t grid and
-is written into one zarr store (:mod:`diffmem.store`). The grid is split into *blocks* of
+seed`` (C order, in that order); every cell runs :func:`diffmem.engine.cell.run_cell` on the same t grid and
+is written into one zarr store (:mod:`diffmem.pipeline.store`). The grid is split into *blocks* of
 ``block_size`` consecutive cells: one Snakemake job per block, whose cells run as dask tasks.
 
 Seeds: the simulation seed of a cell is its ``seed`` coordinate (the engine derives every stream
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ParameterError
+from diffmem.errors import ParameterError
 
 __all__ = [
     "CellError",
@@ -65,7 +65,7 @@ SCIENCE_KEYS = (
 )
 
 INTEGER_AXES = ("N", "P", "seed")
-# Largest P a grid may ask for: the engine's limit (diffmem.cell.MAX_P), checked here so that a sweep
+# Largest P a grid may ask for: the engine's limit (diffmem.engine.cell.MAX_P), checked here so that a sweep
 # is rejected before any job starts.
 MAX_P = 10**12
 
@@ -80,7 +80,7 @@ class CellError(RuntimeError):
 
 def schema_path():
     """Path of ``workflow/schemas/config.schema.yaml`` (the one schema Snakemake also uses)."""
-    return Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+    return Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def load_config(path):
@@ -203,7 +203,7 @@ def resolve_config(config):
     - ``t`` and ``rho`` strictly increasing and positive;
     - P = floor(exp(alpha N) + 1/2) between 2 and MAX_P for every (N, alpha), and P grids too;
     - families other than hmm take one nonlinearity and one alpha_D (they have no manifold);
-    - the ``cluster`` section (:func:`diffmem.cluster.validate_cluster_spec`).
+    - the ``cluster`` section (:func:`diffmem.pipeline.cluster.validate_cluster_spec`).
 
     Raises
     ------
@@ -241,7 +241,7 @@ def resolve_config(config):
                 raise ParameterError(
                     f"grid.{name}", f"family {config['family']!r} has no manifold: give one value"
                 )
-    from .cluster import validate_cluster_spec
+    from diffmem.pipeline.cluster import validate_cluster_spec
 
     validate_cluster_spec(config.get("cluster") or {})
     return config
@@ -275,7 +275,7 @@ def cell_dims(config):
 
 def axes(config):
     """Every axis of the sweep as numpy arrays: the cell dims plus ``t`` and ``rho``."""
-    from .variables import DEFAULT_RHO
+    from diffmem.engine.variables import DEFAULT_RHO
 
     grid = config["grid"]
     out = {"nonlinearity": np.asarray(list(grid["nonlinearity"]), dtype=object)}
@@ -352,7 +352,7 @@ def block_cells(config, block):
 
 
 def cell_kwargs(config, flat):
-    """Keyword arguments of :func:`diffmem.cell.run_cell` for cell ``flat``.
+    """Keyword arguments of :func:`diffmem.engine.cell.run_cell` for cell ``flat``.
 
     P is always passed (computed here when the grid is in alpha), so the engine and the store agree
     on it by construction; the cell's ``seed`` coordinate is the simulation seed.
@@ -430,7 +430,7 @@ def compute_cell(kwargs, flat, coords, inject=None):
     retried (a lost worker, memory pressure, an injected failure).
     """
     maybe_inject_failure(inject, flat, coords)
-    from .cell import run_cell
+    from diffmem.engine.cell import run_cell
 
     try:
         return run_cell(**kwargs)
@@ -474,7 +474,7 @@ def run_block(store_path, config, block, *, client, progress=None, log=sys.stder
     from distributed import as_completed
     from tqdm import tqdm
 
-    from .store import SweepStore
+    from diffmem.pipeline.store import SweepStore
 
     start = time.perf_counter()
     store = SweepStore.open(store_path, config)

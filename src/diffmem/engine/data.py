@@ -17,9 +17,9 @@ from math import sqrt
 
 import numpy as np
 
-from . import nonlinearities
-from .kernels import AugmentedChunk
-from .seeding import FEATURES, TRAIN, generator
+from diffmem import nonlinearities
+from diffmem.engine.kernels import AugmentedChunk
+from diffmem.seeding import FEATURES, TRAIN, generator
 
 __all__ = [
     "BLOCK",

@@ -3,7 +3,7 @@
 Layout (opens with plain ``xarray.open_zarr``, no diffmem needed):
 
 - cell dims ``nonlinearity, alpha_D, N, alpha, seed`` (or ``P`` instead of ``alpha`` when the grid
-  is given in P), then the extra dims ``t`` and ``rho`` of :data:`diffmem.variables.VARIABLES`;
+  is given in P), then the extra dims ``t`` and ``rho`` of :data:`diffmem.engine.variables.VARIABLES`;
 - coordinates: every dim, plus ``P`` (or ``alpha``) over ``(N, alpha)`` (or ``(N, P)``), the
   realized ``alpha_realized = log(P)/N``, ``D`` and ``alpha_D_realized = D/N`` over ``(alpha_D, N)``;
 - one data variable per engine variable, with ``long_name`` and ``units``; per-cell provenance
@@ -12,7 +12,7 @@ Layout (opens with plain ``xarray.open_zarr``, no diffmem needed):
 - chunks of size 1 along every cell dim and full along ``t``/``rho``: each cell is its own set of
   chunks, written by exactly one process, so concurrent writers never touch the same chunk;
 - dataset attrs: ``diffmem_store`` (= "sweep", marks a diffmem store), ``config`` (JSON),
-  ``config_hash`` (:func:`diffmem.sweep.config_hash`), ``git_revision``, ``package_versions``,
+  ``config_hash`` (:func:`diffmem.pipeline.sweep.config_hash`), ``git_revision``, ``package_versions``,
   ``family``, ``mode``, ``sweep``, ``cell_dims``, ``created``. Attributes are written only at creation
   (rewriting root metadata concurrently is unsafe); the live store is unconsolidated.
 
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ParameterError
-from .variables import VARIABLES
+from diffmem.errors import ParameterError
+from diffmem.engine.variables import VARIABLES
 
 __all__ = [
     "STORE_KIND",
@@ -80,7 +80,7 @@ COORD_ATTRS = {
 
 def git_revision():
     """``git rev-parse HEAD`` of the diffmem source tree (``-dirty`` if modified), or 'unknown'."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     try:
         rev = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
@@ -114,7 +114,7 @@ def package_versions():
 
 
 def _coords(config):
-    from . import sweep
+    from diffmem.pipeline import sweep
 
     ax = sweep.axes(config)
     dims = sweep.cell_dims(config)
@@ -141,7 +141,7 @@ def template(config):
     import dask.array as da
     import xarray as xr
 
-    from . import sweep
+    from diffmem.pipeline import sweep
 
     dims = sweep.cell_dims(config)
     coords, extra = _coords(config)
@@ -228,7 +228,7 @@ def check_compatible(path, config):
         ``store`` when ``path`` exists but is no diffmem sweep store; ``config`` naming the first
         differing key when its grid or physics differ from ``config``.
     """
-    from . import sweep
+    from diffmem.pipeline import sweep
 
     attrs = _read_root_attrs(path)
     if not attrs or attrs.get("diffmem_store") != STORE_KIND:
@@ -367,7 +367,7 @@ class SweepStore:
     """An open sweep store for one config: reads ``done`` and writes cells by region."""
 
     def __init__(self, path, config, attrs):
-        from . import sweep
+        from diffmem.pipeline import sweep
 
         self.path = Path(path)
         self.config = config
@@ -455,12 +455,12 @@ class SweepStore:
         Raises
         ------
         ValueError
-            if the result breaks the contract of :mod:`diffmem.variables` (missing variable, wrong
+            if the result breaks the contract of :mod:`diffmem.engine.variables` (missing variable, wrong
             shape, or a time grid or P different from the sweep's).
         """
         import xarray as xr
 
-        from . import sweep
+        from diffmem.pipeline import sweep
 
         coords = sweep.cell_coords(self.config, flat)
         if "t" in result and not np.allclose(np.asarray(result["t"], dtype=float), self.t, rtol=1e-12):
@@ -484,7 +484,7 @@ class SweepStore:
             if arr.shape != want:
                 raise ValueError(f"cell {flat}: variable {var.name!r} has shape {arr.shape}, expected {want}")
             data[var.name] = (self.dims + var.dims, arr.reshape(lead + want))
-        from . import __version__
+        from diffmem import __version__
 
         provenance = {
             "wall_time": float(result.get("wall_time", np.nan)),

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__
-from .backend import resolve, to_numpy
-from .data import DataSpec, TrainingSet
-from .kernels import stream_logits
-from .seeding import QUERY, generator
+from diffmem import __version__
+from diffmem.engine.backend import resolve, to_numpy
+from diffmem.engine.data import DataSpec, TrainingSet
+from diffmem.engine.kernels import stream_logits
+from diffmem.seeding import QUERY, generator
 
 __all__ = [
     "QUICK",
@@ -280,7 +280,7 @@ def _make_training_set(backend, N, P, chunk_size, seed=0, memory_budget=None):
 
 def _kernel_blocking():
     """(rows, cols) of the numpy kernel's internal GEMM blocks, or None if it does not block."""
-    from . import kernels
+    from diffmem.engine import kernels
 
     rows, cols = getattr(kernels, "ROW_BLOCK", None), getattr(kernels, "COL_BLOCK", None)
     return (rows, cols) if rows and cols else None
@@ -373,8 +373,8 @@ def measure_reverse_step(backend, *, N, M, P, chunk_size, steps, repeats, seed=0
 
     Equal costs mean nothing is recomputed per step (training set and norms are cached).
     """
-    from .observables import Context, evaluate, posterior_logit_coefficients
-    from .reverse import integrate, time_grid
+    from diffmem.engine.observables import Context, evaluate, posterior_logit_coefficients
+    from diffmem.engine.reverse import integrate, time_grid
 
     spec, train = _make_training_set(backend, N, P, chunk_size, seed)
     ctx = Context(spec, backend, train, query_batch=max(M, 1))
@@ -399,14 +399,14 @@ def measure_reverse_step(backend, *, N, M, P, chunk_size, steps, repeats, seed=0
 def measure_P_in_child(backend, *, N, M, P, t, chunk_size, seed=0, timeout=3600):
     """One scaling-in-P row, measured in a fresh Python process so its peak RSS is its own.
 
-    The child uses the default :class:`diffmem.data.TrainingSet` policy: cached when the set fits the
+    The child uses the default :class:`diffmem.engine.data.TrainingSet` policy: cached when the set fits the
     memory budget, else regenerated block by block from the seed on every pass ("streamed"). The
     timing of a streamed row includes that generation.
     """
     request = {"backend": backend.name, "dtype": backend.dtype, "N": N, "M": M, "P": P, "t": t,
                "chunk_size": chunk_size, "seed": seed}
     proc = subprocess.run(
-        [sys.executable, "-c", "from diffmem.bench import _child_main; _child_main()"],
+        [sys.executable, "-c", "from diffmem.engine.bench import _child_main; _child_main()"],
         input=json.dumps(request), capture_output=True, text=True, timeout=timeout, check=False,
     )
     if proc.returncode != 0:
@@ -619,17 +619,17 @@ def format_markdown(result):
 
 
 def main(argv=None):
-    """``python -m diffmem.bench [options]``: the ``diffmem bench`` command without the other commands.
+    """``python -m diffmem.engine.bench [options]``: the ``diffmem bench`` command without the other commands.
 
     Useful where only the kernel's dependencies are installed (e.g. a GPU machine without internet):
     the full CLI imports every command, this imports only the benchmark.
     """
     import argparse
 
-    from .cli.bench import add_parser
-    from .errors import ParameterError
+    from diffmem.cli.bench import add_parser
+    from diffmem.errors import ParameterError
 
-    parser = argparse.ArgumentParser(prog="python -m diffmem.bench")
+    parser = argparse.ArgumentParser(prog="python -m diffmem.engine.bench")
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
     try:

@@ -12,9 +12,9 @@ from math import exp, expm1, log, pi, sqrt
 
 import numpy as np
 
-from .data import sample_points
-from .kernels import stream_logits
-from .seeding import QUERY, TEST, generator
+from diffmem.engine.data import sample_points
+from diffmem.engine.kernels import stream_logits
+from diffmem.seeding import QUERY, TEST, generator
 
 __all__ = [
     "Context",
@@ -48,9 +48,9 @@ class Context:
 
     Attributes
     ----------
-    spec : diffmem.data.DataSpec
-    backend : diffmem.backend.Backend
-    train : diffmem.data.TrainingSet
+    spec : diffmem.engine.data.DataSpec
+    backend : diffmem.engine.backend.Backend
+    train : diffmem.engine.data.TrainingSet
     query_batch : int
     """
 

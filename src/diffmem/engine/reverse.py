@@ -21,7 +21,7 @@ from math import exp, expm1, sqrt
 
 import numpy as np
 
-from .observables import (
+from diffmem.engine.observables import (
     basin_queries,
     evaluate,
     mean_se,
@@ -29,7 +29,7 @@ from .observables import (
     nearest_distances,
     posterior_logit_coefficients,
 )
-from .seeding import NOISE, generator
+from diffmem.seeding import NOISE, generator
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -84,7 +84,7 @@ def integrate(ctx, grid, starts, *, stochastic, seed, record=()):
 
     Parameters
     ----------
-    ctx : diffmem.observables.Context
+    ctx : diffmem.engine.observables.Context
     grid : array, descending times, grid[-1] = t_min
     starts : list of (k, X0)
         X0 (n, N) numpy start states that join at grid index k. States are kept in join order.

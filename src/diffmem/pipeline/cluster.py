@@ -37,7 +37,7 @@ import logging
 import os
 import re
 
-from .errors import ParameterError
+from diffmem.errors import ParameterError
 
 __all__ = [
     "make_cluster",

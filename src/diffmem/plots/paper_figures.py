@@ -2,7 +2,7 @@
 
 Each figure answers one question of the paper (arXiv 2502.09578) with the data of a sweep store and
 the theory of ``THEORY.md`` section 4; every measured point is a mean over seeds with its standard
-error (:mod:`diffmem.accessor`), every extrapolation is in log(N)/N (:mod:`diffmem.finite_size`).
+error (:mod:`diffmem.analysis.accessor`), every extrapolation is in log(N)/N (:mod:`diffmem.analysis.finite_size`).
 
 ========================  ==========================================================================
 name                      content
@@ -22,7 +22,7 @@ g_nonlinear               t_c against alpha_D per sigma: simulation, replica-sym
 
 Command line (used by ``workflow/rules/paper.smk``)::
 
-    python -m diffmem.paper_figures --store results/paper/sweep.zarr --out results/paper/paper
+    python -m diffmem.plots.paper_figures --store results/paper/sweep.zarr --out results/paper/paper
 """
 
 import argparse
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ParameterError
-from .figures import pyplot, save_figure
+from diffmem.errors import ParameterError
+from diffmem.plots.figures import pyplot, save_figure
 
 __all__ = ["FIGURES", "TABLE", "ANSWERS", "times_table", "answers", "make_paper", "main"]
 
@@ -61,7 +61,7 @@ def _colors(n):
 @lru_cache(maxsize=8192)
 def _limit(family, normalize, nonlinearity, alpha, alpha_D, approximation=None):
     """N -> infinity theory times at (alpha, alpha_D); cached (figure curves repeat across panels)."""
-    from .theory import predict
+    from diffmem.theory import predict
 
     try:
         res = predict(
@@ -462,7 +462,7 @@ def plot_basin_radius(ds, outdir):
 
 def plot_finite_size(ds, times, extrap, outdir):
     """(f) measured times against log(N)/N, the fits and the N -> infinity theory."""
-    from . import finite_size as fs
+    from diffmem.analysis import finite_size as fs
 
     plt = pyplot()
     family, normalize = _family(ds)
@@ -585,12 +585,12 @@ def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
 
 
 def main(argv=None):
-    """``python -m diffmem.paper_figures --store STORE --out DIR [--figures a_order_parameters ...]``."""
+    """``python -m diffmem.plots.paper_figures --store STORE --out DIR [--figures a_order_parameters ...]``."""
     import xarray as xr
 
-    from . import accessor  # noqa: F401 - registers ds.diffmem
+    from diffmem.analysis import accessor  # noqa: F401 - registers ds.diffmem
 
-    parser = argparse.ArgumentParser(prog="python -m diffmem.paper_figures", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m diffmem.plots.paper_figures", description=__doc__.split("\n")[0])
     parser.add_argument("--store", required=True, help="sweep store (results/<sweep>/sweep.zarr)")
     parser.add_argument("--out", required=True, help="output folder: times.csv and figures/<name>.{png,pdf}")
     parser.add_argument("--figures", nargs="+", default=list(FIGURES), help="subset of: " + " ".join(FIGURES))

@@ -12,11 +12,11 @@ Registered on :class:`xarray.Dataset` when :mod:`diffmem` is imported, so a stor
     th = ds.diffmem.theory()                  # quenched theory per cell (limit=True: N -> infinity)
     ex = ds.diffmem.extrapolate("t_c")        # N -> infinity in log N / N, with its uncertainty
 
-Layout expected (the pipeline's store, ``diffmem.store``): cell dimensions among ``nonlinearity``,
+Layout expected (the pipeline's store, ``diffmem.pipeline.store``): cell dimensions among ``nonlinearity``,
 ``alpha_D``, ``N``, ``alpha`` (with ``P`` a coordinate over (N, alpha)) or ``P`` (with ``alpha`` a
 coordinate), and ``seed``; extra dimensions ``t`` and ``rho``; one data variable per entry of
-:data:`diffmem.variables.VARIABLES` and a per-cell ``done`` flag. Cells not done are treated as missing.
-Per-cell extraction is :mod:`diffmem.finite_size` mapped over the cells.
+:data:`diffmem.engine.variables.VARIABLES` and a per-cell ``done`` flag. Cells not done are treated as missing.
+Per-cell extraction is :mod:`diffmem.analysis.finite_size` mapped over the cells.
 """
 
 import json
@@ -25,8 +25,8 @@ from functools import lru_cache
 import numpy as np
 import xarray as xr
 
-from . import finite_size as fs
-from .errors import ParameterError
+from diffmem.analysis import finite_size as fs
+from diffmem.errors import ParameterError
 
 __all__ = ["DiffmemAccessor", "CELL_DIMS", "latent_dimension"]
 
@@ -72,7 +72,7 @@ def _first(mapping, *keys, default=None):
 @lru_cache(maxsize=4096)
 def _predict_cached(key, t_key):
     """Memoised theory call: the same cell parameters repeat across seeds (limit) and figures."""
-    from . import theory
+    from diffmem import theory
 
     kwargs = dict(key)
     if t_key is not None:

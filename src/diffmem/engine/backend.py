@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ParameterError
+from diffmem.errors import ParameterError
 
 __all__ = ["BACKENDS", "DTYPES", "Backend", "resolve", "cupy_available"]
 

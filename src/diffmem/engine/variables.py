@@ -1,7 +1,7 @@
 """The output contract: every variable a cell produces, its extra dimensions and its metadata.
 
-The engine (:func:`diffmem.cell.run_cell`) fills exactly these keys; the store
-(:mod:`diffmem.store`) creates one data variable for each, with ``long_name`` and ``units`` attributes,
+The engine (:func:`diffmem.engine.cell.run_cell`) fills exactly these keys; the store
+(:mod:`diffmem.pipeline.store`) creates one data variable for each, with ``long_name`` and ``units`` attributes,
 on top of the sweep's cell dimensions (N, alpha_D, alpha or P, nonlinearity, seed). Variables not
 measured in a given mode are NaN (e.g. ``phi_dyn`` in marginal mode).
 

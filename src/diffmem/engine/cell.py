@@ -2,7 +2,7 @@
 
 :func:`run_cell` is what the command line (``diffmem cell``) and the sweep call. Its result is a
 JSON-serializable dict with ``params``, ``t``, ``rho``, one entry per variable of
-:data:`diffmem.variables.VARIABLES` (shaped by its extra dims; NaN where the mode does not measure
+:data:`diffmem.engine.variables.VARIABLES` (shaped by its extra dims; NaN where the mode does not measure
 it) and ``wall_time``.
 """
 
@@ -11,17 +11,21 @@ from math import exp, floor, isfinite, log
 
 import numpy as np
 
-from . import __version__, nonlinearities, variables
-from .backend import resolve
-from .data import FAMILIES, DataSpec, TrainingSet
-from .errors import ParameterError, check_range, check_times
-from .observables import (
+from diffmem import __version__
+
+from diffmem import nonlinearities
+
+from diffmem.engine import variables
+from diffmem.engine.backend import resolve
+from diffmem.engine.data import FAMILIES, DataSpec, TrainingSet
+from diffmem.errors import ParameterError, check_range, check_times
+from diffmem.engine.observables import (
     Context,
     nearest_neighbour,
     test_points,
     time_observables,
 )
-from .reverse import DEFAULT_STEPS, default_T, dynamic_basin, reverse_observables
+from diffmem.engine.reverse import DEFAULT_STEPS, default_T, dynamic_basin, reverse_observables
 
 __all__ = ["run_cell", "MODES", "DEFAULT_BASIN_SAMPLES", "DEFAULT_CHUNK_SIZE", "resolve_sizes"]
 
@@ -106,7 +110,7 @@ def run_cell(
     progress=False,
     T=None,
 ):
-    """Simulate one cell and measure every variable of :data:`diffmem.variables.VARIABLES`.
+    """Simulate one cell and measure every variable of :data:`diffmem.engine.variables.VARIABLES`.
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """Characteristic times from measured curves, and their extrapolation to N -> infinity.
 
-Everything here is pure numpy on one curve (or one set of sizes); :mod:`diffmem.accessor` maps it over
+Everything here is pure numpy on one curve (or one set of sizes); :mod:`diffmem.analysis.accessor` maps it over
 the cells of a sweep store. Conventions follow ``THEORY.md``:
 
 - a *crossing time* (collapse t_c from phi = 1/2, onset t_o from trap = 1/2) is located by linear
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from .errors import ParameterError
+from diffmem.errors import ParameterError
 
 __all__ = [
     "FORMS",
