@@ -127,7 +127,7 @@ def test_paper_outputs(reduced_store, tmp_path):
     table = pd.read_csv(tmp_path / paper_figures.TABLE)
     assert set(table["quantity"]) == {"t_c", "t_g", "t_g_nn", "t_o"}
     lin = table[(table["nonlinearity"] == "linear") & (table["quantity"] == "t_c")].iloc[0]
-    assert lin["theory_limit"] == pytest.approx(predict(alpha=0.2, alpha_D=0.5)["t_c"], rel=2e-6)  # CSV keeps 6 digits
+    assert lin["theory_nominal"] == pytest.approx(predict(alpha=0.2, alpha_D=0.5)["t_c"], rel=2e-6)  # CSV keeps 6 digits
     assert np.isfinite(lin["extrapolated"]) and lin["n_sizes"] == 3
     assert len(paths) == 2 + 2 * len(figures)  # table, answers, figures
     text = (tmp_path / paper_figures.ANSWERS).read_text()

@@ -122,16 +122,16 @@ def test_basin_radius_stored_and_from_static(store):
     assert np.all(np.isnan(static.values[1, 0, 0, 0][~inside]))
 
 
-def test_extrapolate_recovers_limit(store):
+def test_extrapolate_raw_recovers_limit(store):
     ds, _ = store
-    ex = ds.diffmem.extrapolate("t_c")
+    ex = ds.diffmem.extrapolate("t_c", method="raw")
     assert set(ex["value"].dims) == {"nonlinearity", "alpha_D", "alpha"}
     limit = true_time(0.6, 0.0, ALPHA_DS[:, None], 1e300, ALPHAS[None, :])
     # nonlinearity "tanh": all cells done; exact line in log N / N
     np.testing.assert_allclose(ex["value"].values[1], limit, rtol=1e-9)
     np.testing.assert_allclose(ex["slope"].values[1], 2.0, rtol=1e-7)
     assert np.all(ex["se"].values[1] > 0)
-    ex_g = ds.diffmem.extrapolate("t_g_nn")
+    ex_g = ds.diffmem.extrapolate("t_g_nn", method="raw")
     np.testing.assert_allclose(ex_g["value"].values[1], true_time(0.2, 0.0, ALPHA_DS[:, None], 1e300, ALPHAS), rtol=1e-9)
     with pytest.raises(ParameterError, match="quantity"):
         ds.diffmem.extrapolate("t_x")
@@ -152,8 +152,10 @@ def test_p_grid_refuses_plain_extrapolation(tmp_path):
     ds.to_zarr(tmp_path / "p.zarr", mode="w")
     ds = xr.open_zarr(tmp_path / "p.zarr")
     assert ds.diffmem.grid_dim == "P"
-    with pytest.raises(ParameterError, match="relative_to"):
-        ds.diffmem.extrapolate("t_c")
+    with pytest.raises(ParameterError, match="method"):
+        ds.diffmem.extrapolate("t_c", method="raw")
+    with pytest.raises(ParameterError, match="^at:"):
+        ds.diffmem.theory(spectrum="limit", at="nominal")
     real = ds.diffmem.realized()
     got = real["alpha_eff"].transpose("N", "P").values
     np.testing.assert_allclose(got, np.log([500, 5000])[None, :] / NS[:, None])
@@ -168,7 +170,7 @@ def test_missing_variable_is_named(store):
 def test_theory_limit_matches_reference_table(store):
     # THEORY.md section 5, linear HMM, Marchenko-Pastur limit, alpha = 0.1 (given to 1e-4).
     ds, _ = store
-    th = ds.sel(nonlinearity=["linear"]).diffmem.theory(limit=True)
+    th = ds.sel(nonlinearity=["linear"]).diffmem.theory(spectrum="limit", at="nominal")
     assert "seed" not in th.dims and "N" not in th.dims
     ref = {1.0: (0.3070, 0.8162, 1.1311), 0.25: (0.1808, 0.6982, 1.0234)}
     for a_D, (t_g, t_c, t_o) in ref.items():
@@ -194,3 +196,56 @@ def test_theory_quenched_is_the_cell_by_cell_prediction(store):
     # different seeds: different feature matrices, different quenched t_c
     tc = th["t_c"].sel(nonlinearity="linear", alpha_D=0.25, N=32, alpha=0.2).values
     assert np.unique(tc).size == tc.size
+
+
+def test_phase_accessor_and_paper_table_agree_exactly(store):
+    # One analysis path: phase.zarr (phase.extract), ds.diffmem and the paper table give the same
+    # numbers, bit for bit, on one store.
+    from diffmem.analysis import phase
+    from diffmem.plots import paper_figures
+
+    ds, _ = store
+    sub = ds.sel(nonlinearity=["linear"], alpha=[0.2])
+    out = phase.extract(sub)
+    acc = sub.diffmem.times()
+    for q in ("t_c", "t_o", "t_g", "t_g_nn"):
+        for suffix in ("", "_mean", "_mean_se", "_lo", "_hi", "_nseed"):
+            np.testing.assert_array_equal(out[q + suffix].values, acc[q + suffix].values)
+    table = paper_figures.times_table(sub).set_index(["alpha_D", "quantity"])
+    ex = sub.diffmem.extrapolate("t_c")
+    nominal = sub.diffmem.theory(spectrum="limit", at="nominal")["t_c"]
+    for a_D in ALPHA_DS:
+        row = table.loc[(a_D, "t_c")]
+        cell = dict(nonlinearity="linear", alpha_D=a_D, alpha=0.2)
+        assert row["measured_N_max"] == float(acc["t_c_mean"].sel(cell).sel(N=NS.max()))
+        assert row["measured_N_max_se"] == float(acc["t_c_mean_se"].sel(cell).sel(N=NS.max()))
+        assert row["extrapolated"] == float(ex["value"].sel(cell))
+        assert row["theory_nominal"] == float(nominal.sel(cell))
+
+
+def test_theory_is_cached_on_the_accessor_instance(store):
+    ds, _ = store
+    sub = ds.sel(nonlinearity=["linear"], alpha=[0.2], N=[32])
+    first = sub.diffmem.theory()
+    n_calls = len(sub.diffmem._theory_cache)
+    assert n_calls == 2 * 3  # alpha_D x seed, one predict call each
+    xr.testing.assert_identical(sub.diffmem.theory(), first)
+    assert len(sub.diffmem._theory_cache) == n_calls
+    assert sub.copy().diffmem._theory_cache == {}  # another dataset, another cache
+
+
+def test_default_extrapolation_is_deviation_from_realized_theory(store):
+    # The deviation method subtracts the quenched theory of each cell before fitting: fitting the
+    # measured-minus-theory values by hand gives the same intercept, and value = intercept + nominal.
+    from diffmem.analysis import finite_size as fs
+
+    ds, _ = store
+    sub = ds.sel(nonlinearity=["linear"], alpha_D=[0.25], alpha=[0.1])
+    ex = sub.diffmem.extrapolate("t_c").squeeze()
+    dev = (sub.diffmem.collapse_time()["t_c"] - sub.diffmem.theory()["t_c"]).squeeze()
+    mean = dev.mean("seed").values
+    se = dev.std("seed", ddof=1).values / np.sqrt(dev.notnull().sum("seed").values)
+    fit = fs.extrapolate(NS, mean, se)
+    assert float(ex["deviation"]) == pytest.approx(fit.value, rel=1e-10)
+    assert float(ex["value"]) == pytest.approx(fit.value + float(ex["theory"]), rel=1e-12)
+    assert ex.attrs["method"] == "deviation"

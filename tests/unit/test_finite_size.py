@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from diffmem.analysis import finite_size as fs
 from diffmem.errors import ParameterError
@@ -143,3 +144,73 @@ def test_bad_input_names_parameter():
         fs.crossing_time([0.2, 0.1], [1.0, 0.0])
     with pytest.raises(ParameterError, match="^N:"):
         fs.extrapolate([1, 64], [0.5, 0.6])
+
+
+# -- D rounding: the default extrapolation against the raw one ------------------------------------
+# At alpha_D = 0.05 the latent dimension D = floor(alpha_D N + 1/2) jumps with N (D = 2, 3, 4, 5, 6 at
+# N = 48 ... 128), and with it the realized-size theory of t_c by +-40 % (0.089, 0.130, 0.155, 0.172,
+# 0.130 against 0.155 nominal). The synthetic "measurements" are the quenched theory of each cell
+# (its own F) + a known finite-size offset b log(N)/N + seeded Gaussian noise of NOISE per cell: the
+# truth at N -> infinity is the nominal theory.
+ROUND_NS = (48, 64, 80, 96, 128)
+ROUND_SEEDS = 6
+OFFSET_B = 1.0
+NOISE = 0.004
+
+
+def rounding_store():
+    import xarray as xr
+
+    from diffmem.theory import predict
+
+    rng = np.random.default_rng(20261202)
+    t = np.geomspace(0.01, 2.0, 120)
+    Ns = np.array(ROUND_NS)
+    P = np.floor(np.exp(0.1 * Ns) + 0.5).astype(np.int64)
+    D = np.maximum(1, np.floor(0.05 * Ns + 0.5)).astype(np.int64)
+    t_c = np.empty((1, 1, Ns.size, 1, ROUND_SEEDS))
+    for i, (N, p) in enumerate(zip(Ns, P)):
+        for s in range(ROUND_SEEDS):
+            t_c[0, 0, i, 0, s] = predict(alpha_D=0.05, N=int(N), P=int(p), seed=s)["t_c"]
+    measured = t_c + OFFSET_B * np.log(Ns)[None, None, :, None, None] / Ns[None, None, :, None, None]
+    measured = measured + NOISE * rng.standard_normal(measured.shape)
+    # phi linear in log t around its crossing: the crossing estimator returns `measured` exactly.
+    phi = np.clip(0.5 - 0.25 * (np.log(t) - np.log(measured)[..., None]), 0.0, 1.0)
+    dims = ("nonlinearity", "alpha_D", "N", "alpha", "seed")
+    ds = xr.Dataset(
+        {"phi": (dims + ("t",), phi), "done": (dims, np.ones(measured.shape, bool))},
+        coords={
+            "nonlinearity": ["linear"], "alpha_D": [0.05], "N": Ns, "alpha": [0.1],
+            "seed": np.arange(ROUND_SEEDS), "t": t,
+            "P": (("N", "alpha"), P[:, None]), "D": (("alpha_D", "N"), D[None, :]),
+        },
+        attrs={"config": '{"family": "hmm", "normalize": false}'},
+    )
+    return ds, measured
+
+
+def test_default_extrapolation_survives_D_rounding_and_raw_fails():
+    import diffmem  # noqa: F401  (registers ds.diffmem)
+    from diffmem.theory import predict
+
+    ds, measured = rounding_store()
+    assert list(ds["D"].values.ravel()) == [2, 3, 4, 5, 6]
+    nominal = predict(alpha=0.1, alpha_D=0.05)["t_c"]
+    got = ds.diffmem.extrapolate("t_c").sel(nonlinearity="linear", alpha_D=0.05, alpha=0.1)
+    raw = ds.diffmem.extrapolate("t_c", method="raw").sel(nonlinearity="linear", alpha_D=0.05, alpha=0.1)
+    assert float(got["theory"]) == nominal and float(raw["theory"]) == nominal
+    # Default: the deviation from the realized-size theory is b log(N)/N + noise, a straight line: the
+    # fit is acceptable (chi2 p-value above 1e-3; this draw gives chi2 = 12.1 on 3 dof), its intercept
+    # is the theory within 3 standard errors (this draw: +0.9 se) and its slope is b within 3 se.
+    assert stats.chi2.sf(float(got["chi2"]), int(got["dof"])) > 1e-3
+    assert abs(float(got["value"]) - nominal) <= 3 * float(got["se"])
+    assert float(got["slope"]) == pytest.approx(OFFSET_B, abs=3 * float(got["slope_se"]))
+    # Raw: the seed-mean times jump with D and no line in log(N)/N describes them (this draw: chi2 = 303
+    # on 3 dof, p < 1e-60). Its intercept misses the theory by more than 3 of its statistical errors
+    # (the se before the Birge inflation; this draw: 4 of them) and, inflated, its se is more than 5
+    # times the default's (9 times here): the rounding masquerades as a finite-size trend.
+    raw_chi2, raw_dof = float(raw["chi2"]), int(raw["dof"])
+    assert stats.chi2.sf(raw_chi2, raw_dof) < 1e-20
+    se_statistical = float(raw["se"]) / np.sqrt(raw_chi2 / raw_dof)
+    assert abs(float(raw["value"]) - nominal) > 3 * se_statistical
+    assert float(raw["se"]) > 5 * float(got["se"])

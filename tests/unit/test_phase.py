@@ -81,21 +81,21 @@ def test_extract_recovers_known_times_and_seed_intervals():
     # Crossing: linear interpolation in log t of a logistic of width 0.1 in log t on a grid of step
     # log(60)/29 = 0.14: exact at the symmetric point up to ~1 % (the logistic is curved between nodes).
     ok = done
-    np.testing.assert_allclose(out["t_c_cell"].values[ok], t_c[ok], rtol=0.02)
-    np.testing.assert_allclose(out["t_o_cell"].values[ok], t_o[ok], rtol=0.02)
+    np.testing.assert_allclose(out["t_c"].values[ok], t_c[ok], rtol=0.02)
+    np.testing.assert_allclose(out["t_o"].values[ok], t_o[ok], rtol=0.02)
     # Parabola vertex in log t of an exact parabola in log t: exact.
-    np.testing.assert_allclose(out["t_g_cell"].values[ok], t_g[ok], rtol=1e-9)
-    assert np.isnan(out["t_c_cell"].values[~ok]).all()
+    np.testing.assert_allclose(out["t_g"].values[ok], t_g[ok], rtol=1e-9)
+    assert np.isnan(out["t_c"].values[~ok]).all()
     # Seed summary: mean and Student-t 95 % interval of the per-cell values, computed independently.
-    per_seed = out["t_c_cell"].values[0, 1, 0, 1]  # seeds 0, 1 done, seed 2 not
-    assert out["t_c_n"].values[0, 1, 0, 1] == 2
+    per_seed = out["t_c"].values[0, 1, 0, 1]  # seeds 0, 1 done, seed 2 not
+    assert out["t_c_nseed"].values[0, 1, 0, 1] == 2
     mean = per_seed[:2].mean()
     half = stats.t.ppf(0.975, 1) * per_seed[:2].std(ddof=1) / np.sqrt(2)
-    assert out["t_c"].values[0, 1, 0, 1] == pytest.approx(mean)
+    assert out["t_c_mean"].values[0, 1, 0, 1] == pytest.approx(mean)
     assert out["t_c_hi"].values[0, 1, 0, 1] == pytest.approx(mean + half)
     assert out["t_c_lo"].values[0, 1, 0, 1] == pytest.approx(mean - half)
-    assert (out["t_c_n"].values.sum() == done.sum()) and int(out["n_done"]) == done.sum()
-    np.testing.assert_allclose(out["basin_radius"].values[0, 0, 0, 0], np.arange(30))
+    assert (out["t_c_nseed"].values.sum() == done.sum()) and int(out["n_done"]) == done.sum()
+    np.testing.assert_allclose(out["basin_radius_mean"].values[0, 0, 0, 0], np.arange(30))
 
 
 def test_extract_puts_theory_beside():
@@ -104,8 +104,33 @@ def test_extract_puts_theory_beside():
     th = phase.theory_dataset(cfg)
     ds = synthetic_sweep(cfg, np.full(shape, 0.5), np.full(shape, 0.2), np.full(shape, 0.8), np.ones(shape, bool))
     out = phase.extract(ds, th)
-    np.testing.assert_allclose(out["t_c_theory"].values, th["t_c"].sel(spectrum="quenched").mean("seed").values)
+    np.testing.assert_allclose(out["t_c_quenched"].values, th["t_c"].sel(spectrum="quenched").mean("seed").values)
     np.testing.assert_array_equal(out["t_c_limit"].values, th["t_c"].sel(spectrum="limit").isel(seed=0).values)
+    # One name, one point: phase.zarr's and theory.zarr's "limit" is the accessor's (limit, realized),
+    # and "nominal" the accessor's (limit, nominal), to the last bit.
+    xr.testing.assert_equal(out["t_c_limit"].reset_coords(drop=True),
+                            ds.diffmem.theory(spectrum="limit")["t_c"].reset_coords(drop=True))
+    xr.testing.assert_equal(out["t_c_nominal"].reset_coords(drop=True),
+                            ds.diffmem.theory(spectrum="limit", at="nominal")["t_c"].reset_coords(drop=True))
+    q = ds.diffmem.theory()["t_c"].reset_coords(drop=True)
+    np.testing.assert_array_equal(q.transpose(*th["t_c"].dims[1:]).values, th["t_c"].sel(spectrum="quenched").values)
+
+
+def test_realized_and_nominal_limit_are_named_apart():
+    # N = 16, alpha = 0.2, alpha_D = 0.5: P = 25, D = 8, realized alpha = log(25)/16 = 0.2012. The
+    # N -> infinity t_c there is 0.43705 (theory.zarr's "limit" and ds.diffmem.theory(spectrum="limit"))
+    # and 0.43973 at the requested point (spectrum="limit", at="nominal"), 0.6 % apart.
+    cfg = config(alpha_D=[0.5], alpha=[0.2], seed=[0])
+    shape = sweep.grid_shape(cfg)
+    th = phase.theory_dataset(cfg)
+    ds = synthetic_sweep(cfg, np.full(shape, 0.5), np.full(shape, 0.2), np.full(shape, 0.8), np.ones(shape, bool))
+    out = phase.extract(ds, th)
+    assert float(out["t_c_limit"].squeeze()) == pytest.approx(0.43705, abs=1e-5)
+    assert float(out["t_c_nominal"].squeeze()) == pytest.approx(0.43973, abs=1e-5)
+    assert float(ds.diffmem.theory(spectrum="limit")["t_c"].squeeze()) == float(out["t_c_limit"].squeeze())
+    with pytest.warns(DeprecationWarning):
+        old = ds.diffmem.theory(limit=True)["t_c"]
+    assert float(old.squeeze()) == float(out["t_c_nominal"].squeeze())
 
 
 def test_write_dataset_is_consolidated_and_replaces(tmp_path):

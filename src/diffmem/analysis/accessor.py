@@ -9,22 +9,26 @@ Registered on :class:`xarray.Dataset` when :mod:`diffmem` is imported, so a stor
     ds = xr.open_zarr("results/paper/sweep.zarr")
     tc = ds.diffmem.collapse_time()           # phi = 1/2 crossing per cell, mean and CI over seeds
     tg = ds.diffmem.generalization_time()     # argmin of L(t), and the nearest-neighbour estimate
-    th = ds.diffmem.theory()                  # quenched theory per cell (limit=True: N -> infinity)
-    ex = ds.diffmem.extrapolate("t_c")        # N -> infinity in log N / N, with its uncertainty
+    th = ds.diffmem.theory()                  # quenched theory per cell, at its realized alpha, alpha_D
+    nom = ds.diffmem.theory(spectrum="limit", at="nominal")   # N -> infinity at the requested point
+    ex = ds.diffmem.extrapolate("t_c")        # N -> infinity: deviation from realized-size theory
 
 Layout expected (the pipeline's store, ``diffmem.pipeline.store``): cell dimensions among ``nonlinearity``,
 ``alpha_D``, ``N``, ``alpha`` (with ``P`` a coordinate over (N, alpha)) or ``P`` (with ``alpha`` a
 coordinate), and ``seed``; extra dimensions ``t`` and ``rho``; one data variable per entry of
 :data:`diffmem.engine.variables.VARIABLES` and a per-cell ``done`` flag. Cells not done are treated as missing.
-Per-cell extraction is :mod:`diffmem.analysis.finite_size` mapped over the cells.
+Per-cell extraction is :mod:`diffmem.analysis.finite_size` mapped over the cells, the seed summary is
+:mod:`diffmem.analysis.estimators` (names ``q``, ``q_mean``, ``q_mean_se``, ``q_lo``, ``q_hi``,
+``q_nseed``), the theory of a cell is :mod:`diffmem.analysis.cell_theory`.
 """
 
 import json
-from functools import lru_cache
+import warnings
 
 import numpy as np
 import xarray as xr
 
+from diffmem.analysis import cell_theory, estimators
 from diffmem.analysis import finite_size as fs
 from diffmem.errors import ParameterError
 
@@ -41,6 +45,7 @@ QUANTITIES = {
     "t_g_nn": "generalization time from nearest neighbours, (1/2) log(1 + d_nn)",
 }
 THEORY_KEY = {"t_c": "t_c", "t_o": "t_o", "t_g": "t_g", "t_g_nn": "t_g"}
+MEASURE = {"t_c": "collapse_time", "t_o": "onset_time", "t_g": "generalization_time", "t_g_nn": "generalization_time"}
 
 
 def latent_dimension(alpha_D, N):
@@ -69,23 +74,16 @@ def _first(mapping, *keys, default=None):
     return default
 
 
-@lru_cache(maxsize=4096)
-def _predict_cached(key, t_key):
-    """Memoised theory call: the same cell parameters repeat across seeds (limit) and figures."""
-    from diffmem import theory
-
-    kwargs = dict(key)
-    if t_key is not None:
-        kwargs["t"] = np.asarray(t_key, dtype=float)
-    return theory.predict(**kwargs)
-
-
 @xr.register_dataset_accessor("diffmem")
 class DiffmemAccessor:
     """Analysis of a diffmem sweep store; see the module docstring."""
 
     def __init__(self, ds):
         self._ds = ds
+        # xarray keeps one accessor per Dataset object: results cached here live as long as the
+        # dataset and never leak between stores (theory calls repeat across seeds and panels).
+        self._theory_cache = {}
+        self._times_cache = {}
 
     # -- layout ---------------------------------------------------------------------------------
     @property
@@ -149,33 +147,8 @@ class DiffmemAccessor:
 
     # -- per-cell extraction -------------------------------------------------------------------
     def _summary(self, per_cell, per_cell_se, name, long_name, confidence):
-        """Per-seed values plus mean, se and Student-t CI over the seed dimension."""
-        out = xr.Dataset({name: per_cell, f"{name}_se": per_cell_se})
-        if "seed" in per_cell.dims:
-            def summarize(v, s):
-                r = fs.seed_summary(v, s, confidence=confidence)
-                return r["mean"], r["se"], r["lo"], r["hi"], float(r["n"])
-
-            res = xr.apply_ufunc(
-                summarize,
-                per_cell,
-                per_cell_se,
-                input_core_dims=[["seed"], ["seed"]],
-                output_core_dims=[[]] * 5,
-                vectorize=True,
-            )
-        else:
-            half = per_cell_se * _z(confidence)
-            res = (per_cell, per_cell_se, per_cell - half, per_cell + half, xr.ones_like(per_cell))
-        for suffix, da in zip(("mean", "mean_se", "lo", "hi", "nseed"), res):
-            out[f"{name}_{suffix}"] = da
-        out[name].attrs = {"long_name": long_name, "units": "time (OU units)"}
-        out[f"{name}_mean"].attrs = {
-            "long_name": f"{long_name}, mean over seeds",
-            "confidence": confidence,
-            "units": "time (OU units)",
-        }
-        return out
+        """Per-seed values plus mean, se and Student-t CI over seeds (:func:`estimators.summarize_seeds`)."""
+        return estimators.summarize_seeds(per_cell, per_cell_se, name, long_name, confidence=confidence)
 
     def _crossing(self, var, name, long_name, level, confidence):
         y = self._measured(var)
@@ -260,9 +233,9 @@ class DiffmemAccessor:
 
     def times(self, confidence=0.95):
         """t_c, t_o, t_g and t_g_nn (with their seed summaries) in one Dataset."""
-        parts = [self.collapse_time(confidence=confidence), self.generalization_time(confidence=confidence)]
+        parts = [self._seed_mean("t_c", confidence), self._seed_mean("t_g", confidence)]
         if "trap" in self._ds.data_vars:
-            parts.append(self.onset_time(confidence=confidence))
+            parts.append(self._seed_mean("t_o", confidence))
         return xr.merge(parts, compat="override")
 
     # -- theory --------------------------------------------------------------------------------
@@ -277,19 +250,57 @@ class DiffmemAccessor:
         params.update(overrides)
         return params
 
-    def theory(self, limit=False, t=None, approximation=None, **overrides):
-        """Theory of every cell from :func:`diffmem.theory.predict` (THEORY.md section 4).
+    def _theory_dims(self, at, spectrum):
+        """Cell dims the theory at (at, spectrum) depends on: no seed off the quenched spectrum, no N at nominal."""
+        dims = list(self.cell_dims)
+        if spectrum == "limit":
+            dims = [d for d in dims if d != "seed"]
+        if at == "nominal":
+            if self.grid_dim != "alpha":
+                raise ParameterError(
+                    "at", "'nominal' needs an alpha grid (on a P grid alpha = log(P)/N has no N -> infinity value)"
+                )
+            dims = [d for d in dims if d != "N"]
+        return dims
+
+    def _cell(self, dims, coords, idx):
+        """One cell as a plain dict: its coordinates, plus P and D read from the store's coordinates."""
+        ds = self._ds
+        # Scalar coordinates (left by .sel(N=64)) are cell parameters too.
+        cell = {d: ds[d].values.item() for d in CELL_DIMS if d in ds.coords and ds[d].ndim == 0}
+        cell.update({d: coords[d][i] for d, i in zip(dims, idx)})
+        for name in ("P", "D"):
+            if name in cell or name not in ds.coords:
+                continue
+            da = ds[name]
+            sel = {d: cell[d] for d in da.dims if d in cell}
+            if len(sel) == da.ndim:
+                cell[name] = int(da.sel(sel).values.item())
+        if "P" not in cell and "N" in cell:
+            raise ParameterError("P", "the dataset has no P coordinate: not a diffmem sweep store")
+        return cell
+
+    def theory(self, spectrum="quenched", at="realized", t=None, approximation=None, limit=None, **overrides):
+        """Theory of every cell (docs/theory.md), through :func:`diffmem.analysis.cell_theory.predict_kwargs`.
+
+        The same (``spectrum``, ``at``) pair names the same point in ``theory.zarr`` and ``phase.zarr``.
 
         Parameters
         ----------
-        limit : bool
-            False (default): the quenched spectrum of each cell's F, at its realized alpha = log(P)/N
-            and alpha_D = D/N, one value per seed. True: the N -> infinity limit at the nominal grid
-            values (alpha grid) or the realized ones (P grid); no seed dimension.
+        spectrum : {"quenched", "limit"}
+            ``"quenched"`` (default): the spectrum of each cell's own F, one value per seed.
+            ``"limit"``: the N -> infinity formulas; no seed dimension.
+        at : {"realized", "nominal"}
+            ``"realized"`` (default): the cell's realized alpha = log(P)/N and alpha_D = D/N, what a
+            finite-N measurement is compared with. ``"nominal"``: the grid's requested alpha and
+            alpha_D (``spectrum="limit"`` and an alpha grid only; no N dimension), what an
+            N -> infinity extrapolation is compared with.
         t : array, optional
             Times at which to also return ``f``, ``rho_b`` and ``loss``; ``True`` uses the store's t.
         approximation : str, optional
             Passed to ``predict`` (e.g. ``"gaussian-equivalent"`` for nonlinear sigma).
+        limit : bool, optional
+            Deprecated: ``limit=True`` is ``spectrum="limit", at="nominal"``.
         **overrides
             Theory parameters not recorded in the store (``family``, ``normalize``, ``m_tilde``,
             ``sigma``).
@@ -297,50 +308,31 @@ class DiffmemAccessor:
         Returns
         -------
         xarray.Dataset
-            ``t_c``, ``t_o``, ``t_g``, ``t_s``, ``t_L`` on the cell dims (without ``seed`` when
-            ``limit``), plus ``f``, ``rho_b``, ``loss`` on ``t`` when ``t`` is given.
+            ``t_c``, ``t_o``, ``t_g``, ``t_s``, ``t_L`` on the cell dims it depends on, plus ``f``,
+            ``rho_b``, ``loss`` on ``t`` when ``t`` is given; NaN where the theory is undefined.
         """
+        if limit is not None:
+            warnings.warn("theory(limit=True) is theory(spectrum='limit', at='nominal')", DeprecationWarning,
+                          stacklevel=2)
+            if limit:
+                spectrum, at = "limit", "nominal"
         ds = self._ds
         base = self._theory_params(overrides)
         if t is True:
             t = ds["t"].values
         t_key = None if t is None else tuple(float(v) for v in np.atleast_1d(t))
-        dims = [d for d in self.cell_dims if not (limit and d == "seed")]
-        if limit and self.grid_dim == "alpha":
-            dims = [d for d in dims if d != "N"]
+        dims = self._theory_dims(at, spectrum)
         coords = {d: ds[d].values for d in dims}
         shape = tuple(len(coords[d]) for d in dims)
-        scalars = ("t_c", "t_o", "t_g", "t_s", "t_L")
-        arrays = ("f", "rho_b", "loss")
-        out_s = {k: np.full(shape, np.nan) for k in scalars}
-        out_a = {k: np.full(shape + (len(t_key),), np.nan) for k in arrays} if t_key else {}
-        real = self.realized()
+        out_s = {k: np.full(shape, np.nan) for k in cell_theory.TIMES}
+        out_a = {k: np.full(shape + (len(t_key),), np.nan) for k in cell_theory.CURVES} if t_key else {}
         for idx in np.ndindex(*shape):
-            # Scalar coordinates (left by .sel(N=64)) are cell parameters too.
-            cell = {d: ds[d].values.item() for d in CELL_DIMS if d in ds.coords and ds[d].ndim == 0}
-            cell.update({d: coords[d][i] for d, i in zip(dims, idx)})
-            key = dict(base)
-            key["nonlinearity"] = str(cell.get("nonlinearity", _first(self.config, "nonlinearity", default="linear")))
-            key["approximation"] = approximation
-            if limit and self.grid_dim == "alpha":
-                key["alpha"] = float(cell["alpha"])
-                key["alpha_D"] = float(cell.get("alpha_D", 1.0))
-            else:
-                sel = {d: cell[d] for d in ("N", "alpha", "P") if d in real.dims}
-                key["alpha_D"] = float(cell.get("alpha_D", 1.0))
-                if limit:  # P grid: the limit at the realized alpha of this N
-                    key["alpha"] = float(real["alpha_eff"].sel(sel).item())
-                    if "alpha_D" in cell:
-                        sel_D = {d: cell[d] for d in ("alpha_D", "N") if d in real.dims}
-                        key["alpha_D"] = float(real["alpha_D_eff"].sel(sel_D).item())
-                else:
-                    key["N"] = int(cell["N"])
-                    key["P"] = int(cell["P"]) if "P" in cell else int(real["P"].sel(sel).item())
-                    # The RS formula of a nonlinear sigma does not depend on F: one call serves all seeds.
-                    rs_only = key["nonlinearity"] != "linear" and approximation is None
-                    key["seed"] = 0 if rs_only else int(cell.get("seed", 0))
-            res = _predict_cached(tuple(sorted(key.items())), t_key)
-            for k in scalars:
+            cell = self._cell(dims, coords, idx)
+            if "nonlinearity" not in cell:
+                cell["nonlinearity"] = _first(self.config, "nonlinearity", default="linear")
+            res = cell_theory.cell_theory(cell, at=at, spectrum=spectrum, base=base, approximation=approximation,
+                                          t=t_key, cache=self._theory_cache)
+            for k in out_s:
                 if res.get(k) is not None:
                     out_s[k][idx] = float(res[k])
             for k in out_a:
@@ -351,58 +343,73 @@ class DiffmemAccessor:
         if t_key:
             coords["t"] = np.asarray(t_key)
         res = xr.Dataset(data, coords=coords)
-        res.attrs = {"limit": int(bool(limit)), "approximation": approximation or "none", **{
-            k: str(v) for k, v in base.items()}}
+        res.attrs = {"spectrum": spectrum, "at": at, "approximation": approximation or "none",
+                     **{k: str(v) for k, v in base.items()}}
         return res
 
     # -- finite size ---------------------------------------------------------------------------
     def _seed_mean(self, quantity, confidence):
+        """The measurement of ``quantity`` with its seed summary, computed once per accessor."""
         if quantity not in QUANTITIES:
             raise ParameterError("quantity", f"unknown {quantity!r}; choose one of {', '.join(QUANTITIES)}")
-        if quantity == "t_c":
-            res = self.collapse_time(confidence=confidence)
-        elif quantity == "t_o":
-            res = self.onset_time(confidence=confidence)
-        else:
-            res = self.generalization_time(confidence=confidence)
-        return res
+        method = MEASURE[quantity]
+        if (method, confidence) not in self._times_cache:
+            self._times_cache[method, confidence] = getattr(self, method)(confidence=confidence)
+        return self._times_cache[method, confidence]
 
-    def extrapolate(self, quantity="t_c", form="logN/N", degree=1, relative_to=None, confidence=0.95):
-        """Extrapolate a measured time to N -> infinity (fit in x = log(N)/N, THEORY.md section 5).
+    def extrapolate(self, quantity="t_c", method="deviation", form="logN/N", degree=1, confidence=0.95,
+                    reference="quenched", relative_to=None):
+        """Extrapolate a measured time to N -> infinity by a fit in x = log(N)/N (docs/theory.md).
 
         Parameters
         ----------
         quantity : {"t_c", "t_o", "t_g", "t_g_nn"}
+        method : {"deviation", "raw"}
+            ``"deviation"`` (default): fit the deviation of each cell from the theory at its own
+            realized (N, P, D) (``reference`` spectrum; seed by seed, then averaged over seeds), which
+            tends to 0 as N -> infinity whatever the rounding of D and P; ``value`` is its intercept
+            plus the N -> infinity theory at the nominal (alpha, alpha_D). ``"raw"``: fit the seed-mean
+            time itself (an alpha grid only); D jumping with N enters this fit as noise.
         form : {"logN/N", "1/N"}
         degree : {1, 2}
-        relative_to : {None, "theory"}
-            None extrapolates the seed-mean time at fixed alpha (needs an alpha grid: at fixed P,
-            alpha = log(P)/N -> 0). ``"theory"`` extrapolates the deviation from the quenched theory of
-            the same cell (seed by seed, then averaged), which must tend to 0; it works on both grids.
+        reference : {"quenched", "limit"}
+            The realized-size theory the deviation is taken from: the cell's own spectrum (default;
+            removes the seed-to-seed scatter of F too) or the N -> infinity formulas at the realized
+            alpha and alpha_D.
+        relative_to : deprecated
+            ``relative_to="theory"`` is ``method="deviation"``.
 
         Returns
         -------
         xarray.Dataset
-            On the cell dims other than N and seed: ``value`` and ``se`` (the N -> infinity limit and
-            its standard error), ``slope``, ``slope_se``, ``chi2``, ``dof``, ``n``; and ``measured`` /
-            ``measured_se`` (the seed means per N that were fitted).
+            On the cell dims other than N and seed: ``value`` and ``se`` (the N -> infinity estimate of
+            the quantity and its standard error), ``slope``, ``slope_se``, ``chi2``, ``dof``, ``n``;
+            ``theory`` (N -> infinity theory at the nominal point, NaN on a P grid) and ``deviation``
+            (``value - theory``, the intercept of the deviation fit); ``measured`` / ``measured_se``
+            (the seed means per N that were fitted: deviations for ``"deviation"``). On a P grid the
+            nominal point does not exist: ``value`` is NaN and ``deviation`` carries the result.
         """
-        if relative_to not in (None, "theory"):
-            raise ParameterError("relative_to", f"must be None or 'theory', got {relative_to!r}")
+        if relative_to is not None:
+            warnings.warn("extrapolate(relative_to='theory') is extrapolate(method='deviation')",
+                          DeprecationWarning, stacklevel=2)
+            method = "deviation" if relative_to == "theory" else "raw"
+        if method not in ("deviation", "raw"):
+            raise ParameterError("method", f"must be 'deviation' or 'raw', got {method!r}")
         if "N" not in self._ds.dims:
             raise ParameterError("N", "the dataset has no N dimension to extrapolate along")
         res = self._seed_mean(quantity, confidence)
-        if relative_to == "theory":
-            th = self.theory(limit=False)[THEORY_KEY[quantity]]
-            dev = res[quantity] - th
-            se = res[f"{quantity}_se"]
-            mean = self._summary(dev, se, "dev", "deviation from quenched theory", confidence)
+        key = THEORY_KEY[quantity]
+        nominal = self.theory(spectrum="limit", at="nominal")[key] if self.grid_dim == "alpha" else None
+        if method == "deviation":
+            ref = self.theory(spectrum=reference, at="realized")[key]
+            dev = res[quantity] - ref
+            mean = self._summary(dev, res[f"{quantity}_se"], "dev", "deviation from realized-size theory", confidence)
             y, y_se = mean["dev_mean"], mean["dev_mean_se"]
         else:
-            if self.grid_dim != "alpha":
+            if nominal is None:
                 raise ParameterError(
-                    "relative_to",
-                    "this store has a P grid (alpha = log(P)/N changes with N): pass relative_to='theory' "
+                    "method",
+                    "this store has a P grid (alpha = log(P)/N changes with N): use method='deviation' "
                     "or sweep on an alpha grid",
                 )
             y, y_se = res[f"{quantity}_mean"], res[f"{quantity}_mean_se"]
@@ -417,10 +424,18 @@ class DiffmemAccessor:
             fit, y, y_se, input_core_dims=[["N"], ["N"]], output_core_dims=[[]] * 7, vectorize=True
         )
         ex = xr.Dataset(dict(zip(names, out)))
+        theory_nominal = xr.full_like(ex["value"], np.nan) if nominal is None else nominal
+        if method == "deviation":
+            ex["deviation"] = ex["value"]
+            ex["value"] = ex["deviation"] + theory_nominal
+        else:
+            ex["deviation"] = ex["value"] - theory_nominal
+        ex["theory"] = theory_nominal
         ex["measured"] = y
         ex["measured_se"] = y_se
         ex = ex.drop_vars([c for c in ex.coords if "N" in ex[c].dims and c != "N"])
-        ex.attrs = {"quantity": quantity, "form": form, "degree": degree, "relative_to": relative_to or "none"}
+        ex.attrs = {"quantity": quantity, "form": form, "degree": degree, "method": method,
+                    "reference": reference if method == "deviation" else "none"}
         return ex
 
     def scaling_variable(self, t_c=None):
@@ -436,8 +451,3 @@ class DiffmemAccessor:
         out.attrs = {"long_name": "alpha_D (e^{2 t_c} - 1)", "units": "1"}
         return out.rename("scaling_variable")
 
-
-def _z(confidence):
-    from scipy import stats
-
-    return float(stats.norm.ppf(0.5 + confidence / 2))

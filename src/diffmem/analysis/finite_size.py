@@ -19,8 +19,8 @@ the cells of a sweep store. Conventions follow ``THEORY.md``:
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
 
+from diffmem.analysis.estimators import seed_summary  # noqa: F401 - re-exported: its old home
 from diffmem.errors import ParameterError
 
 __all__ = [
@@ -155,38 +155,6 @@ def radius_from_static(rho, prob, level=0.5):
     """
     r, _ = crossing_time(rho, prob, level=level)
     return r
-
-
-def seed_summary(values, se=None, confidence=0.95):
-    """Mean over seeds with its standard error and a Student-t confidence interval.
-
-    Parameters
-    ----------
-    values : array (n_seed,)
-        One estimate per seed (NaN = missing, ignored).
-    se : array (n_seed,), optional
-        Per-seed standard errors; used only when a single seed is available (with two or more, the
-        scatter between seeds already contains the within-seed noise, and more: the quenched F).
-    confidence : float
-        Two-sided level of the interval.
-
-    Returns
-    -------
-    dict with ``mean``, ``se``, ``lo``, ``hi``, ``n``.
-    """
-    v = np.asarray(values, dtype=float)
-    ok = np.isfinite(v)
-    n = int(ok.sum())
-    if n == 0:
-        return {"mean": np.nan, "se": np.nan, "lo": np.nan, "hi": np.nan, "n": 0}
-    mean = float(v[ok].mean())
-    if n >= 2:
-        err = float(v[ok].std(ddof=1) / np.sqrt(n))
-        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * err
-    else:
-        err = np.nan if se is None else float(np.asarray(se, dtype=float)[ok][0])
-        half = float(stats.norm.ppf(0.5 + confidence / 2)) * err
-    return {"mean": mean, "se": err, "lo": mean - half, "hi": mean + half, "n": n}
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,16 @@
-"""Theory for every cell of a sweep, and the times measured from its store (THEORY.md 3-5).
+"""Theory for every cell of a sweep, and the times measured from its store (docs/theory.md).
 
-- :func:`theory_dataset` evaluates :func:`diffmem.theory.predict` for every cell twice: with the
-  cell's quenched spectrum (same N, P and seed, hence the same feature matrix F as the simulation)
-  and in the N -> infinity limit, both at the realized alpha = log(P)/N and alpha_D = D/N. Dimension
+- :func:`theory_dataset` evaluates :func:`diffmem.theory.predict` for every cell at its realized
+  alpha = log(P)/N and alpha_D = D/N, twice: with the cell's quenched spectrum (same N, P and seed,
+  hence the same feature matrix F as the simulation) and with the N -> infinity formulas. Dimension
   ``spectrum`` = ("quenched", "limit") tells them apart; the limit does not depend on ``seed`` and is
-  repeated along it.
-- :func:`extract` measures, per cell, the collapse time t_c (phi = 1/2 crossing, linear in log t),
-  the onset time t_o (trap fraction = 1/2 crossing), the generalization time t_g (minimum of the
-  loss L(t), parabola in log t) and the nearest-neighbour estimate t_g_nn; then their mean over seeds
-  with a 95 % Student-t confidence interval, the seed-averaged basin radius rho_b(t), and the theory
-  beside them. The per-curve estimators are :mod:`diffmem.analysis.finite_size`'s.
+  repeated along it. The calls are built by :func:`diffmem.analysis.cell_theory.predict_kwargs`, the
+  same as ``ds.diffmem.theory(spectrum=..., at="realized")``.
+- :func:`extract` is ``ds.diffmem`` written to a store: per cell and over seeds (names of
+  :mod:`diffmem.analysis.estimators`: ``t_c``, ``t_c_mean``, ``t_c_mean_se``, ``t_c_lo``, ``t_c_hi``,
+  ``t_c_nseed``, the same for ``t_o``, ``t_g``, ``t_g_nn``), the seed-averaged basin radius and phi,
+  and the theory beside them: ``<q>_quenched`` (mean over seeds), ``<q>_limit`` (N -> infinity at the
+  realized point) and ``<q>_nominal`` (N -> infinity at the requested alpha, alpha_D; alpha grid only).
 """
 
 import sys
@@ -17,13 +18,12 @@ import warnings
 
 import numpy as np
 
-from diffmem.analysis import finite_size as fs
+from diffmem.analysis import cell_theory, estimators
 
 __all__ = [
     "THEORY_TIMES",
     "THEORY_CURVES",
     "SPECTRA",
-    "MEASURED",
     "theory_dataset",
     "extract",
     "write_dataset",
@@ -41,15 +41,8 @@ THEORY_CURVES = {
     "rho_b": ("theory basin radius rho_b(t)", "Delta_t per dimension"),
     "loss": ("theory held-out loss L(t)", "nats per dimension"),
 }
-SPECTRA = ("quenched", "limit")
+SPECTRA = cell_theory.SPECTRA
 
-# Measured times: name -> (source variable, estimator, long name).
-MEASURED = {
-    "t_c": ("phi", "crossing", "collapse time: phi(t) = 1/2 crossing"),
-    "t_o": ("trap", "crossing", "onset time: trap fraction = 1/2 crossing"),
-    "t_g": ("loss", "minimum", "generalization time: argmin of L(t)"),
-}
-CONFIDENCE = 0.95
 MIN_CALLS_PER_WORKER = 16
 
 
@@ -67,31 +60,34 @@ def _predict(kwargs):
     return predict(**kwargs)
 
 
+def _key(kwargs):
+    return tuple(sorted(kwargs.items(), key=lambda kv: kv[0]))
+
+
 def theory_requests(config):
-    """The theory calls a sweep needs: per cell, the quenched and the limit keyword arguments.
+    """The theory calls a sweep needs: per cell, its quenched and its limit call, both at the realized point.
 
     Returns
     -------
     (per_cell, unique) : list of (flat, quenched_key, limit_key), dict key -> predict kwargs
-        Limit calls are shared by cells that differ only in their seed.
+        Calls shared by several cells (the limit across seeds, the replica-symmetric theory of a
+        nonlinear sigma across seeds) appear once.
     """
     from diffmem.pipeline import sweep
 
     t = sweep.axes(config)["t"].tolist()
+    base = dict(family=config["family"], normalize=bool(config["normalize"]),
+                m_tilde=float(config["m_tilde"]), sigma=float(config["sigma"]))
     per_cell, unique = [], {}
     for flat in range(sweep.n_cells(config)):
-        c = sweep.cell_coords(config, flat)
-        common = dict(
-            family=config["family"], nonlinearity=c["nonlinearity"], normalize=bool(config["normalize"]),
-            m_tilde=float(config["m_tilde"]), sigma=float(config["sigma"]), t=t,
-        )
-        # Quenched: N, P and seed fix the realized alpha, alpha_D and the feature matrix F.
-        q_key = ("quenched", flat)
-        unique[q_key] = dict(common, alpha_D=c["alpha_D"], N=c["N"], P=c["P"], seed=c["seed"])
-        # Limit: N -> infinity at the realized alpha = log(P)/N and alpha_D = D/N of the cell.
-        l_key = ("limit", c["nonlinearity"], c["D"], c["N"], c["P"])
-        unique.setdefault(l_key, dict(common, alpha=float(np.log(c["P"]) / c["N"]), alpha_D=c["D"] / c["N"]))
-        per_cell.append((flat, q_key, l_key))
+        cell = sweep.cell_coords(config, flat)
+        keys = []
+        for spectrum in SPECTRA:
+            kwargs = cell_theory.predict_kwargs(cell, at="realized", spectrum=spectrum, base=base)
+            key = _key(kwargs)
+            unique.setdefault(key, dict(kwargs, t=t))
+            keys.append(key)
+        per_cell.append((flat, *keys))
     return per_cell, unique
 
 
@@ -155,40 +151,26 @@ def theory_dataset(config, *, progress=False, workers=1):
     for name, (long_name, units) in THEORY_CURVES.items():
         ds[name] = (("spectrum",) + dims + ("t",), curves[name], {"long_name": long_name, "units": units})
     ds.attrs.update(
-        description="diffmem theory per cell: quenched (same F as the simulation) and N -> infinity limit",
+        description="diffmem theory per cell at its realized alpha and alpha_D: quenched (same F as the "
+        "simulation) and N -> infinity limit",
+        at="realized",
         sweep=config["sweep"], config_hash=sweep.config_hash(config),
     )
     return ds
 
 
-def _per_cell(curve, t, estimator):
-    """Apply a per-curve estimator along the last axis (t) of ``curve``."""
-    out = np.full(curve.shape[:-1], np.nan)
-    for idx in np.ndindex(*curve.shape[:-1]):
-        y = curve[idx]
-        if not np.isfinite(y).any():
-            continue
-        if estimator == "crossing":
-            out[idx] = fs.crossing_time(t, y)[0]
-        else:
-            out[idx] = fs.minimum_time(t, y)
-    return out
+THEORY_BESIDE = {
+    "quenched": "quenched spectrum, realized alpha and alpha_D, mean over seeds",
+    "limit": "N -> infinity, realized alpha and alpha_D",
+    "nominal": "N -> infinity, requested alpha and alpha_D",
+}
 
 
-def _seed_summary(values, seed_axis):
-    """mean, lo, hi, n over ``seed_axis`` (Student-t interval at CONFIDENCE)."""
-    moved = np.moveaxis(values, seed_axis, -1)
-    out = {k: np.full(moved.shape[:-1], np.nan) for k in ("mean", "lo", "hi", "n")}
-    for idx in np.ndindex(*moved.shape[:-1]):
-        summary = fs.seed_summary(moved[idx], confidence=CONFIDENCE)
-        for k in out:
-            out[k][idx] = summary[k]
-    out["n"] = out["n"].astype(np.int64)
-    return out
-
-
-def extract(sweep_ds, theory=None):
+def extract(sweep_ds, theory=None, confidence=estimators.CONFIDENCE):
     """Measured times per cell and over seeds, basin radii, and the theory beside them.
+
+    The numbers are those of ``sweep_ds.diffmem`` (:meth:`~diffmem.analysis.accessor.DiffmemAccessor.times`
+    and :meth:`~diffmem.analysis.accessor.DiffmemAccessor.theory`): the same code, the same names.
 
     Parameters
     ----------
@@ -196,75 +178,48 @@ def extract(sweep_ds, theory=None):
         The sweep store (cells not ``done`` are ignored).
     theory : xarray.Dataset, optional
         The output of :func:`theory_dataset` for the same sweep.
+    confidence : float
+        Level of the seed intervals.
 
     Returns
     -------
     xarray.Dataset
-        ``<q>_cell`` (per cell, q in t_c, t_o, t_g, t_g_nn), ``<q>``, ``<q>_lo``, ``<q>_hi``,
-        ``<q>_n`` (over seeds), ``basin_radius`` / ``_lo`` / ``_hi`` over (cells without seed, t),
-        ``<q>_theory`` (quenched, mean over seeds) and ``<q>_limit`` (N -> infinity), and
-        ``n_done`` / ``n_cells``.
+        ``<q>``, ``<q>_se`` (per cell, q in t_c, t_o, t_g, t_g_nn), ``<q>_mean``, ``<q>_mean_se``,
+        ``<q>_lo``, ``<q>_hi``, ``<q>_nseed`` (over seeds); ``basin_radius_*`` and ``phi_*`` (the same
+        summaries over seeds, on t); with ``theory``: ``<q>_quenched``, ``<q>_limit`` and, on an alpha
+        grid, ``<q>_nominal`` for q in t_c, t_o, t_g, t_s, t_L; ``n_done`` / ``n_cells``.
     """
     import xarray as xr
 
     ds = sweep_ds.load() if hasattr(sweep_ds, "load") else sweep_ds
-    cell_dims = [d for d in ds["done"].dims]
-    seed_axis = cell_dims.index("seed")
+    acc = ds.diffmem
     done = ds["done"].values.astype(bool)
-    t = ds["t"].values
-    out = xr.Dataset(coords={k: v for k, v in ds.coords.items() if "rho" not in ds[k].dims})
-    reduced_dims = tuple(d for d in cell_dims if d != "seed")
-
-    per_cell = {}
-    for name, (source, estimator, long_name) in MEASURED.items():
-        curve = np.where(done[..., None], ds[source].values, np.nan)
-        per_cell[name] = (_per_cell(curve, t, estimator), long_name)
-    per_cell["t_g_nn"] = (
-        np.where(done, ds["t_g_nn"].values, np.nan),
-        "generalization time from nearest neighbours (1/2) log(1 + d_nn)",
-    )
-    for name, (values, long_name) in per_cell.items():
-        attrs = {"long_name": long_name, "units": "time (OU units)"}
-        out[f"{name}_cell"] = (tuple(cell_dims), values, attrs)
-        summary = _seed_summary(values, seed_axis)
-        out[name] = (reduced_dims, summary["mean"], {**attrs, "long_name": f"{long_name}, mean over seeds"})
-        for bound in ("lo", "hi"):
-            out[f"{name}_{bound}"] = (
-                reduced_dims, summary[bound],
-                {**attrs, "long_name": f"{long_name}, {bound} end of the {CONFIDENCE:.0%} CI over seeds"},
-            )
-        out[f"{name}_n"] = (reduced_dims, summary["n"], {"long_name": f"seeds with a finite {name}", "units": "1"})
-
-    radius = np.where(done[..., None], ds["basin_radius"].values, np.nan)
-    summary = _seed_summary(radius, seed_axis)
-    units = ds["basin_radius"].attrs.get("units", "")
-    out["basin_radius"] = (reduced_dims + ("t",), summary["mean"],
-                           {"long_name": "static basin radius, mean over seeds", "units": units})
-    for bound in ("lo", "hi"):
-        out[f"basin_radius_{bound}"] = (
-            reduced_dims + ("t",), summary[bound],
-            {"long_name": f"static basin radius, {bound} end of the {CONFIDENCE:.0%} CI", "units": units},
+    out = acc.times(confidence=confidence)
+    out = out.drop_vars([c for c in out.coords if "rho" in out[c].dims])
+    for name, long_name in (("basin_radius", "static basin radius"), ("phi", "phi(t)")):
+        summary = estimators.summarize_seeds(
+            acc._measured(name), name=name, long_name=long_name,  # noqa: SLF001 - the accessor's masking
+            units=ds[name].attrs.get("units", "1"), confidence=confidence,
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # cells with no done seed stay NaN
-        phi_mean = np.nanmean(np.where(done[..., None], ds["phi"].values, np.nan), axis=seed_axis)
-    out["phi"] = (reduced_dims + ("t",), phi_mean, {"long_name": "phi(t), mean over done seeds", "units": "1"})
-
+        out = out.merge(summary.drop_vars([name, f"{name}_se"]), compat="override")
     if theory is not None:
         th = theory.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices stay NaN
+            beside = {
+                "quenched": th.sel(spectrum="quenched", drop=True).mean("seed"),
+                "limit": th.sel(spectrum="limit", drop=True).isel(seed=0, drop=True),
+            }
+        if acc.grid_dim == "alpha":
+            beside["nominal"] = acc.theory(spectrum="limit", at="nominal")
         for name in THEORY_TIMES:
-            attrs = {"long_name": f"theory {THEORY_TIMES[name]}", "units": "time (OU units)"}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices stay NaN
-                out[f"{name}_theory"] = th[name].sel(spectrum="quenched", drop=True).mean("seed").assign_attrs(
-                    {**attrs, "long_name": attrs["long_name"] + " (quenched spectrum, mean over seeds)"}
-                )
-            out[f"{name}_limit"] = th[name].sel(spectrum="limit", drop=True).isel(seed=0, drop=True).assign_attrs(
-                {**attrs, "long_name": attrs["long_name"] + " (N -> infinity)"}
-            )
+            for where, text in THEORY_BESIDE.items():
+                if where in beside:
+                    out[f"{name}_{where}"] = beside[where][name].assign_attrs(
+                        long_name=f"theory {THEORY_TIMES[name]} ({text})", units="time (OU units)")
     out["n_done"] = ((), int(done.sum()), {"long_name": "cells done", "units": "1"})
     out["n_cells"] = ((), int(done.size), {"long_name": "cells in the sweep", "units": "1"})
-    out.attrs.update({k: v for k, v in ds.attrs.items() if k in ("sweep", "config_hash", "family", "mode")})
+    out.attrs = {k: v for k, v in ds.attrs.items() if k in ("sweep", "config_hash", "family", "mode")}
     out.attrs["description"] = "diffmem phase quantities: measured times (per cell and over seeds) beside the theory"
     return out
 

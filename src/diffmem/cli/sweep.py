@@ -208,14 +208,14 @@ def add_parser(subparsers):
     _config_args(p)
     p.set_defaults(func=cmd_blocks)
 
-    p = sub.add_parser("theory", help="theory of every cell (quenched and N -> infinity)")
+    p = sub.add_parser("theory", help="theory of every cell at its realized alpha, alpha_D (quenched and N -> infinity)")
     _config_args(p)
     p.add_argument("--out", required=True, help="output zarr store")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=1, help="processes evaluating the theory in parallel")
     p.set_defaults(func=cmd_theory)
 
-    p = sub.add_parser("phase", help="measured t_c, t_g, t_o and basin radii beside the theory")
+    p = sub.add_parser("phase", help="measured t_c, t_g, t_o (per cell and over seeds) and basin radii beside the theory")
     _config_args(p)
     p.add_argument("--theory", help="theory store written by `diffmem sweep theory`")
     p.add_argument("--out", required=True, help="output zarr store")

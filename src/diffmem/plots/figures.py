@@ -82,7 +82,7 @@ def plot_phi_curves(sweep, theory, phase, outdir):
             for k, xv in enumerate(xs):
                 color = cmap(k / max(1, len(xs) - 1))
                 for j, N in enumerate(n_values[::-1]):  # largest N solid
-                    phi = phase["phi"].sel(nonlinearity=nl, alpha_D=ad, N=N, **{x: xv}).values
+                    phi = phase["phi_mean"].sel(nonlinearity=nl, alpha_D=ad, N=N, **{x: xv}).values
                     label = None
                     if j == 0:
                         a_real = float(phase["alpha_realized"].sel(N=N, **{x: xv}))
@@ -130,12 +130,12 @@ def plot_times_vs_alpha(sweep, theory, phase, outdir):
                     sel = dict(nonlinearity=nl, alpha_D=ad, N=N)
                     xv = _realized_alpha(phase, N)
                     _errorbar(
-                        ax, xv, phase[q].sel(**sel).values, phase[f"{q}_lo"].sel(**sel).values,
+                        ax, xv, phase[f"{q}_mean"].sel(**sel).values, phase[f"{q}_lo"].sel(**sel).values,
                         phase[f"{q}_hi"].sel(**sel).values, color=COLORS[q],
                         marker=MARKERS[j % len(MARKERS)], ms=5, label=f"{q} sim N={int(N)}",
                     )
-                    if f"{q}_theory" in phase:
-                        ax.plot(xv, phase[f"{q}_theory"].sel(**sel).values, MARKERS[j % len(MARKERS)],
+                    if f"{q}_quenched" in phase:
+                        ax.plot(xv, phase[f"{q}_quenched"].sel(**sel).values, MARKERS[j % len(MARKERS)],
                                 mfc="none", color=COLORS[q], ms=8, alpha=0.6,
                                 label=f"{q} theory quenched N={int(N)}" if j == len(n_values) - 1 else None)
                 if f"{q}_limit" in phase:
@@ -170,7 +170,7 @@ def plot_phase_diagram(sweep, theory, phase, outdir):
                 if f"{q}_limit" in phase:
                     lines[q] = phase[f"{q}_limit"].sel(**sel).values[order]
                     ax.plot(xv[order], lines[q], "-", color=COLORS[q], lw=1.5, label=f"{q} theory N->inf")
-                _errorbar(ax, xv, phase[q].sel(**sel).values, phase[f"{q}_lo"].sel(**sel).values,
+                _errorbar(ax, xv, phase[f"{q}_mean"].sel(**sel).values, phase[f"{q}_lo"].sel(**sel).values,
                           phase[f"{q}_hi"].sel(**sel).values, color=COLORS[q], marker="o", ms=5,
                           label=f"{q} sim N={int(N)}")
             if {"t_c", "t_o"} <= set(lines):

@@ -93,15 +93,10 @@ def _sel_cells(ds, **sel):
 
 
 def _seed_mean(da):
-    """Mean and standard error over ``seed`` (se from the seed scatter; NaN with one seed)."""
-    if "seed" not in da.dims:
-        return da, da * np.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        n = da.notnull().sum("seed")
-        mean = da.mean("seed")
-        se = da.std("seed", ddof=1) / np.sqrt(n)
-    return mean, se
+    """Mean and standard error over ``seed`` (the package's one seed summary; se NaN with one seed)."""
+    from diffmem.analysis.estimators import seed_mean
+
+    return seed_mean(da)
 
 
 def _measured(ds, var):
@@ -111,8 +106,8 @@ def _measured(ds, var):
     return da.astype(float).load()
 
 
-def _extrapolations(ds, times):
-    """N -> infinity fits of t_c, t_g, t_g_nn, t_o when the store allows them, else {}."""
+def _extrapolations(ds, times, method="deviation"):
+    """N -> infinity fits (``ds.diffmem.extrapolate``) of t_c, t_g, t_g_nn, t_o on an alpha grid, else {}."""
     out = {}
     if ds.diffmem.grid_dim != "alpha" or ds.sizes.get("N", 1) < 2:
         return out
@@ -120,7 +115,7 @@ def _extrapolations(ds, times):
         if f"{q}_mean" not in times:
             continue
         try:
-            out[q] = ds.diffmem.extrapolate(q)
+            out[q] = ds.diffmem.extrapolate(q, method=method)
         except ParameterError:
             continue
     return out
@@ -129,14 +124,22 @@ def _extrapolations(ds, times):
 # ---------------------------------------------------------------------------------------------
 # table
 
+THEORY_OF = {"t_c": "t_c", "t_g": "t_g", "t_g_nn": "t_g", "t_o": "t_o"}
 
-def times_table(ds, times=None, extrap=None, confidence=0.95):
+
+def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
     """Measured versus predicted times, one row per (nonlinearity, alpha_D, grid value, quantity).
 
-    Columns: the largest N with its seed mean, standard error and quenched theory (mean over
-    seeds); the N -> infinity extrapolation (value, se, chi2, dof); the N -> infinity theory (RS for
-    t_c of nonlinear sigma; ``theory_ge`` is the Gaussian-equivalent approximation); ``pull`` =
-    (extrapolated - theory) / se and ``agrees`` = |pull| <= 2 (with the stated caveats in the docs).
+    Every number comes from ``ds.diffmem`` (the same code as ``phase.zarr``). Columns: at the largest
+    N, the seed mean, its standard error and the theory at the cell's realized alpha, alpha_D
+    (``theory_quenched_N_max``: the cell's own spectrum, mean over seeds; ``theory_limit_N_max``: the
+    N -> infinity formulas there); the N -> infinity estimate ``extrapolated`` (``extrapolate``'s
+    default: the deviation from the realized-size quenched theory fitted in log(N)/N, added to the
+    nominal theory), its ``extrapolated_se``, ``chi2``, ``dof``, ``n_sizes``; the raw fit of the seed
+    means (``extrapolated_raw``, ``extrapolated_raw_se``, ``chi2_raw``), kept for comparison; the
+    N -> infinity theory at the requested alpha, alpha_D (``theory_nominal``: replica-symmetric for
+    t_c of a nonlinear sigma; ``theory_ge``: the Gaussian-equivalent approximation); ``pull`` =
+    (extrapolated - theory_nominal) / extrapolated_se and ``agrees`` = |pull| <= 2.
 
     Returns
     -------
@@ -144,16 +147,21 @@ def times_table(ds, times=None, extrap=None, confidence=0.95):
     """
     import pandas as pd
 
-    times = ds.diffmem.times(confidence=confidence) if times is None else times
+    acc = ds.diffmem
+    times = acc.times(confidence=confidence) if times is None else times
     extrap = _extrapolations(ds, times) if extrap is None else extrap
-    family, normalize = _family(ds)
-    grid = ds.diffmem.grid_dim
+    extrap_raw = _extrapolations(ds, times, method="raw") if extrap_raw is None else extrap_raw
+    family, _ = _family(ds)
+    grid = acc.grid_dim
     n_max = int(ds["N"].max())
-    at_max = ds.sel(N=n_max)
-    quenched = at_max.diffmem.theory()
+    quenched = acc.theory().sel(N=n_max)
+    limit = acc.theory(spectrum="limit").sel(N=n_max)
+    nominal = acc.theory(spectrum="limit", at="nominal") if grid == "alpha" else None
+    ge = None
+    if nominal is not None and family == "hmm" and any(str(v) != "linear" for v in ds["nonlinearity"].values):
+        ge = acc.theory(spectrum="limit", at="nominal", approximation="gaussian-equivalent")
     rows = []
-    nls = [str(v) for v in ds["nonlinearity"].values]
-    for nl in nls:
+    for nl in [str(v) for v in ds["nonlinearity"].values]:
         for a_D in ds["alpha_D"].values:
             for x in ds[grid].values:
                 cell = {"nonlinearity": nl, "alpha_D": a_D, grid: x}
@@ -161,15 +169,15 @@ def times_table(ds, times=None, extrap=None, confidence=0.95):
                     if f"{q}_mean" not in times:
                         continue
                     m = times.sel(cell).sel(N=n_max)
-                    th_key = "t_g" if q == "t_g_nn" else q
-                    q_th = quenched[th_key].sel(cell)
+                    th_key = THEORY_OF[q]
                     row = {
                         "nonlinearity": nl, "alpha_D": float(a_D), grid: float(x), "quantity": q,
                         "N_max": n_max,
                         "measured_N_max": float(m[f"{q}_mean"]),
                         "measured_N_max_se": float(m[f"{q}_mean_se"]),
                         "seeds": int(m[f"{q}_nseed"]),
-                        "theory_quenched_N_max": float(q_th.mean("seed")) if "seed" in q_th.dims else float(q_th),
+                        "theory_quenched_N_max": float(quenched[th_key].sel(cell).mean("seed")),
+                        "theory_limit_N_max": float(limit[th_key].sel(cell)),
                     }
                     if q in extrap:
                         e = extrap[q].sel(cell)
@@ -177,14 +185,16 @@ def times_table(ds, times=None, extrap=None, confidence=0.95):
                             extrapolated=float(e["value"]), extrapolated_se=float(e["se"]),
                             chi2=float(e["chi2"]), dof=int(e["dof"]), n_sizes=int(e["n"]),
                         )
-                    if grid == "alpha":
-                        lim = _limit(family, normalize, nl, float(x), float(a_D))
-                        row["theory_limit"] = lim.get(th_key, np.nan)
-                        if nl != "linear" and family == "hmm":
-                            ge = _limit(family, normalize, nl, float(x), float(a_D), "gaussian-equivalent")
-                            row["theory_ge"] = ge.get(th_key, np.nan)
-                    if "extrapolated" in row and np.isfinite(row.get("theory_limit", np.nan)):
-                        row["pull"] = (row["extrapolated"] - row["theory_limit"]) / row["extrapolated_se"]
+                    if q in extrap_raw:
+                        e = extrap_raw[q].sel(cell)
+                        row.update(extrapolated_raw=float(e["value"]), extrapolated_raw_se=float(e["se"]),
+                                   chi2_raw=float(e["chi2"]))
+                    if nominal is not None:
+                        row["theory_nominal"] = float(nominal[th_key].sel(cell))
+                        if ge is not None and nl != "linear":
+                            row["theory_ge"] = float(ge[th_key].sel(cell))
+                    if np.isfinite(row.get("extrapolated", np.nan)) and np.isfinite(row.get("theory_nominal", np.nan)):
+                        row["pull"] = (row["extrapolated"] - row["theory_nominal"]) / row["extrapolated_se"]
                         row["agrees"] = bool(abs(row["pull"]) <= 2)
                     rows.append(row)
     return pd.DataFrame(rows)
@@ -228,8 +238,8 @@ def answers(ds, times, table):
             continue
         meas = by_q.loc["t_g", col] / by_q.loc["t_c", col]
         th = np.nan
-        if "theory_limit" in by_q:
-            th = by_q.loc["t_g", "theory_limit"] / by_q.loc["t_c", "theory_limit"]
+        if "theory_nominal" in by_q:
+            th = by_q.loc["t_g", "theory_nominal"] / by_q.loc["t_c", "theory_nominal"]
         lines.append(f"| {nl} | {grid}={x:g} | {a_D:g} | {meas:.3f} | {th:.3f} |")
     return "\n".join(lines) + "\n"
 
@@ -561,8 +571,9 @@ def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
     ds = ds.diffmem._ds  # noqa: SLF001 - same object, makes the accessor requirement explicit
     times = ds.diffmem.times(confidence=confidence)
     extrap = _extrapolations(ds, times)
+    extrap_raw = _extrapolations(ds, times, method="raw")
     written = []
-    table = times_table(ds, times, extrap, confidence)
+    table = times_table(ds, times, extrap, confidence, extrap_raw=extrap_raw)
     table.to_csv(outdir / TABLE, index=False, float_format="%.6g")
     written.append(outdir / TABLE)
     (outdir / ANSWERS).write_text(answers(ds, times, table))
@@ -574,7 +585,8 @@ def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
         "c_phase_diagram": lambda: plot_phase_diagram(ds, times, extrap, figdir),
         "d_loss": lambda: plot_loss(ds, times, figdir),
         "e_basin_radius": lambda: plot_basin_radius(ds, figdir),
-        "f_finite_size": lambda: plot_finite_size(ds, times, extrap, figdir),
+        # (f) draws the fitted lines through the raw seed means: it shows the raw fit.
+        "f_finite_size": lambda: plot_finite_size(ds, times, extrap_raw, figdir),
         "g_nonlinear": lambda: plot_nonlinear(ds, times, extrap, figdir),
     }
     for name in figures:
