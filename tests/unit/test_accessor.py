@@ -249,3 +249,31 @@ def test_default_extrapolation_is_deviation_from_realized_theory(store):
     assert float(ex["deviation"]) == pytest.approx(fit.value, rel=1e-10)
     assert float(ex["value"]) == pytest.approx(fit.value + float(ex["theory"]), rel=1e-12)
     assert ex.attrs["method"] == "deviation"
+
+
+def test_grid_in_D_compares_with_theory_at_its_exact_ratio():
+    # A grid given in the latent dimension D: alpha_D = D/N is a coordinate over (D, N). The quenched
+    # theory uses that exact D; the nominal N -> infinity point does not exist (alpha_D -> 0 at fixed
+    # D), so the deviation is extrapolated and the value is NaN.
+    from diffmem.theory import predict
+
+    Ns, Ds, seeds = np.array([20, 30]), np.array([4, 6]), 2
+    t = np.geomspace(0.05, 2.0, 30)
+    P = np.floor(np.exp(0.2 * Ns) + 0.5).astype(np.int64)
+    tc = np.array([[[predict(alpha_D=D / N, N=int(N), P=int(p), seed=s)["t_c"] + 0.01 for s in range(seeds)]
+                    for N, p in zip(Ns, P)] for D in Ds])[None, :, :, None, :]
+    dims = ("nonlinearity", "D", "N", "alpha", "seed")
+    ds = xr.Dataset(
+        {"phi": (dims + ("t",), np.clip(0.5 - 0.25 * (np.log(t) - np.log(tc)[..., None]), 0, 1))},
+        coords={"nonlinearity": ["linear"], "D": Ds, "N": Ns, "alpha": [0.2], "seed": np.arange(seeds), "t": t,
+                "P": (("N", "alpha"), P[:, None]), "alpha_D": (("D", "N"), Ds[:, None] / Ns[None, :])},
+        attrs={"config": '{"family": "hmm"}'},
+    )
+    assert ds.diffmem.latent_dim == "D" and not ds.diffmem.has_nominal_limit
+    th = ds.diffmem.theory()["t_c"]
+    np.testing.assert_allclose(th.values, tc - 0.01, rtol=1e-12)  # (t_c + 0.01) - 0.01: rounding only
+    with pytest.raises(ParameterError, match="^at:"):
+        ds.diffmem.theory(spectrum="limit", at="nominal")
+    ex = ds.diffmem.extrapolate("t_c")
+    assert np.isnan(ex["value"]).all()
+    np.testing.assert_allclose(ex["deviation"].values, 0.01, rtol=1e-9)  # two N: an exact line

@@ -139,3 +139,21 @@ def test_write_dataset_is_consolidated_and_replaces(tmp_path):
     phase.write_dataset(xr.Dataset({"b": ("x", [3.0])}), path)
     ds = xr.open_zarr(path, consolidated=True)
     assert list(ds.data_vars) == ["b"]
+
+
+def test_predict_kwargs_of_a_mapping_and_of_a_spec_object_agree():
+    from types import SimpleNamespace
+
+    from diffmem.analysis.cell_theory import predict_kwargs
+    from diffmem.errors import ParameterError
+
+    cell = dict(nonlinearity="linear", alpha_D=0.5, N=16, P=25, seed=3, alpha=0.2)
+    spec = SimpleNamespace(**cell, D=8)
+    for at, spectrum in (("realized", "quenched"), ("realized", "limit"), ("nominal", "limit")):
+        assert predict_kwargs(cell, at=at, spectrum=spectrum) == predict_kwargs(spec, at=at, spectrum=spectrum)
+    assert predict_kwargs(cell, spectrum="limit")["alpha_D"] == 0.5 and predict_kwargs(cell, spectrum="limit")[
+        "alpha"] == pytest.approx(np.log(25) / 16)
+    with pytest.raises(ParameterError, match="^spectrum:"):
+        predict_kwargs(cell, at="nominal", spectrum="quenched")
+    with pytest.raises(ParameterError, match="^at:"):
+        predict_kwargs(dict(cell, alpha=None), at="nominal", spectrum="limit")

@@ -35,7 +35,7 @@ from diffmem.errors import ParameterError
 __all__ = ["DiffmemAccessor", "CELL_DIMS", "latent_dimension"]
 
 # Dimensions that index cells (anything else, t and rho, is a per-cell axis). Order = display order.
-CELL_DIMS = ("nonlinearity", "alpha_D", "N", "alpha", "P", "seed")
+CELL_DIMS = ("nonlinearity", "alpha_D", "D", "N", "alpha", "P", "seed")
 
 # Time quantities the accessor knows how to measure, and the theory key each is compared with.
 QUANTITIES = {
@@ -99,6 +99,19 @@ class DiffmemAccessor:
         if "P" in self._ds.dims:
             return "P"
         raise ParameterError("dataset", "has neither an 'alpha' nor a 'P' dimension: not a diffmem sweep store")
+
+    @property
+    def latent_dim(self):
+        """``"alpha_D"`` when the store's grid is in alpha_D, ``"D"`` when in the latent dimension."""
+        return "D" if "D" in self._ds.dims else "alpha_D"
+
+    @property
+    def has_nominal_limit(self):
+        """Whether N -> infinity at fixed grid values exists: an alpha grid and an alpha_D grid.
+
+        At fixed P (or fixed D) alpha = log(P)/N (or alpha_D = D/N) tends to 0 with N.
+        """
+        return self.grid_dim == "alpha" and self.latent_dim == "alpha_D"
 
     @property
     def config(self):
@@ -256,9 +269,10 @@ class DiffmemAccessor:
         if spectrum == "limit":
             dims = [d for d in dims if d != "seed"]
         if at == "nominal":
-            if self.grid_dim != "alpha":
+            if not self.has_nominal_limit:
                 raise ParameterError(
-                    "at", "'nominal' needs an alpha grid (on a P grid alpha = log(P)/N has no N -> infinity value)"
+                    "at", "'nominal' needs an alpha and an alpha_D grid (on a P or D grid, alpha = log(P)/N "
+                    "or alpha_D = D/N has no N -> infinity value)"
                 )
             dims = [d for d in dims if d != "N"]
         return dims
@@ -269,13 +283,15 @@ class DiffmemAccessor:
         # Scalar coordinates (left by .sel(N=64)) are cell parameters too.
         cell = {d: ds[d].values.item() for d in CELL_DIMS if d in ds.coords and ds[d].ndim == 0}
         cell.update({d: coords[d][i] for d, i in zip(dims, idx)})
-        for name in ("P", "D"):
+        # P and D (alpha_D on a D grid) are coordinates over (N, grid value): the cell's realized sizes.
+        for name in ("P", "D", "alpha_D"):
             if name in cell or name not in ds.coords:
                 continue
             da = ds[name]
             sel = {d: cell[d] for d in da.dims if d in cell}
             if len(sel) == da.ndim:
-                cell[name] = int(da.sel(sel).values.item())
+                value = da.sel(sel).values.item()
+                cell[name] = float(value) if name == "alpha_D" else int(value)
         if "P" not in cell and "N" in cell:
             raise ParameterError("P", "the dataset has no P coordinate: not a diffmem sweep store")
         return cell
@@ -386,7 +402,7 @@ class DiffmemAccessor:
             the quantity and its standard error), ``slope``, ``slope_se``, ``chi2``, ``dof``, ``n``;
             ``theory`` (N -> infinity theory at the nominal point, NaN on a P grid) and ``deviation``
             (``value - theory``, the intercept of the deviation fit); ``measured`` / ``measured_se``
-            (the seed means per N that were fitted: deviations for ``"deviation"``). On a P grid the
+            (the seed means per N that were fitted: deviations for ``"deviation"``). On a P or D grid the
             nominal point does not exist: ``value`` is NaN and ``deviation`` carries the result.
         """
         if relative_to is not None:
@@ -399,7 +415,7 @@ class DiffmemAccessor:
             raise ParameterError("N", "the dataset has no N dimension to extrapolate along")
         res = self._seed_mean(quantity, confidence)
         key = THEORY_KEY[quantity]
-        nominal = self.theory(spectrum="limit", at="nominal")[key] if self.grid_dim == "alpha" else None
+        nominal = self.theory(spectrum="limit", at="nominal")[key] if self.has_nominal_limit else None
         if method == "deviation":
             ref = self.theory(spectrum=reference, at="realized")[key]
             dev = res[quantity] - ref
@@ -409,8 +425,8 @@ class DiffmemAccessor:
             if nominal is None:
                 raise ParameterError(
                     "method",
-                    "this store has a P grid (alpha = log(P)/N changes with N): use method='deviation' "
-                    "or sweep on an alpha grid",
+                    "this store has a P or D grid (alpha = log(P)/N or alpha_D = D/N changes with N): use "
+                    "method='deviation' or sweep on an alpha and alpha_D grid",
                 )
             y, y_se = res[f"{quantity}_mean"], res[f"{quantity}_mean_se"]
         Ns = self._ds["N"].values.astype(float)

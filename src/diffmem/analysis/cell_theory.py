@@ -50,19 +50,28 @@ def realized_point(alpha_D, N, P, D=None):
     return log(int(P)) / int(N), int(D) / int(N)
 
 
+def _as_mapping(cell):
+    """A cell given as a mapping, or as a cell-spec object with attributes (N, P, alpha, alpha_D, D, ...)."""
+    if hasattr(cell, "get"):
+        return cell
+    names = ("family", "nonlinearity", "normalize", "m_tilde", "sigma", "alpha_D", "N", "P", "seed", "alpha", "D")
+    return {name: getattr(cell, name) for name in names if getattr(cell, name, None) is not None}
+
+
 def predict_kwargs(cell, *, at="realized", spectrum="quenched", base=None, approximation=None):
     """Keyword arguments of :func:`diffmem.theory.predict` for one cell at the named point.
 
     Parameters
     ----------
-    cell : mapping
-        The cell: ``nonlinearity``, ``alpha_D`` (requested), ``N``, ``P``, ``seed``, optionally its
+    cell : mapping or cell spec
+        The cell (a mapping, or an object with these attributes): ``nonlinearity``, ``alpha_D`` (requested), ``N``, ``P``, ``seed``, optionally its
         ``D``, and ``alpha`` (requested; needed for ``at="nominal"``). Missing ``nonlinearity`` means linear, missing
         ``alpha_D`` means 1.
     at : {"realized", "nominal"}
     spectrum : {"quenched", "limit"}
     base : mapping, optional
-        Family parameters shared by every cell: ``family``, ``normalize``, ``m_tilde``, ``sigma``.
+        Family parameters shared by every cell: ``family``, ``normalize``, ``m_tilde``, ``sigma``
+        (taken from the cell when it has them, else defaults).
     approximation : {None, "gaussian-equivalent"}
 
     Returns
@@ -73,7 +82,9 @@ def predict_kwargs(cell, *, at="realized", spectrum="quenched", base=None, appro
         so that every seed shares one evaluation.
     """
     _check(at, spectrum)
+    cell = _as_mapping(cell)
     kw = {"family": "hmm", "normalize": False, "m_tilde": 1.0, "sigma": 1.0}
+    kw.update({k: cell[k] for k in kw if k in cell})
     kw.update(base or {})
     kw["nonlinearity"] = str(cell.get("nonlinearity", "linear"))
     kw["approximation"] = approximation
