@@ -21,9 +21,15 @@ config.clear()
 config.update(_validated)
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 
+# With --sdm conda, envs/*.post-deploy.sh installs the diffmem of this checkout into each new
+# environment; Snakemake runs it from a copy under .snakemake/conda/, so it learns where the checkout
+# is from this variable.
+os.environ["DIFFMEM_SOURCE"] = workflow.basedir
+
 # The rules need PATH (below); declaring it also passes it on to cluster jobs.
 envvars:
     "PATH",
+    "DIFFMEM_SOURCE",
 
 
 # Rules call the `diffmem` command. Put the bin directory of the Python running Snakemake (the venv of
