@@ -282,3 +282,26 @@ def test_sigkill_mid_sweep_then_rerun_equals_uninterrupted(finished, tmp_path, m
     for name in resumed.data_vars:
         if name not in TIMING:
             np.testing.assert_array_equal(resumed[name].values, reference[name].values, err_msg=name)
+
+
+@pytest.mark.slow
+def test_example_notebook_runs_on_the_workflow_store(finished, monkeypatch):
+    """docs/examples/explore_sweep.py, executed as a notebook (nbclient) on the store of this run."""
+    import jupytext
+    from nbclient import NotebookClient
+
+    cwd, _ = finished
+    notebook = jupytext.read(ROOT / "docs" / "examples" / "explore_sweep.py")
+    (parameters,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert "DIFFMEM_STORE" in parameters.source
+    # The kernel inherits this environment: the store path, this checkout's sources, no display.
+    monkeypatch.setenv("DIFFMEM_STORE", str(cwd / "results/test/sweep.zarr"))
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    text = "".join(
+        out.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+    )
+    assert "16 of 16 cells done" in text, text[-2000:]
+    images = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+              if "image/png" in out.get("data", {})]
+    assert len(images) == 2  # the accessor's phase diagram and the packaged one from phase.zarr

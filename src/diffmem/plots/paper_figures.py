@@ -31,10 +31,11 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 
 from diffmem.errors import ParameterError
-from diffmem.plots.figures import pyplot, save_figure
+from diffmem.plots.figures import save_figure, subplots
 
 __all__ = ["FIGURES", "TABLE", "ANSWERS", "times_table", "answers", "make_paper", "main"]
 
@@ -54,7 +55,7 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def _colors(n):
-    cmap = pyplot().get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     return [cmap(x) for x in np.linspace(0.0, 0.9, max(n, 1))]
 
 
@@ -256,10 +257,9 @@ def _typical(ds):
 
 def plot_order_parameters(ds, outdir):
     """(a) phi, Y2 (planted, fresh) and g_num against t with the quenched theory."""
-    plt = pyplot()
     sel = _typical(ds)
     nls = _linear_first(ds)
-    fig, axes = plt.subplots(len(nls), 3, figsize=(13, 3.4 * len(nls)), squeeze=False, constrained_layout=True)
+    fig, axes = subplots(len(nls), 3, figsize=(13, 3.4 * len(nls)))
     t = ds["t"].values
     for r, nl in enumerate(nls):
         sub = _sel_cells(ds, nonlinearity=nl, **sel)
@@ -295,11 +295,10 @@ def plot_order_parameters(ds, outdir):
 
 def plot_scaling(ds, times, outdir):
     """(b) alpha_D (e^{2 t_c} - 1) against log(P)/D and log(P)/N, with the N -> infinity theory."""
-    plt = pyplot()
     family, normalize = _family(ds)
     nls = _linear_first(ds)
     real = ds.diffmem.realized()
-    fig, axes = plt.subplots(len(nls), 2, figsize=(11, 3.8 * len(nls)), squeeze=False, constrained_layout=True)
+    fig, axes = subplots(len(nls), 2, figsize=(11, 3.8 * len(nls)))
     a_Ds = np.atleast_1d(ds["alpha_D"].values)
     colors = _colors(len(a_Ds))
     Ns = ds["N"].values
@@ -354,14 +353,13 @@ def _best_times(ds, times, extrap, nl):
 
 def plot_phase_diagram(ds, times, extrap, outdir):
     """(c) (alpha, t) plane with regions separated by the theory t_g < t_c < t_o, and measured times."""
-    plt = pyplot()
     family, normalize = _family(ds)
     grid = ds.diffmem.grid_dim
     nls = _linear_first(ds)
     a_Ds = np.atleast_1d(ds["alpha_D"].values)
-    fig, axes = plt.subplots(
-        len(nls), len(a_Ds), figsize=(max(3.6 * len(a_Ds), 7.0), 3.4 * len(nls)), squeeze=False,
-        sharey=True, constrained_layout=True,
+    fig, axes = subplots(
+        len(nls), len(a_Ds), figsize=(max(3.6 * len(a_Ds), 7.0), 3.4 * len(nls)),
+        sharey=True,
     )
     real = ds.diffmem.realized()
     a_lo, a_hi = float(real["alpha_eff"].min()) * 0.6, float(real["alpha_eff"].max()) * 1.4
@@ -401,11 +399,10 @@ def plot_phase_diagram(ds, times, extrap, outdir):
 
 def plot_loss(ds, times, outdir):
     """(d) L(t) with its measured minimum t_g, the quenched theory L(t) and t_g."""
-    plt = pyplot()
     sel = _typical(ds)
     nls = _linear_first(ds)
     t = ds["t"].values
-    fig, axes = plt.subplots(1, len(nls), figsize=(5 * len(nls), 3.8), squeeze=False, constrained_layout=True)
+    fig, axes = subplots(1, len(nls), figsize=(5 * len(nls), 3.8))
     for r, nl in enumerate(nls):
         ax = axes[0, r]
         sub = _sel_cells(ds, nonlinearity=nl, **sel)
@@ -441,11 +438,10 @@ def plot_loss(ds, times, outdir):
 
 def plot_basin_radius(ds, outdir):
     """(e) static basin radius rho_b(t) (mean over seeds) against the theory."""
-    plt = pyplot()
     sel = _typical(ds)
     nls = _linear_first(ds)
     t = ds["t"].values
-    fig, axes = plt.subplots(1, len(nls), figsize=(5 * len(nls), 3.8), squeeze=False, constrained_layout=True)
+    fig, axes = subplots(1, len(nls), figsize=(5 * len(nls), 3.8))
     for r, nl in enumerate(nls):
         ax = axes[0, r]
         sub = _sel_cells(ds, nonlinearity=nl, **sel)
@@ -474,7 +470,6 @@ def plot_finite_size(ds, times, extrap, outdir):
     """(f) measured times against log(N)/N, the fits and the N -> infinity theory."""
     from diffmem.analysis import finite_size as fs
 
-    plt = pyplot()
     family, normalize = _family(ds)
     grid = ds.diffmem.grid_dim
     nls = _linear_first(ds)
@@ -482,8 +477,7 @@ def plot_finite_size(ds, times, extrap, outdir):
     x_val = _mid(ds[grid].values)
     Ns = ds["N"].values.astype(float)
     x = fs.size_variable(Ns)
-    fig, axes = plt.subplots(len(nls), len(qs), figsize=(4.2 * len(qs), 3.4 * len(nls)), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = subplots(len(nls), len(qs), figsize=(4.2 * len(qs), 3.4 * len(nls)))
     a_Ds = np.atleast_1d(ds["alpha_D"].values)
     colors = _colors(len(a_Ds))
     for r, nl in enumerate(nls):
@@ -515,12 +509,10 @@ def plot_finite_size(ds, times, extrap, outdir):
 
 def plot_nonlinear(ds, times, extrap, outdir):
     """(g) per sigma: t_c against alpha_D, simulation vs RS theory vs Gaussian-equivalent approximation."""
-    plt = pyplot()
     family, normalize = _family(ds)
     grid = ds.diffmem.grid_dim
     nls = _linear_first(ds)
-    fig, axes = plt.subplots(1, len(nls), figsize=(4.6 * len(nls), 3.8), squeeze=False, sharey=True,
-                             constrained_layout=True)
+    fig, axes = subplots(1, len(nls), figsize=(4.6 * len(nls), 3.8), sharey=True)
     a_Ds = np.atleast_1d(ds["alpha_D"].values)
     fine = np.geomspace(max(min(a_Ds) * 0.8, 0.02), 1.0, 12)
     xs = ds[grid].values
