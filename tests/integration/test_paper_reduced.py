@@ -180,3 +180,19 @@ def test_paper_rule_through_snakemake(tmp_path):
     html = (tmp_path / "report.html").read_text(errors="replace")
     assert "g_nonlinear.png" in html and "times.csv" in html
     shutil.rmtree(tmp_path / ".snakemake", ignore_errors=True)
+
+
+def test_paper_figures_draw_into_the_callers_axes(reduced_store):
+    from diffmem.errors import ParameterError
+    from diffmem.plots.figures import subplots
+
+    ds = reduced_store
+    rows = ds.sizes["nonlinearity"]
+    fig, axes = subplots(rows, 3)
+    assert paper_figures.plot_order_parameters(ds, ax=axes) is fig
+    assert all(ax.lines for ax in axes.flat) and fig._suptitle is None  # the caller's figure keeps its title
+    new = paper_figures.plot_basin_radius(ds)  # no ax, no outdir: a new Figure, nothing written
+    assert new is not fig and new.axes and new._suptitle is not None
+    with pytest.raises(ParameterError) as err:
+        paper_figures.plot_order_parameters(ds, ax=axes[0, :2])
+    assert err.value.name == "ax"

@@ -26,7 +26,7 @@ from diffmem.errors import ParameterError
 
 __all__ = [
     "FIGURES", "plot_all", "plot_phi_curves", "plot_times_vs_alpha", "plot_phase_diagram", "save_figure",
-    "subplots",
+    "subplots", "figure_axes", "finish",
 ]
 
 FIGURES = ("phi_curves", "times_vs_alpha", "phase_diagram")
@@ -64,24 +64,46 @@ def _sel(da, **labels):
     return da.sel({k: v for k, v in labels.items() if k in da.dims})
 
 
-def _panel_axes(ax, rows, cols, width=4.2, height=3.4):
-    """(figure, axes of shape (rows, cols), whether the figure is new) for the panels of ``ds``."""
+def figure_axes(ax, nrows, ncols, **kwargs):
+    """The caller's axes as a (nrows, ncols) array with their figure, or a new figure's.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes, array of Axes, or None
+        nrows * ncols Axes (any shape, read row by row); None: a new :func:`subplots` figure made
+        with ``kwargs``.
+
+    Returns
+    -------
+    (Figure, numpy.ndarray of Axes of shape (nrows, ncols), bool: whether the figure is new)
+    """
     if ax is None:
-        # At least 7 inches wide so that the suptitle fits a single panel.
-        fig, axes = subplots(
-            len(rows), len(cols), figsize=(max(width * len(cols), 7.0), height * len(rows)),
-            sharex=True, sharey=True,
-        )
+        fig, axes = subplots(nrows, ncols, **kwargs)
         return fig, axes, True
     axes = np.asarray(ax, dtype=object)
-    if axes.size != len(rows) * len(cols):
+    if axes.size != nrows * ncols:
+        raise ParameterError("ax", f"needs {nrows} x {ncols} axes, got {axes.size}")
+    axes = axes.reshape(nrows, ncols)
+    return axes.flat[0].figure, axes, False
+
+
+def finish(fig, outdir, name, *, dpi=150):
+    """``fig`` itself when ``outdir`` is None, else the paths :func:`save_figure` writes."""
+    return fig if outdir is None else save_figure(fig, outdir, name, dpi=dpi)
+
+
+def _panel_axes(ax, rows, cols, width=4.2, height=3.4):
+    """(figure, axes of shape (rows, cols), whether the figure is new): one panel per (nonlinearity, alpha_D)."""
+    try:
+        # At least 7 inches wide so that the suptitle fits a single panel.
+        return figure_axes(ax, len(rows), len(cols), sharex=True, sharey=True,
+                           figsize=(max(width * len(cols), 7.0), height * len(rows)))
+    except ParameterError as err:
         raise ParameterError(
             "ax",
             f"needs {len(rows)} x {len(cols)} axes (rows: nonlinearity {rows}, columns: alpha_D {cols}), "
-            f"got {axes.size}; draw one panel with phase.sel(nonlinearity=..., alpha_D=...)",
-        )
-    axes = axes.reshape(len(rows), len(cols))
-    return axes.flat[0].figure, axes, False
+            f"got {np.asarray(ax, dtype=object).size}; draw one panel with phase.sel(nonlinearity=..., alpha_D=...)",
+        ) from err
 
 
 def _realized_alpha(ds, N):

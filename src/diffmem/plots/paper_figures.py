@@ -20,6 +20,11 @@ g_nonlinear               t_c against alpha_D per sigma: simulation, replica-sym
                           Gaussian-equivalent approximation
 ========================  ==========================================================================
 
+Every ``plot_*`` function draws into ``ax=`` when given (an array of Axes with the figure's panel
+layout, e.g. from ``plt.subplots(rows, columns)``), else into a new ``matplotlib.figure.Figure``; it
+returns the Figure when ``outdir`` is None and the written PNG and PDF paths otherwise. No function
+here imports pyplot or changes the matplotlib backend.
+
 Command line (used by ``workflow/rules/paper.smk``)::
 
     python -m diffmem.plots.paper_figures --store results/paper/sweep.zarr --out results/paper/paper
@@ -35,7 +40,7 @@ import matplotlib
 import numpy as np
 
 from diffmem.errors import ParameterError
-from diffmem.plots.figures import save_figure, subplots
+from diffmem.plots.figures import figure_axes, finish
 
 __all__ = ["FIGURES", "TABLE", "ANSWERS", "times_table", "answers", "make_paper", "main"]
 
@@ -255,11 +260,11 @@ def _typical(ds):
     return {"N": int(ds["N"].max()), grid: _mid(ds[grid].values)}
 
 
-def plot_order_parameters(ds, outdir):
+def plot_order_parameters(ds, outdir=None, *, ax=None):
     """(a) phi, Y2 (planted, fresh) and g_num against t with the quenched theory."""
     sel = _typical(ds)
     nls = _linear_first(ds)
-    fig, axes = subplots(len(nls), 3, figsize=(13, 3.4 * len(nls)))
+    fig, axes, new = figure_axes(ax, len(nls), 3, figsize=(13, 3.4 * len(nls)))
     t = ds["t"].values
     for r, nl in enumerate(nls):
         sub = _sel_cells(ds, nonlinearity=nl, **sel)
@@ -289,16 +294,17 @@ def plot_order_parameters(ds, outdir):
             ax.set_xscale("log")
             ax.set_xlabel("t")
         axes[r, 0].legend(fontsize=7)
-    fig.suptitle(f"(a) order parameters at {', '.join(f'{k}={v:g}' for k, v in sel.items())}; dashed vertical: theory t_c (quenched)")
-    return save_figure(fig, outdir, "a_order_parameters", dpi=130)
+    if new:
+        fig.suptitle(f"(a) order parameters at {', '.join(f'{k}={v:g}' for k, v in sel.items())}; dashed vertical: theory t_c (quenched)")
+    return finish(fig, outdir, "a_order_parameters", dpi=130)
 
 
-def plot_scaling(ds, times, outdir):
+def plot_scaling(ds, times, outdir=None, *, ax=None):
     """(b) alpha_D (e^{2 t_c} - 1) against log(P)/D and log(P)/N, with the N -> infinity theory."""
     family, normalize = _family(ds)
     nls = _linear_first(ds)
     real = ds.diffmem.realized()
-    fig, axes = subplots(len(nls), 2, figsize=(11, 3.8 * len(nls)))
+    fig, axes, new = figure_axes(ax, len(nls), 2, figsize=(11, 3.8 * len(nls)))
     a_Ds = np.atleast_1d(ds["alpha_D"].values)
     colors = _colors(len(a_Ds))
     Ns = ds["N"].values
@@ -333,8 +339,9 @@ def plot_scaling(ds, times, outdir):
         for ax in axes[r]:
             ax.set_yscale("log")
         axes[r, 0].legend(fontsize=7)
-    fig.suptitle("(b) collapse time in the scaling variable; markers: N (" + ", ".join(str(n) for n in Ns) + "), lines: N -> infinity theory")
-    return save_figure(fig, outdir, "b_scaling", dpi=130)
+    if new:
+        fig.suptitle("(b) collapse time in the scaling variable; markers: N (" + ", ".join(str(n) for n in Ns) + "), lines: N -> infinity theory")
+    return finish(fig, outdir, "b_scaling", dpi=130)
 
 
 def _best_times(ds, times, extrap, nl):
@@ -351,13 +358,13 @@ def _best_times(ds, times, extrap, nl):
     return out
 
 
-def plot_phase_diagram(ds, times, extrap, outdir):
+def plot_phase_diagram(ds, times, extrap, outdir=None, *, ax=None):
     """(c) (alpha, t) plane with regions separated by the theory t_g < t_c < t_o, and measured times."""
     family, normalize = _family(ds)
     grid = ds.diffmem.grid_dim
     nls = _linear_first(ds)
     a_Ds = np.atleast_1d(ds["alpha_D"].values)
-    fig, axes = subplots(
+    fig, axes, new = figure_axes(ax, 
         len(nls), len(a_Ds), figsize=(max(3.6 * len(a_Ds), 7.0), 3.4 * len(nls)),
         sharey=True,
     )
@@ -392,17 +399,18 @@ def plot_phase_diagram(ds, times, extrap, outdir):
             ax.set_ylim(0, top)
         axes[r, 0].set_ylabel("t")
     axes[0, 0].legend(fontsize=6, loc="upper right")
-    fig.suptitle("(c) phase diagram; lines: N -> infinity theory (green t_g, red t_c, blue t_o; nonlinear sigma: t_c only)",
-                 fontsize=9)
-    return save_figure(fig, outdir, "c_phase_diagram", dpi=130)
+    if new:
+        fig.suptitle("(c) phase diagram; lines: N -> infinity theory (green t_g, red t_c, blue t_o; nonlinear sigma: t_c only)",
+                     fontsize=9)
+    return finish(fig, outdir, "c_phase_diagram", dpi=130)
 
 
-def plot_loss(ds, times, outdir):
+def plot_loss(ds, times, outdir=None, *, ax=None):
     """(d) L(t) with its measured minimum t_g, the quenched theory L(t) and t_g."""
     sel = _typical(ds)
     nls = _linear_first(ds)
     t = ds["t"].values
-    fig, axes = subplots(1, len(nls), figsize=(5 * len(nls), 3.8))
+    fig, axes, new = figure_axes(ax, 1, len(nls), figsize=(5 * len(nls), 3.8))
     for r, nl in enumerate(nls):
         ax = axes[0, r]
         sub = _sel_cells(ds, nonlinearity=nl, **sel)
@@ -432,16 +440,17 @@ def plot_loss(ds, times, outdir):
         ax.set_ylabel("L(t) [nats per dimension]")
         ax.set_title(f"{nl}: star = measured t_g, dotted = theory t_g, dashed = theory L", fontsize=8)
         ax.legend(fontsize=7)
-    fig.suptitle(f"(d) held-out loss at {', '.join(f'{k}={v:g}' for k, v in sel.items())}")
-    return save_figure(fig, outdir, "d_loss", dpi=130)
+    if new:
+        fig.suptitle(f"(d) held-out loss at {', '.join(f'{k}={v:g}' for k, v in sel.items())}")
+    return finish(fig, outdir, "d_loss", dpi=130)
 
 
-def plot_basin_radius(ds, outdir):
+def plot_basin_radius(ds, outdir=None, *, ax=None):
     """(e) static basin radius rho_b(t) (mean over seeds) against the theory."""
     sel = _typical(ds)
     nls = _linear_first(ds)
     t = ds["t"].values
-    fig, axes = subplots(1, len(nls), figsize=(5 * len(nls), 3.8))
+    fig, axes, new = figure_axes(ax, 1, len(nls), figsize=(5 * len(nls), 3.8))
     for r, nl in enumerate(nls):
         ax = axes[0, r]
         sub = _sel_cells(ds, nonlinearity=nl, **sel)
@@ -462,11 +471,12 @@ def plot_basin_radius(ds, outdir):
         ax.set_ylabel("rho_b [Delta_t per dimension]")
         ax.set_title(f"{nl}: dashed = theory (1 at t_c, 0 at t_o)", fontsize=8)
         ax.legend(fontsize=7)
-    fig.suptitle(f"(e) static basin radius at {', '.join(f'{k}={v:g}' for k, v in sel.items())}")
-    return save_figure(fig, outdir, "e_basin_radius", dpi=130)
+    if new:
+        fig.suptitle(f"(e) static basin radius at {', '.join(f'{k}={v:g}' for k, v in sel.items())}")
+    return finish(fig, outdir, "e_basin_radius", dpi=130)
 
 
-def plot_finite_size(ds, times, extrap, outdir):
+def plot_finite_size(ds, times, extrap, outdir=None, *, ax=None):
     """(f) measured times against log(N)/N, the fits and the N -> infinity theory."""
     from diffmem.analysis import finite_size as fs
 
@@ -477,7 +487,7 @@ def plot_finite_size(ds, times, extrap, outdir):
     x_val = _mid(ds[grid].values)
     Ns = ds["N"].values.astype(float)
     x = fs.size_variable(Ns)
-    fig, axes = subplots(len(nls), len(qs), figsize=(4.2 * len(qs), 3.4 * len(nls)))
+    fig, axes, new = figure_axes(ax, len(nls), len(qs), figsize=(4.2 * len(qs), 3.4 * len(nls)))
     a_Ds = np.atleast_1d(ds["alpha_D"].values)
     colors = _colors(len(a_Ds))
     for r, nl in enumerate(nls):
@@ -502,17 +512,18 @@ def plot_finite_size(ds, times, extrap, outdir):
             ax.set_title(f"{nl}: {q}", fontsize=9)
         axes[r, 0].set_ylabel(f"time at {grid}={x_val:g}")
         axes[r, 0].legend(fontsize=7)
-    fig.suptitle("(f) finite-size extrapolation: circles measured (N = " + ", ".join(str(int(n)) for n in Ns)
-                 + "), squares fit at N -> inf, stars theory")
-    return save_figure(fig, outdir, "f_finite_size", dpi=130)
+    if new:
+        fig.suptitle("(f) finite-size extrapolation: circles measured (N = " + ", ".join(str(int(n)) for n in Ns)
+                     + "), squares fit at N -> inf, stars theory")
+    return finish(fig, outdir, "f_finite_size", dpi=130)
 
 
-def plot_nonlinear(ds, times, extrap, outdir):
+def plot_nonlinear(ds, times, extrap, outdir=None, *, ax=None):
     """(g) per sigma: t_c against alpha_D, simulation vs RS theory vs Gaussian-equivalent approximation."""
     family, normalize = _family(ds)
     grid = ds.diffmem.grid_dim
     nls = _linear_first(ds)
-    fig, axes = subplots(1, len(nls), figsize=(4.6 * len(nls), 3.8), sharey=True)
+    fig, axes, new = figure_axes(ax, 1, len(nls), figsize=(4.6 * len(nls), 3.8), sharey=True)
     a_Ds = np.atleast_1d(ds["alpha_D"].values)
     fine = np.geomspace(max(min(a_Ds) * 0.8, 0.02), 1.0, 12)
     xs = ds[grid].values
@@ -541,8 +552,9 @@ def plot_nonlinear(ds, times, extrap, outdir):
         ax.set_title(f"sigma = {nl}", fontsize=9)
         ax.legend(fontsize=6)
     axes[0, 0].set_ylabel("collapse time t_c")
-    fig.suptitle("(g) nonlinear manifolds: simulation vs replica-symmetric theory vs Gaussian-equivalent (dashed)")
-    return save_figure(fig, outdir, "g_nonlinear", dpi=130)
+    if new:
+        fig.suptitle("(g) nonlinear manifolds: simulation vs replica-symmetric theory vs Gaussian-equivalent (dashed)")
+    return finish(fig, outdir, "g_nonlinear", dpi=130)
 
 
 def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
