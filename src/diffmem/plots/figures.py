@@ -18,9 +18,7 @@ Nothing here selects a matplotlib backend or imports pyplot: new figures are
 
 from pathlib import Path
 
-import matplotlib
 import numpy as np
-from matplotlib.figure import Figure
 
 from diffmem.errors import ParameterError
 
@@ -46,6 +44,9 @@ def subplots(nrows=1, ncols=1, *, figsize=None, **kwargs):
     -------
     (matplotlib.figure.Figure, numpy.ndarray of Axes, shape (nrows, ncols))
     """
+    # Imported here: the workflow imports this module (FIGURES) while parsing, and needs no matplotlib.
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.subplots(nrows, ncols, squeeze=False, **kwargs)
 
@@ -142,7 +143,9 @@ def plot_phi_curves(phase, *, ax=None):
     x = _x_dim(phase)
     t = phase["t"].values
     n_values = _labels(phase, "N")
-    cmap = matplotlib.colormaps["viridis"]
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
     xs = _labels(phase, x)
     styles = ["-", "--", ":", "-."]
     for r, nl in enumerate(rows):

@@ -36,7 +36,6 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 
 from diffmem.errors import ParameterError
@@ -60,7 +59,9 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def _colors(n):
-    cmap = matplotlib.colormaps["viridis"]
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
     return [cmap(x) for x in np.linspace(0.0, 0.9, max(n, 1))]
 
 
