@@ -1,5 +1,5 @@
 # diffmem sweep workflow: a table of contents. The rules live in workflow/rules/, the config schema in
-# workflow/schemas/. Run the default sweep with `make run`, or:
+# the diffmem package (src/diffmem/pipeline/config.schema.yaml). Run the default sweep with `make run`, or:
 #   snakemake --cores 2 --configfile config/config.yaml --rerun-incomplete
 # Partial targets: `sweep` (simulations only), `theory`, `figures`, `paper` (finite-size analysis,
 # measured-versus-predicted table and the paper's figures).

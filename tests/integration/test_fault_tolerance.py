@@ -2,7 +2,7 @@
 
 Everything here is real: the blocks run through the ``diffmem sweep`` command line (what the
 Snakemake rules call) on a real dask ``LocalCluster``, workers and jobs are killed with SIGKILL, and
-failures are injected with the pipeline's hook ``DIFFMEM_INJECT_FAILURE`` (diffmem.pipeline.sweep). The
+failures are injected with the pipeline's hook ``DIFFMEM_INJECT_FAILURE`` (diffmem.pipeline.runner). The
 reference for "same numbers" is an uninterrupted run of the same config: every cell is seeded by its
 own coordinates, so a recomputed cell must reproduce its data bit for bit.
 
@@ -22,7 +22,9 @@ import numpy as np
 import pytest
 import yaml
 
-from diffmem.pipeline import sweep
+from diffmem.pipeline.config import validate_config
+from diffmem.pipeline.grid import Grid
+from diffmem.pipeline.runner import INJECT_ENV
 from diffmem.errors import ParameterError
 from diffmem.engine.variables import VARIABLES
 
@@ -67,7 +69,7 @@ def diffmem_cmd(*args):
 
 def clean_env(extra=None):
     """This process's environment without a stray injection hook, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k != sweep.INJECT_ENV}
+    env = {k: v for k, v in os.environ.items() if k != INJECT_ENV}
     env.update(extra or {})
     return env
 
@@ -235,7 +237,7 @@ def test_worker_killed_midblock_is_replaced_and_block_completes(sweep_dir, refer
 # --- failing cells --------------------------------------------------------------------------------
 
 def _inject(state_dir, cells, times):
-    return {sweep.INJECT_ENV: json.dumps({"cells": cells, "times": times, "state_dir": str(state_dir)})}
+    return {INJECT_ENV: json.dumps({"cells": cells, "times": times, "state_dir": str(state_dir)})}
 
 
 def test_cell_that_raises_once_is_retried_and_sweep_completes(sweep_dir, reference):
@@ -261,8 +263,7 @@ def test_cell_that_always_raises_stops_naming_it_and_keeps_finished_cells(sweep_
     result = run("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
                  "--threads", 1, env=env)
     assert result.returncode != 0
-    coords = sweep.cell_coords(sweep.validate_config(yaml.safe_load(Path(config).read_text())),
-                               failing)
+    coords = Grid(validate_config(yaml.safe_load(Path(config).read_text()))).coords(failing)
     message = result.stderr
     assert f"cell {failing} failed" in message
     for key in ("nonlinearity", "alpha_D", "N", "alpha", "seed"):
@@ -455,14 +456,14 @@ BAD_CONFIGS = [
                          ids=[f"{p}={v!r}" for p, v, _ in BAD_CONFIGS])
 def test_config_loader_rejects_bad_values_naming_the_key(path, value, key):
     with pytest.raises(ParameterError) as info:
-        sweep.validate_config(_with(path, value))
+        validate_config(_with(path, value))
     assert info.value.name.startswith(key), (info.value.name, str(info.value))
 
 
 def test_default_config_of_this_module_is_valid():
     """Guards the table above: each case differs from a valid config in exactly one key."""
-    config = sweep.validate_config(CONFIG)
-    assert sweep.n_cells(config) == N_CELLS
+    config = validate_config(CONFIG)
+    assert Grid(config).n_cells == N_CELLS
 
 
 # A few of the cases through Snakemake itself (each `snakemake -n` costs ~2 s): the workflow must

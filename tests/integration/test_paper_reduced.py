@@ -1,5 +1,5 @@
 """A reduced paper sweep through the real code: engine cells run as dask tasks by the workflow's block
-runner (``diffmem.pipeline.sweep.run_block``, what each Snakemake job calls) into a real store
+runner (``diffmem.pipeline.runner.run_block``, what each Snakemake job calls) into a real store
 (``diffmem.pipeline.store``), opened with plain ``xarray.open_zarr`` and analysed with ``ds.diffmem``.
 
 Sweep: linear and tanh (normalized), alpha_D = 0.5, alpha = 0.2, N = 24, 32, 40, three seeds.
@@ -23,7 +23,9 @@ import xarray as xr
 import diffmem  # noqa: F401  (registers ds.diffmem)
 from diffmem.plots import paper_figures
 from diffmem.pipeline import store
-from diffmem.pipeline import sweep
+from diffmem.pipeline.config import validate_config
+from diffmem.pipeline.grid import Grid
+from diffmem.pipeline.runner import run_block
 from diffmem.theory import predict
 
 pytestmark = pytest.mark.slow
@@ -56,13 +58,13 @@ FS_TOL_LIMIT = 0.10
 def reduced_store(tmp_path_factory):
     from distributed import Client, LocalCluster
 
-    config = sweep.validate_config(CONFIG)
+    grid = Grid(validate_config(CONFIG))
     path = tmp_path_factory.mktemp("paper") / "sweep.zarr"
-    store.create(path, config)
+    store.create(path, grid)
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
         with Client(cluster) as client:
-            for block in sweep.block_names(config):
-                sweep.run_block(path, config, block, client=client, progress=False)
+            for block in grid.block_names():
+                run_block(path, grid, block, client=client, progress=False)
     return xr.open_zarr(path, consolidated=False)
 
 

@@ -6,16 +6,16 @@ import xarray as xr
 from scipy import stats
 
 from diffmem.analysis import phase
-
-from diffmem.pipeline import sweep
+from diffmem.pipeline.config import validate_config
+from diffmem.pipeline.grid import Grid
 from diffmem.pipeline.store import template
 
 
 def config(**grid):
     g = {"alpha_D": [0.5, 1.0], "N": [16], "alpha": [0.2, 0.3], "seed": [0, 1, 2]}
     g.update(grid)
-    return sweep.validate_config({"sweep": "phase", "grid": g,
-                                  "t": {"start": 0.05, "stop": 3.0, "num": 30, "spacing": "log"}})
+    return Grid(validate_config({"sweep": "phase", "grid": g,
+                                 "t": {"start": 0.05, "stop": 3.0, "num": 30, "spacing": "log"}}))
 
 
 def test_theory_dataset_is_predict_called_per_cell():
@@ -25,10 +25,10 @@ def test_theory_dataset_is_predict_called_per_cell():
     ds = phase.theory_dataset(cfg)
     assert ds["t_c"].dims == ("spectrum", "nonlinearity", "alpha_D", "N", "alpha", "seed")
     assert ds["f"].dims[-1] == "t"
-    t = sweep.axes(cfg)["t"].tolist()
+    t = cfg.axes["t"].tolist()
     for flat in (0, 7, 11):
-        c = sweep.cell_coords(cfg, flat)
-        sel = dict(zip(sweep.cell_dims(cfg), sweep.cell_index(cfg, flat)))
+        c = cfg.coords(flat)
+        sel = dict(zip(cfg.dims, cfg.index(flat)))
         q = predict(family="hmm", nonlinearity="linear", normalize=False, alpha_D=c["alpha_D"], N=c["N"],
                     P=c["P"], seed=c["seed"], m_tilde=1.0, sigma=1.0, t=t)
         lim = predict(family="hmm", nonlinearity="linear", normalize=False, alpha=np.log(c["P"]) / c["N"],
@@ -70,7 +70,7 @@ def synthetic_sweep(cfg, t_c, t_g, t_o, done):
 
 def test_extract_recovers_known_times_and_seed_intervals():
     cfg = config()
-    shape = sweep.grid_shape(cfg)
+    shape = cfg.shape
     rng = np.random.default_rng(0)
     t_c = rng.uniform(0.4, 1.2, shape)
     t_g = rng.uniform(0.1, 0.3, shape)
@@ -100,7 +100,7 @@ def test_extract_recovers_known_times_and_seed_intervals():
 
 def test_extract_puts_theory_beside():
     cfg = config(seed=[0, 1])
-    shape = sweep.grid_shape(cfg)
+    shape = cfg.shape
     th = phase.theory_dataset(cfg)
     ds = synthetic_sweep(cfg, np.full(shape, 0.5), np.full(shape, 0.2), np.full(shape, 0.8), np.ones(shape, bool))
     out = phase.extract(ds, th)
@@ -121,7 +121,7 @@ def test_realized_and_nominal_limit_are_named_apart():
     # N -> infinity t_c there is 0.43705 (theory.zarr's "limit" and ds.diffmem.theory(spectrum="limit"))
     # and 0.43973 at the requested point (spectrum="limit", at="nominal"), 0.6 % apart.
     cfg = config(alpha_D=[0.5], alpha=[0.2], seed=[0])
-    shape = sweep.grid_shape(cfg)
+    shape = cfg.shape
     th = phase.theory_dataset(cfg)
     ds = synthetic_sweep(cfg, np.full(shape, 0.5), np.full(shape, 0.2), np.full(shape, 0.8), np.ones(shape, bool))
     out = phase.extract(ds, th)

@@ -10,7 +10,8 @@ import pytest
 import xarray as xr
 
 from diffmem.pipeline import store as st
-from diffmem.pipeline import sweep
+from diffmem.pipeline.config import validate_config
+from diffmem.pipeline.grid import Grid
 from diffmem.errors import ParameterError
 from diffmem.engine.variables import VARIABLES
 
@@ -18,19 +19,19 @@ from diffmem.engine.variables import VARIABLES
 def config_for(**grid):
     g = {"alpha_D": [0.5, 1.0], "N": [8], "alpha": [0.2, 0.3], "seed": [0, 1]}
     g.update(grid)
-    return sweep.validate_config({
+    return Grid(validate_config({
         "sweep": "store-test", "grid": g, "t": {"start": 0.1, "stop": 2.0, "num": 4},
         "rho": [0.5, 1.0, 2.0], "samples": 16, "test_samples": 16, "basin_samples": 4, "block_size": 4,
-    })
+    }))
 
 
-def synthetic_result(config, flat):
+def synthetic_result(grid, flat):
     """A contract-conforming result whose every value encodes the cell number (not an engine run)."""
-    ax = sweep.axes(config)
+    ax = grid.axes
     n_t, n_rho = len(ax["t"]), len(ax["rho"])
     out = {"t": ax["t"].tolist(), "rho": ax["rho"].tolist(), "wall_time": 0.5 + flat,
            "params": {"backend": "numpy", "device": "cpu", "version": "test",
-                      "P": sweep.cell_coords(config, flat)["P"]}}
+                      "P": grid.coords(flat)["P"]}}
     for k, var in enumerate(VARIABLES.values()):
         shape = {(): (), ("t",): (n_t,), ("t", "rho"): (n_t, n_rho)}[var.dims]
         value = np.full(shape, 1000.0 * flat + k)
@@ -39,8 +40,8 @@ def synthetic_result(config, flat):
 
 
 def test_template_layout():
-    config = config_for()
-    ds = st.template(config)
+    grid = config_for()
+    ds = st.template(grid)
     assert tuple(ds["phi"].dims) == ("nonlinearity", "alpha_D", "N", "alpha", "seed", "t")
     assert tuple(ds["basin_static"].dims)[-2:] == ("t", "rho")
     assert ds["d_nn"].dims == ds["done"].dims == ("nonlinearity", "alpha_D", "N", "alpha", "seed")
@@ -51,24 +52,24 @@ def test_template_layout():
     np.testing.assert_array_equal(ds["D"].values, [[4], [8]])
     for name in list(VARIABLES) + list(st.PROVENANCE) + ["done"]:
         assert ds[name].attrs["long_name"] and "units" in ds[name].attrs, name
-    assert json.loads(ds.attrs["config"]) == config
-    assert ds.attrs["config_hash"] == sweep.config_hash(config)
+    assert json.loads(ds.attrs["config"]) == grid.config
+    assert ds.attrs["config_hash"] == grid.config_hash
     assert "numpy" in json.loads(ds.attrs["package_versions"])
     assert ds.attrs["family"] == "hmm" and ds.attrs["mode"] == "marginal"
 
 
 def test_template_in_P():
-    config = config_for(alpha=None, P=[10, 50])
-    ds = st.template(config)
+    grid = config_for(alpha=None, P=[10, 50])
+    ds = st.template(grid)
     assert "P" in ds.dims and ds["alpha"].dims == ("N", "P")
     np.testing.assert_allclose(ds["alpha"].values, np.log([[10, 50]]) / 8)
 
 
 def test_create_is_idempotent_and_atomic(tmp_path):
-    config = config_for()
+    grid = config_for()
     path = tmp_path / "sub" / "sweep.zarr"
-    assert st.create(path, config) is True
-    assert st.create(path, config) is False
+    assert st.create(path, grid) is True
+    assert st.create(path, grid) is False
     assert sorted(p.name for p in path.parent.iterdir()) == ["sweep.zarr"]  # no temporary left
     ds = xr.open_zarr(path, consolidated=False)
     assert not ds["done"].values.any() and np.isnan(ds["phi"].values).all()
@@ -109,16 +110,16 @@ def test_refuses_something_that_is_not_a_sweep_store(tmp_path):
 def test_write_cell_roundtrip_with_the_engine(tmp_path):
     from diffmem.engine.cell import run_cell
 
-    config = config_for()
+    grid = config_for()
     path = tmp_path / "sweep.zarr"
-    st.create(path, config)
-    store = st.SweepStore.open(path, config)
+    st.create(path, grid)
+    store = st.SweepStore.open(path, grid)
     flat = 5
-    result = run_cell(**sweep.cell_kwargs(config, flat))
+    result = run_cell(grid.cell(flat))
     store.write_cell(flat, result)
     assert store.done_flat().tolist() == [f == flat for f in range(8)]
     ds = xr.open_zarr(path, consolidated=False)
-    cell = ds.isel(dict(zip(sweep.cell_dims(config), sweep.cell_index(config, flat))))
+    cell = ds.isel(dict(zip(grid.dims, grid.index(flat))))
     for name, var in VARIABLES.items():
         np.testing.assert_array_equal(cell[name].values, np.asarray(result[name], dtype=var.dtype), err_msg=name)
     assert float(cell["wall_time"]) == result["wall_time"]
@@ -128,11 +129,11 @@ def test_write_cell_roundtrip_with_the_engine(tmp_path):
 
 
 def test_write_cell_rejects_contract_violations(tmp_path):
-    config = config_for()
+    grid = config_for()
     path = tmp_path / "sweep.zarr"
-    st.create(path, config)
-    store = st.SweepStore.open(path, config)
-    good = synthetic_result(config, 0)
+    st.create(path, grid)
+    store = st.SweepStore.open(path, grid)
+    good = synthetic_result(grid, 0)
     for broken, match in (
         ({k: v for k, v in good.items() if k != "loss"}, "lacks variable 'loss'"),
         ({**good, "phi": good["phi"][:-1]}, "shape"),
@@ -145,25 +146,25 @@ def test_write_cell_rejects_contract_violations(tmp_path):
 
 
 def test_none_becomes_nan(tmp_path):
-    config = config_for()
+    grid = config_for()
     path = tmp_path / "sweep.zarr"
-    st.create(path, config)
-    result = synthetic_result(config, 1)
+    st.create(path, grid)
+    result = synthetic_result(grid, 1)
     result["phi"] = [None, 0.5, None, 0.25]
     result["d_nn"] = None
-    st.SweepStore.open(path, config).write_cell(1, result)
+    st.SweepStore.open(path, grid).write_cell(1, result)
     cell = xr.open_zarr(path, consolidated=False).isel(alpha_D=0, alpha=0, seed=1, nonlinearity=0, N=0)
     np.testing.assert_array_equal(cell["phi"].values, [np.nan, 0.5, np.nan, 0.25])
     assert np.isnan(cell["d_nn"].values)
 
 
 def test_damaged_done_chunk_counts_as_not_done(tmp_path):
-    config = config_for()
+    grid = config_for()
     path = tmp_path / "sweep.zarr"
-    st.create(path, config)
-    store = st.SweepStore.open(path, config)
+    st.create(path, grid)
+    store = st.SweepStore.open(path, grid)
     for flat in range(8):
-        store.write_cell(flat, synthetic_result(config, flat))
+        store.write_cell(flat, synthetic_result(grid, flat))
     chunk = path / "done" / "c" / "0" / "1" / "0" / "0" / "1"  # cell (0, 1, 0, 0, 1) = flat 5
     assert chunk.exists()
     chunk.write_bytes(b"garbage")
@@ -178,12 +179,12 @@ def _chunk(path, name, flat, shape=(1, 2, 1, 2, 2)):
 
 
 def test_unreadable_cells_names_the_first_damaged_variable(tmp_path):
-    config = config_for()
+    grid = config_for()
     path = tmp_path / "sweep.zarr"
-    st.create(path, config)
-    store = st.SweepStore.open(path, config)
+    st.create(path, grid)
+    store = st.SweepStore.open(path, grid)
     for flat in range(8):
-        store.write_cell(flat, synthetic_result(config, flat))
+        store.write_cell(flat, synthetic_result(grid, flat))
     assert store.unreadable_cells(range(8)) == {}
     # a data variable over (t,), a scalar one, a string provenance variable, two in one cell
     damage = {1: "phi", 4: "d_nn", 6: "backend"}
@@ -200,14 +201,14 @@ def test_unreadable_cells_names_the_first_damaged_variable(tmp_path):
 def test_damaged_done_chunks_are_found_and_reported_only_for_the_asked_cells(tmp_path, capsys):
     import io
 
-    config = config_for(alpha_D=[0.25, 0.5, 0.75, 1.0], seed=[0, 1, 2, 3])  # 32 cells
+    grid = config_for(alpha_D=[0.25, 0.5, 0.75, 1.0], seed=[0, 1, 2, 3])  # 32 cells
     path = tmp_path / "sweep.zarr"
-    st.create(path, config)
-    store = st.SweepStore.open(path, config)
+    st.create(path, grid)
+    store = st.SweepStore.open(path, grid)
     written = [f for f in range(32) if f % 3]
     for flat in written:
-        store.write_cell(flat, synthetic_result(config, flat))
-    shape = sweep.grid_shape(config)
+        store.write_cell(flat, synthetic_result(grid, flat))
+    shape = grid.shape
     damaged = [2, 17, 31]
     for flat in damaged:
         _chunk(path, "done", flat, shape).write_bytes(b"garbage")
@@ -219,10 +220,10 @@ def test_damaged_done_chunks_are_found_and_reported_only_for_the_asked_cells(tmp
 
 
 def test_plain_xarray_opens_the_store_without_diffmem(tmp_path):
-    config = config_for()
+    grid = config_for()
     path = tmp_path / "sweep.zarr"
-    st.create(path, config)
-    st.SweepStore.open(path, config).write_cell(3, synthetic_result(config, 3))
+    st.create(path, grid)
+    st.SweepStore.open(path, grid).write_cell(3, synthetic_result(grid, 3))
     code = (
         "import json, sys, warnings, xarray as xr\n"
         "warnings.simplefilter('ignore', RuntimeWarning)  # unconsolidated live store\n"
@@ -239,23 +240,23 @@ def test_plain_xarray_opens_the_store_without_diffmem(tmp_path):
     assert got["P"] == [[5, 11]]
 
 
-def _write_cells(path, config, flats, barrier):
-    store = st.SweepStore.open(path, config)
+def _write_cells(path, grid, flats, barrier):
+    store = st.SweepStore.open(path, grid)
     barrier.wait()
     for flat in flats:
-        store.write_cell(flat, synthetic_result(config, flat))
+        store.write_cell(flat, synthetic_result(grid, flat))
 
 
 @pytest.mark.slow
 def test_many_cells_written_concurrently_from_several_processes_none_lost(tmp_path):
     # 64 cells, 4 processes, interleaved so that neighbouring cells are written at the same time.
-    config = config_for(alpha_D=[0.25, 0.5, 0.75, 1.0], alpha=[0.2, 0.25, 0.3, 0.35], seed=[0, 1, 2, 3])
+    grid = config_for(alpha_D=[0.25, 0.5, 0.75, 1.0], alpha=[0.2, 0.25, 0.3, 0.35], seed=[0, 1, 2, 3])
     path = tmp_path / "sweep.zarr"
-    st.create(path, config)
+    st.create(path, grid)
     n_proc = 4
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(n_proc)
-    procs = [ctx.Process(target=_write_cells, args=(path, config, list(range(k, 64, n_proc)), barrier))
+    procs = [ctx.Process(target=_write_cells, args=(path, grid, list(range(k, 64, n_proc)), barrier))
              for k in range(n_proc)]
     for p in procs:
         p.start()

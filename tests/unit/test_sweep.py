@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from diffmem.pipeline import sweep
+from diffmem.pipeline.config import validate_config
+from diffmem.pipeline.grid import Grid, config_hash
+from diffmem.pipeline.runner import CellError, INJECT_ENV, maybe_inject_failure, run_block
 from diffmem.errors import ParameterError
 from diffmem.pipeline.store import create
 
@@ -23,15 +25,15 @@ def tiny_config(**overrides):
         "progress": False, "cluster": {"n_workers": 1},
     }
     raw.update(overrides)
-    return sweep.validate_config(raw)
+    return validate_config(raw)
 
 
 def test_axes_ranges_expand_and_round():
-    config = sweep.validate_config({
+    config = validate_config({
         "grid": {"alpha": {"start": 0.1, "stop": 0.3, "num": 3}, "N": {"start": 10, "stop": 40, "num": 3,
                  "spacing": "log"}, "seed": {"start": 0, "stop": 4, "num": 5}},
     })
-    ax = sweep.axes(config)
+    ax = Grid(config).axes
     np.testing.assert_allclose(ax["alpha"], [0.1, 0.2, 0.3])
     assert ax["N"].tolist() == [10, 20, 40]  # geomspace(10, 40, 3) = 10, 20, 40 exactly
     assert ax["seed"].tolist() == [0, 1, 2, 3, 4]
@@ -42,53 +44,53 @@ def test_axes_ranges_expand_and_round():
 
 def test_integer_range_with_repeated_values_is_refused():
     with pytest.raises(ParameterError) as info:
-        sweep.validate_config({"grid": {"alpha": [0.1], "N": {"start": 10, "stop": 11, "num": 5}}})
+        validate_config({"grid": {"alpha": [0.1], "N": {"start": 10, "stop": 11, "num": 5}}})
     assert info.value.name == "grid.N.num"
 
 
 def test_cells_blocks_and_coordinates():
     config = tiny_config()
-    assert sweep.cell_dims(config) == ("nonlinearity", "alpha_D", "N", "alpha", "seed")
-    assert sweep.grid_shape(config) == (1, 2, 1, 2, 2)
-    assert sweep.n_cells(config) == 8
-    assert sweep.block_names(config) == ["b0000", "b0001", "b0002"]
-    blocks = [sweep.block_cells(config, b) for b in sweep.block_names(config)]
+    assert Grid(config).dims == ("nonlinearity", "alpha_D", "N", "alpha", "seed")
+    assert Grid(config).shape == (1, 2, 1, 2, 2)
+    assert Grid(config).n_cells == 8
+    assert Grid(config).block_names() == ["b0000", "b0001", "b0002"]
+    blocks = [Grid(config).block_cells(b) for b in Grid(config).block_names()]
     assert blocks == [[0, 1, 2], [3, 4, 5], [6, 7]]  # every cell in exactly one block
-    c = sweep.cell_coords(config, 5)  # C order: seed fastest, then alpha, alpha_D
+    c = Grid(config).coords(5)  # C order: seed fastest, then alpha, alpha_D
     assert c == {"nonlinearity": "linear", "alpha_D": 1.0, "N": 8, "alpha": 0.2, "seed": 1,
                  "P": math.floor(math.exp(0.2 * 8) + 0.5), "D": 8}
     with pytest.raises(ParameterError):
-        sweep.block_cells(config, "b0009")
+        Grid(config).block_cells("b0009")
 
 
 def test_grid_in_P_has_P_dim_and_alpha_coordinate():
-    config = sweep.validate_config({"grid": {"P": [10, 100], "N": [8, 16]}})
-    assert sweep.cell_dims(config)[3] == "P"
-    c = sweep.cell_coords(config, 1)
+    config = validate_config({"grid": {"P": [10, 100], "N": [8, 16]}})
+    assert Grid(config).dims[3] == "P"
+    c = Grid(config).coords(1)
     assert c["P"] == 100 and "alpha" not in c
-    assert sweep.cell_kwargs(config, 1)["P"] == 100
+    assert Grid(config).cell(1).P == 100
 
 
 def test_cell_seed_is_its_seed_coordinate_in_any_sweep():
     # The same cell in two sweeps of different grids gets the same engine arguments (hence numbers).
     small = tiny_config()
     large = tiny_config(grid={"alpha_D": [0.25, 0.5, 1.0], "N": [8, 12], "alpha": [0.3, 0.2], "seed": [7, 1]})
-    a = sweep.cell_kwargs(small, 5)
-    matches = [f for f in range(sweep.n_cells(large)) if sweep.cell_kwargs(large, f) == a]
+    a = Grid(small).cell(5)
+    matches = [f for f, cell in enumerate(Grid(large).cells) if cell == a]
     assert len(matches) == 1
-    assert a["seed"] == 1
+    assert a.seed == 1
 
 
 def test_config_hash_covers_science_only():
     base = tiny_config()
     same = tiny_config(retries=5, block_size=1, progress=True, cluster={"n_workers": 2}, backend="numpy")
-    assert sweep.config_hash(same) == sweep.config_hash(base)
+    assert config_hash(same) == config_hash(base)
     # The t grid given as a list equal to the range: same hash.
-    as_list = tiny_config(t=sweep.axes(base)["t"].tolist())
-    assert sweep.config_hash(as_list) == sweep.config_hash(base)
+    as_list = tiny_config(t=Grid(base).axes["t"].tolist())
+    assert config_hash(as_list) == config_hash(base)
     for change in ({"samples": 17}, {"mode": "sde"}, {"grid": {"alpha_D": [0.5], "N": [8], "alpha": [0.2, 0.3],
                                                                  "seed": [0, 1]}}):
-        assert sweep.config_hash(tiny_config(**change)) != sweep.config_hash(base), change
+        assert config_hash(tiny_config(**change)) != config_hash(base), change
 
 
 def test_injection_counts_attempts_across_calls(tmp_path):
@@ -96,15 +98,15 @@ def test_injection_counts_attempts_across_calls(tmp_path):
     coords = {"alpha": 0.3, "seed": 0, "N": 8}
     for attempt in (1, 2):
         with pytest.raises(RuntimeError, match="injected failure"):
-            sweep.maybe_inject_failure(inject, 2, coords)
-    sweep.maybe_inject_failure(inject, 2, coords)  # third attempt passes
-    sweep.maybe_inject_failure(inject, 3, {"alpha": 0.2, "seed": 0})  # not listed
+            maybe_inject_failure(inject, 2, coords)
+    maybe_inject_failure(inject, 2, coords)  # third attempt passes
+    maybe_inject_failure(inject, 3, {"alpha": 0.2, "seed": 0})  # not listed
     with pytest.raises(RuntimeError):
-        sweep.maybe_inject_failure(inject, 7, {"alpha": 0.2, "seed": 1})  # listed by flat index
+        maybe_inject_failure(inject, 7, {"alpha": 0.2, "seed": 1})  # listed by flat index
     always = {"cells": [0], "times": -1, "state_dir": str(tmp_path / "always")}
     for _ in range(4):
         with pytest.raises(RuntimeError):
-            sweep.maybe_inject_failure(always, 0, {})
+            maybe_inject_failure(always, 0, {})
 
 
 @pytest.fixture(scope="module")
@@ -123,13 +125,13 @@ def _values(path):
 def test_run_block_writes_cells_and_skips_done_ones(tmp_path, client):
     config = tiny_config()
     store = tmp_path / "s.zarr"
-    create(store, config)
-    first = sweep.run_block(store, config, "b0000", client=client, progress=False)
+    create(store, Grid(config))
+    first = run_block(store, Grid(config), "b0000", client=client, progress=False)
     assert first["computed"] == 3 and first["skipped"] == 0
     ds = xr.open_zarr(store, consolidated=False)
     assert ds["done"].values.ravel().tolist() == [True] * 3 + [False] * 5
     stamp = ds["finished_at"].values.copy()
-    again = sweep.run_block(store, config, "b0000", client=client, progress=False)
+    again = run_block(store, Grid(config), "b0000", client=client, progress=False)
     assert again == {**again, "computed": 0, "skipped": 3}
     # Nothing was rewritten: the finish stamps are those of the first run.
     np.testing.assert_array_equal(xr.open_zarr(store, consolidated=False)["finished_at"].values, stamp)
@@ -140,13 +142,13 @@ def test_run_block_result_equals_the_engine_called_directly(tmp_path, client):
 
     config = tiny_config()
     store = tmp_path / "s.zarr"
-    create(store, config)
-    sweep.run_block(store, config, "b0001", client=client, progress=False)
+    create(store, Grid(config))
+    run_block(store, Grid(config), "b0001", client=client, progress=False)
     flat = 4
-    direct = run_cell(**sweep.cell_kwargs(config, flat))
+    direct = run_cell(Grid(config).cell(flat))
     ds = xr.open_zarr(store, consolidated=False)
-    idx = sweep.cell_index(config, flat)
-    cell = ds.isel(dict(zip(sweep.cell_dims(config), idx)))
+    idx = Grid(config).index(flat)
+    cell = ds.isel(dict(zip(Grid(config).dims, idx)))
     np.testing.assert_array_equal(cell["phi"].values, np.asarray(direct["phi"], dtype=float))
     np.testing.assert_array_equal(cell["basin_static"].values, np.asarray(direct["basin_static"], dtype=float))
     assert float(cell["d_nn"]) == direct["d_nn"]
@@ -156,9 +158,9 @@ def test_run_block_result_equals_the_engine_called_directly(tmp_path, client):
 def test_failure_once_is_retried(tmp_path, client, monkeypatch):
     config = tiny_config(retries=1)
     store = tmp_path / "s.zarr"
-    create(store, config)
-    monkeypatch.setenv(sweep.INJECT_ENV, json.dumps({"cells": [1], "times": 1, "state_dir": str(tmp_path / "st")}))
-    stats = sweep.run_block(store, config, "b0000", client=client, progress=False)
+    create(store, Grid(config))
+    monkeypatch.setenv(INJECT_ENV, json.dumps({"cells": [1], "times": 1, "state_dir": str(tmp_path / "st")}))
+    stats = run_block(store, Grid(config), "b0000", client=client, progress=False)
     assert stats["computed"] == 3
     assert (tmp_path / "st" / "cell-1.attempts").read_bytes() == b".."  # failed once, then succeeded
 
@@ -166,12 +168,12 @@ def test_failure_once_is_retried(tmp_path, client, monkeypatch):
 def test_failure_always_stops_naming_the_cell_and_keeps_finished_cells(tmp_path, client, monkeypatch):
     config = tiny_config(retries=1)
     store = tmp_path / "s.zarr"
-    create(store, config)
-    sweep.run_block(store, config, "b0000", client=client, progress=False)
-    monkeypatch.setenv(sweep.INJECT_ENV, json.dumps({"cells": [{"alpha": 0.3, "alpha_D": 1.0, "seed": 0}],
+    create(store, Grid(config))
+    run_block(store, Grid(config), "b0000", client=client, progress=False)
+    monkeypatch.setenv(INJECT_ENV, json.dumps({"cells": [{"alpha": 0.3, "alpha_D": 1.0, "seed": 0}],
                                                       "times": -1, "state_dir": str(tmp_path / "st")}))
-    with pytest.raises(sweep.CellError) as info:
-        sweep.run_block(store, config, "b0002", client=client, progress=False)
+    with pytest.raises(CellError) as info:
+        run_block(store, Grid(config), "b0002", client=client, progress=False)
     message = str(info.value)
     assert "cell 6 " in message and "alpha=0.3" in message and "alpha_D=1.0" in message and "seed=0" in message
     assert (tmp_path / "st" / "cell-6.attempts").read_bytes() == b".."  # 1 try + 1 retry
@@ -188,12 +190,12 @@ def test_parameter_error_of_a_cell_is_not_retried_and_names_the_cell(tmp_path, c
     # ParameterError, the same on every attempt.
     config = tiny_config(retries=3, backend="cupy")
     store = tmp_path / "s.zarr"
-    create(store, config)
+    create(store, Grid(config))
     # times = 0: the hook never fails a cell, it only counts the attempts of the listed ones.
-    monkeypatch.setenv(sweep.INJECT_ENV, json.dumps({"cells": [0, 1, 2], "times": 0,
+    monkeypatch.setenv(INJECT_ENV, json.dumps({"cells": [0, 1, 2], "times": 0,
                                                       "state_dir": str(tmp_path / "st")}))
-    with pytest.raises(sweep.CellError) as info:
-        sweep.run_block(store, config, "b0000", client=client, progress=False)
+    with pytest.raises(CellError) as info:
+        run_block(store, Grid(config), "b0000", client=client, progress=False)
     message = str(info.value)
     assert "not retried" in message and "ParameterError" in message and "backend" in message
     assert message.startswith("cell ") and "alpha_D=" in message and "seed=" in message
@@ -208,17 +210,17 @@ def test_run_block_recomputes_a_done_cell_whose_data_chunk_is_damaged(tmp_path, 
 
     config = tiny_config()
     store = tmp_path / "s.zarr"
-    create(store, config)
-    sweep.run_block(store, config, "b0001", client=client, progress=False)
+    create(store, Grid(config))
+    run_block(store, Grid(config), "b0001", client=client, progress=False)
     before = _values(store)
     stamps = xr.open_zarr(store, consolidated=False)["finished_at"].values.ravel().copy()
     damaged = 4
-    idx = sweep.cell_index(config, damaged)
+    idx = Grid(config).index(damaged)
     chunk = store.joinpath("loss", "c", *map(str, idx), "0")  # loss is over (cell dims, t)
     assert chunk.exists()
     chunk.write_bytes(b"\x00not a zstd frame")
     log = io.StringIO()
-    stats = sweep.run_block(store, config, "b0001", client=client, progress=False, log=log)
+    stats = run_block(store, Grid(config), "b0001", client=client, progress=False, log=log)
     assert stats["computed"] == 1 and stats["skipped"] == 2
     lines = [line for line in log.getvalue().splitlines() if line.startswith("store:")]
     assert len(lines) == 1 and lines[0].startswith(f"store: cell {damaged} (") and "chunk of loss" in lines[0]
@@ -250,12 +252,12 @@ def test_cli_run_status_and_errors(tmp_path, monkeypatch, capsys):
     }
     cfg = _write_yaml(tmp_path / "c.yaml", raw)
     # An always-failing cell: exit 1 and a one-line message naming it; the others are written.
-    monkeypatch.setenv(sweep.INJECT_ENV, json.dumps({"cells": [{"seed": 2}], "times": -1,
+    monkeypatch.setenv(INJECT_ENV, json.dumps({"cells": [{"seed": 2}], "times": -1,
                                                      "state_dir": str(tmp_path / "st")}))
     assert main(["sweep", "run", "--configfile", str(cfg), "--threads", "1"]) == 1
     err = capsys.readouterr().err
     assert "error: cell 2 failed" in err and "seed=2" in err
-    monkeypatch.delenv(sweep.INJECT_ENV)
+    monkeypatch.delenv(INJECT_ENV)
     assert main(["status", "results/cli/sweep.zarr"]) == 0
     assert "2/3 cells done" in capsys.readouterr().out
     assert main(["sweep", "run", "--configfile", str(cfg), "--threads", "1"]) == 0
@@ -269,3 +271,29 @@ def test_cli_run_status_and_errors(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "results" / "bad").exists()
     assert main(["status", str(tmp_path)]) == 2
     assert "not a diffmem sweep store" in capsys.readouterr().err
+
+
+def test_grid_in_D_gives_exact_latent_dimensions():
+    config = validate_config({"grid": {"D": [2, 4], "N": [8, 16], "alpha": [0.2]}})
+    assert config["grid"]["alpha_D"] is None
+    assert validate_config(json.loads(json.dumps(config))) == config  # what the Snakemake rules pass on
+    grid = Grid(config)
+    assert grid.dims == ("nonlinearity", "D", "N", "alpha", "seed")
+    for flat, cell in enumerate(grid.cells):
+        coords = grid.coords(flat)
+        assert cell.D == coords["D"] and cell.alpha_D_realized == coords["D"] / coords["N"]
+    sizes = grid.size_coords()
+    assert sizes["alpha_D"][0] == ("D", "N")
+    np.testing.assert_array_equal(sizes["alpha_D"][1], np.array([[2 / 8, 2 / 16], [4 / 8, 4 / 16]]))
+    np.testing.assert_array_equal(sizes["alpha_D_realized"][1], sizes["alpha_D"][1])
+
+
+@pytest.mark.parametrize("grid, key", [
+    ({"D": [2], "alpha_D": [0.5]}, "grid.D"),   # exclusive with alpha_D
+    ({"D": [9], "N": [8, 16]}, "grid.D"),        # D > N for N = 8
+    ({"alpha_D": [0.01], "N": [8]}, "grid.alpha_D"),  # rounds to D = 0
+])
+def test_invalid_latent_axis_names_the_key(grid, key):
+    with pytest.raises(ParameterError) as info:
+        validate_config({"grid": {"alpha": [0.2], "N": [8], **grid}})
+    assert info.value.name == key, str(info.value)

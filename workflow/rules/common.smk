@@ -5,7 +5,9 @@ import sys
 
 from snakemake.utils import validate
 
-from diffmem.pipeline import sweep as diffmem_sweep
+from diffmem.pipeline.config import validate_config
+from diffmem.pipeline.grid import Grid
+from diffmem.pipeline.schema import schema_path
 from diffmem.plots.figures import FIGURES
 
 
@@ -16,10 +18,12 @@ from diffmem.plots.figures import FIGURES
 # It raises ParameterError while the workflow is parsed, before any job exists. The validated config,
 # defaults filled, replaces `config` in place (rules and --config-json see the same values); Snakemake's
 # validate then re-checks the result against the same schema.
-_validated = diffmem_sweep.validate_config(config)
+_validated = validate_config(config)
 config.clear()
 config.update(_validated)
-validate(config, "../schemas/config.schema.yaml", set_default=True)
+validate(config, str(schema_path()), set_default=True)
+# The sweep's cells and blocks, built once from the validated config.
+GRID = Grid(config)
 
 # With --sdm conda, envs/*.post-deploy.sh installs the diffmem of this checkout into each new
 # environment; Snakemake runs it from a copy under .snakemake/conda/, so it learns where the checkout
@@ -40,17 +44,17 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 SWEEP = config["sweep"]
 RESULTS = f"results/{SWEEP}"
 STORE = f"{RESULTS}/sweep.zarr"
-# Markers live under the config hash (grid and physics, diffmem.pipeline.sweep.config_hash): after a change of
+# Markers live under the config hash (grid and physics, diffmem.pipeline.grid.config_hash): after a change of
 # the grid they are missing, so init_store runs again and refuses the existing store with a message
 # naming the changed key, instead of Snakemake reporting the old blocks as up to date.
-CONFIG_HASH = diffmem_sweep.config_hash(config)[:12]
+CONFIG_HASH = GRID.config_hash[:12]
 MARKERS = f"{RESULTS}/markers/{CONFIG_HASH}"
 INIT_MARKER = f"{MARKERS}/sweep.init"
 THEORY = f"{RESULTS}/theory.zarr"
 PHASE = f"{RESULTS}/phase.zarr"
 FIGURE_DIR = f"{RESULTS}/figures"
 SUMMARY = f"{RESULTS}/summary.txt"
-BLOCKS = diffmem_sweep.block_names(config)
+BLOCKS = GRID.block_names()
 # GPU sweeps: each block job asks for one GPU (a `gpu` resource for the SLURM executor) and uses the
 # conda environment with cupy.
 GPUS_PER_BLOCK = 1 if config["backend"] == "cupy" else 0

@@ -31,8 +31,9 @@ import xarray as xr
 from diffmem.analysis import cell_theory, estimators
 from diffmem.analysis import finite_size as fs
 from diffmem.errors import ParameterError
+from diffmem.spec import latent_dim as round_latent_dim
 
-__all__ = ["DiffmemAccessor", "CELL_DIMS", "latent_dimension"]
+__all__ = ["DiffmemAccessor", "CELL_DIMS"]
 
 # Dimensions that index cells (anything else, t and rho, is a per-cell axis). Order = display order.
 CELL_DIMS = ("nonlinearity", "alpha_D", "D", "N", "alpha", "P", "seed")
@@ -46,11 +47,6 @@ QUANTITIES = {
 }
 THEORY_KEY = {"t_c": "t_c", "t_o": "t_o", "t_g": "t_g", "t_g_nn": "t_g"}
 MEASURE = {"t_c": "collapse_time", "t_o": "onset_time", "t_g": "generalization_time", "t_g_nn": "generalization_time"}
-
-
-def latent_dimension(alpha_D, N):
-    """D = floor(alpha_D N + 1/2), at least 1 (THEORY.md section 1); works on arrays and DataArrays."""
-    return np.maximum(1, np.floor(alpha_D * N + 0.5))
 
 
 def _store_config(ds):
@@ -140,7 +136,7 @@ class DiffmemAccessor:
         P = ds["P"].variable.astype(float)
         data = {"P": P, "alpha_eff": np.log(P) / N}
         if "alpha_D" in ds.coords:
-            D = latent_dimension(ds["alpha_D"].variable.astype(float), N)
+            D = round_latent_dim(ds["alpha_D"].variable.astype(float), N)
             data.update(D=D, alpha_D_eff=D / N, logP_over_D=np.log(P) / D)
         dims = [d for d in ds.dims if any(d in v.dims for v in data.values())]
         out = xr.Dataset(data, coords={d: ds[d].values for d in dims if d != "P"})

@@ -18,9 +18,10 @@ Example: N = 16, alpha = 0.2, alpha_D = 0.5 (P = 25, D = 8) gives t_c = 0.4371 f
 (``"limit"``, ``"realized"``) and 0.4397 for (``"limit"``, ``"nominal"``).
 """
 
-from math import floor, log
+from math import log
 
 from diffmem.errors import ParameterError
+from diffmem.spec import latent_dim
 
 __all__ = ["AT", "SPECTRA", "TIMES", "CURVES", "realized_point", "predict_kwargs", "cell_theory"]
 
@@ -40,13 +41,13 @@ def _check(at, spectrum):
 
 
 def realized_point(alpha_D, N, P, D=None):
-    """Realized (alpha, alpha_D) = (log(P)/N, D/N); D defaults to max(1, floor(alpha_D N + 1/2)).
+    """Realized (alpha, alpha_D) = (log(P)/N, D/N); D defaults to the size rule's floor(alpha_D N + 1/2).
 
     Pass the cell's own ``D`` when it is known (the store's ``D`` coordinate, the grid's cell):
     the rounding then happens where the cell was built, not here.
     """
     if D is None:
-        D = max(1, int(floor(float(alpha_D) * int(N) + 0.5)))
+        D = int(latent_dim(float(alpha_D), int(N)))
     return log(int(P)) / int(N), int(D) / int(N)
 
 

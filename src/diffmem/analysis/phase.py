@@ -64,8 +64,13 @@ def _key(kwargs):
     return tuple(sorted(kwargs.items(), key=lambda kv: kv[0]))
 
 
-def theory_requests(config):
+def theory_requests(grid):
     """The theory calls a sweep needs: per cell, its quenched and its limit call, both at the realized point.
+
+    Parameters
+    ----------
+    grid : diffmem.pipeline.grid.Grid
+        The sweep's grid (its cell specs).
 
     Returns
     -------
@@ -73,14 +78,12 @@ def theory_requests(config):
         Calls shared by several cells (the limit across seeds, the replica-symmetric theory of a
         nonlinear sigma across seeds) appear once.
     """
-    from diffmem.pipeline import sweep
-
-    t = sweep.axes(config)["t"].tolist()
+    config = grid.config
+    t = grid.axes["t"].tolist()
     base = dict(family=config["family"], normalize=bool(config["normalize"]),
                 m_tilde=float(config["m_tilde"]), sigma=float(config["sigma"]))
     per_cell, unique = [], {}
-    for flat in range(sweep.n_cells(config)):
-        cell = sweep.cell_coords(config, flat)
+    for flat, cell in enumerate(grid.cells):
         keys = []
         for spectrum in SPECTRA:
             kwargs = cell_theory.predict_kwargs(cell, at="realized", spectrum=spectrum, base=base)
@@ -91,13 +94,13 @@ def theory_requests(config):
     return per_cell, unique
 
 
-def theory_dataset(config, *, progress=False, workers=1):
-    """Theory of every cell of ``config``: times over (spectrum, cell dims), curves also over t.
+def theory_dataset(grid, *, progress=False, workers=1):
+    """Theory of every cell of a sweep: times over (spectrum, cell dims), curves also over t.
 
     Parameters
     ----------
-    config : dict
-        A validated sweep config.
+    grid : diffmem.pipeline.grid.Grid
+        The sweep's grid.
     progress : bool
         Progress bar on stderr.
     workers : int
@@ -113,13 +116,8 @@ def theory_dataset(config, *, progress=False, workers=1):
     import xarray as xr
     from tqdm import tqdm
 
-    from diffmem.pipeline import sweep
-    from diffmem.pipeline.store import _coords
-
-    dims = sweep.cell_dims(config)
-    shape = sweep.grid_shape(config)
-    t = sweep.axes(config)["t"]
-    per_cell, unique = theory_requests(config)
+    dims, shape, t = grid.dims, grid.shape, grid.axes["t"]
+    per_cell, unique = theory_requests(grid)
     keys = list(unique)
     bar = dict(desc="theory", unit="call", total=len(keys), disable=not progress, file=sys.stderr)
     # Spawning workers costs seconds: worth it only for many calls.
@@ -136,16 +134,15 @@ def theory_dataset(config, *, progress=False, workers=1):
     times = {k: np.full((2,) + shape, np.nan) for k in THEORY_TIMES}
     curves = {k: np.full((2,) + shape + (len(t),), np.nan) for k in THEORY_CURVES}
     for flat, q_key, l_key in per_cell:
-        idx = sweep.cell_index(config, flat)
+        idx = grid.index(flat)
         for s, result in enumerate((results[q_key], results[l_key])):
             for name in THEORY_TIMES:
                 times[name][(s,) + idx] = _none_to_nan(result.get(name))
             for name in THEORY_CURVES:
                 if result.get(name) is not None:
                     curves[name][(s,) + idx] = _none_to_nan(result[name])
-    coords, extra = _coords(config)
-    coords = {k: v for k, v in coords.items() if k != "rho"}
-    ds = xr.Dataset(coords={**coords, **extra, "spectrum": np.array(SPECTRA, dtype=object)})
+    coords = {dim: grid.axes[dim] for dim in (*dims, "t")}
+    ds = xr.Dataset(coords={**coords, **grid.size_coords(), "spectrum": np.array(SPECTRA, dtype=object)})
     for name, long_name in THEORY_TIMES.items():
         ds[name] = (("spectrum",) + dims, times[name], {"long_name": long_name, "units": "time (OU units)"})
     for name, (long_name, units) in THEORY_CURVES.items():
@@ -154,7 +151,7 @@ def theory_dataset(config, *, progress=False, workers=1):
         description="diffmem theory per cell at its realized alpha and alpha_D: quenched (same F as the "
         "simulation) and N -> infinity limit",
         at="realized",
-        sweep=config["sweep"], config_hash=sweep.config_hash(config),
+        sweep=grid.config["sweep"], config_hash=grid.config_hash,
     )
     return ds
 

@@ -3,10 +3,9 @@
 import json
 import math
 
-from diffmem.engine import variables
 from diffmem.engine.backend import BACKENDS, DTYPES
-from diffmem.engine.cell import MODES, run_cell
-from diffmem.engine.data import FAMILIES
+from diffmem.engine.cell import run_cell
+from diffmem.spec import DEFAULT_BASIN_SAMPLES, DEFAULT_CHUNK_SIZE, DEFAULT_RHO, FAMILIES, MODES, CellSpec
 
 __all__ = ["add_parser", "run", "to_json"]
 
@@ -40,10 +39,12 @@ def add_parser(subparsers):
     p.add_argument("--T", type=float, default=None, help="start time of reverse trajectories (default max(4, max t + 2))")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="array backend (default auto)")
     p.add_argument("--dtype", choices=DTYPES, default="float64", help="compute dtype (default float64)")
-    p.add_argument("--chunk-size", dest="chunk_size", type=int, default=None, help="training points per kernel chunk")
-    p.add_argument("--basin-samples", dest="basin_samples", type=int, default=None, help="queries per (t, rho) (default 64)")
+    p.add_argument("--chunk-size", dest="chunk_size", type=int, default=DEFAULT_CHUNK_SIZE,
+                   help=f"training points per kernel chunk (default {DEFAULT_CHUNK_SIZE})")
+    p.add_argument("--basin-samples", dest="basin_samples", type=int, default=DEFAULT_BASIN_SAMPLES,
+                   help=f"queries per (t, rho) (default {DEFAULT_BASIN_SAMPLES})")
     p.add_argument("--test-samples", dest="test_samples", type=int, default=None, help="held-out points (default --samples)")
-    p.add_argument("--rho", type=float, nargs="+", default=list(variables.DEFAULT_RHO), help="basin radii (increasing)")
+    p.add_argument("--rho", type=float, nargs="+", default=list(DEFAULT_RHO), help="basin radii (increasing)")
     p.add_argument("--progress", action="store_true", help="progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON object (NaN -> null)")
     p.set_defaults(func=run)
@@ -51,7 +52,7 @@ def add_parser(subparsers):
 
 
 def run(args):
-    result = run_cell(
+    spec = CellSpec(
         family=args.family,
         nonlinearity=args.nonlinearity,
         normalize=args.normalize,
@@ -72,9 +73,9 @@ def run(args):
         backend=args.backend,
         dtype=args.dtype,
         chunk_size=args.chunk_size,
-        progress=args.progress,
         T=args.T,
     )
+    result = run_cell(spec, progress=args.progress)
     print(to_json(result) if args.json else to_table(result))
     return 0
 

@@ -30,18 +30,20 @@ def _config_args(parser):
 
 
 def _load(args):
-    from diffmem.pipeline import sweep
+    """The validated config, its grid (built once) and the store path."""
+    from diffmem.pipeline.config import load_config, validate_config
+    from diffmem.pipeline.grid import Grid
 
     if args.configfile:
-        raw = sweep.load_config(args.configfile)
+        raw = load_config(args.configfile)
     else:
         try:
             raw = json.loads(args.config_json)
         except ValueError as err:
             raise ParameterError("--config-json", f"is not valid JSON: {err}") from None
-    config = sweep.validate_config(raw)
+    config = validate_config(raw)
     store = Path(args.store) if args.store else Path("results") / config["sweep"] / "sweep.zarr"
-    return config, store
+    return Grid(config), store
 
 
 def _touch(marker, text=""):
@@ -73,13 +75,11 @@ def _exit_on_sigterm():
 def cmd_init(args):
     from diffmem.pipeline.store import create
 
-    config, store = _load(args)
-    created = create(store, config)
-    from diffmem.pipeline.sweep import block_names, n_cells
-
+    grid, store = _load(args)
+    created = create(store, grid)
     msg = (
-        f"{'created' if created else 'found compatible'} {store}: {n_cells(config)} cells in "
-        f"{len(block_names(config))} blocks"
+        f"{'created' if created else 'found compatible'} {store}: {grid.n_cells} cells in "
+        f"{len(grid.block_names())} blocks"
     )
     print(msg)
     _touch(args.marker, msg + "\n")
@@ -87,13 +87,13 @@ def cmd_init(args):
 
 def cmd_run_block(args):
     from diffmem.pipeline.cluster import make_cluster
-    from diffmem.pipeline.sweep import CellError, run_block
+    from diffmem.pipeline.runner import CellError, run_block
 
-    config, store = _load(args)
+    grid, store = _load(args)
     _exit_on_sigterm()
     try:
-        with make_cluster(_cluster_spec(config, args.threads)) as client:
-            stats = run_block(store, config, args.block, client=client)
+        with make_cluster(_cluster_spec(grid.config, args.threads)) as client:
+            stats = run_block(store, grid, args.block, client=client)
     except CellError as err:
         print(f"diffmem sweep run-block: error: {err}", file=sys.stderr)
         return 1
@@ -108,18 +108,19 @@ def cmd_run_block(args):
 
 def cmd_run(args):
     from diffmem.pipeline.cluster import make_cluster
+    from diffmem.pipeline.runner import CellError, run_block
     from diffmem.pipeline.store import create
-    from diffmem.pipeline.sweep import CellError, block_names, run_block
 
-    config, store = _load(args)
-    create(store, config)
+    grid, store = _load(args)
+    config = grid.config
+    create(store, grid)
     _exit_on_sigterm()
     start = time.perf_counter()
     computed = 0
     try:
         with make_cluster(_cluster_spec(config, args.threads)) as client:
-            for block in block_names(config):
-                computed += run_block(store, config, block, client=client)["computed"]
+            for block in grid.block_names():
+                computed += run_block(store, grid, block, client=client)["computed"]
     except CellError as err:
         print(f"diffmem sweep run: error: {err}", file=sys.stderr)
         return 1
@@ -128,19 +129,17 @@ def cmd_run(args):
 
 
 def cmd_blocks(args):
-    from diffmem.pipeline.sweep import block_cells, block_names
-
-    config, _ = _load(args)
-    for block in block_names(config):
-        cells = block_cells(config, block)
+    grid, _ = _load(args)
+    for block in grid.block_names():
+        cells = grid.block_cells(block)
         print(f"{block} cells {cells[0]}..{cells[-1]}")
 
 
 def cmd_theory(args):
     from diffmem.analysis.phase import theory_dataset, write_dataset
 
-    config, _ = _load(args)
-    ds = theory_dataset(config, progress=not args.quiet, workers=max(1, args.threads or 1))
+    grid, _ = _load(args)
+    ds = theory_dataset(grid, progress=not args.quiet, workers=max(1, args.threads or 1))
     write_dataset(ds, args.out)
     print(f"theory for {ds.sizes} written to {args.out}", file=sys.stderr)
 
@@ -151,8 +150,8 @@ def cmd_phase(args):
     from diffmem.analysis.phase import extract, write_dataset
     from diffmem.pipeline.store import check_compatible, consolidate
 
-    config, store = _load(args)
-    check_compatible(store, config)
+    grid, store = _load(args)
+    check_compatible(store, grid.config)
     sweep_ds = xr.open_zarr(store, consolidated=False)
     if bool(sweep_ds["done"].all()):
         consolidate(store)  # the sweep is assembled: metadata will not change any more
@@ -168,8 +167,8 @@ def cmd_plot(args):
     from diffmem.plots.figures import plot_all
     from diffmem.pipeline.store import check_compatible
 
-    config, store = _load(args)
-    check_compatible(store, config)
+    grid, store = _load(args)
+    check_compatible(store, grid.config)
     sweep_ds = xr.open_zarr(store, consolidated=False)
     theory = xr.open_zarr(args.theory, consolidated=False)
     phase = xr.open_zarr(args.phase, consolidated=False)

@@ -38,6 +38,7 @@ from diffmem.engine.backend import resolve, to_numpy
 from diffmem.engine.data import DataSpec, TrainingSet
 from diffmem.engine.kernels import stream_logits
 from diffmem.seeding import QUERY, generator
+from diffmem.spec import CellSpec
 
 __all__ = [
     "QUICK",
@@ -272,8 +273,8 @@ def _coefficients(t):
 
 
 def _make_training_set(backend, N, P, chunk_size, seed=0, memory_budget=None):
-    D = max(1, math.floor(0.5 * N + 0.5))
-    spec = DataSpec("hmm", N, D, P, seed, "linear", False)
+    """The benchmark's data: a linear hidden manifold with alpha_D = 1/2."""
+    spec = DataSpec.of(CellSpec(N=N, P=P, alpha_D=0.5, seed=seed))
     train = TrainingSet(spec, chunk_size=chunk_size, device_put=backend.put, memory_budget=memory_budget)
     return spec, train
 

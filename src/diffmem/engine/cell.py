@@ -1,24 +1,19 @@
-"""One grid cell: validate parameters, build the data, measure every variable of the output contract.
+"""One grid cell: build the data of a :class:`diffmem.spec.CellSpec`, measure every variable of the output contract.
 
-:func:`run_cell` is what the command line (``diffmem cell``) and the sweep call. Its result is a
+:func:`run_cell` is what the command line (``diffmem cell``) and the sweep's runner call. Its result is a
 JSON-serializable dict with ``params``, ``t``, ``rho``, one entry per variable of
 :data:`diffmem.engine.variables.VARIABLES` (shaped by its extra dims; NaN where the mode does not measure
 it) and ``wall_time``.
 """
 
 import time
-from math import exp, floor, isfinite, log
 
 import numpy as np
 
 from diffmem import __version__
-
-from diffmem import nonlinearities
-
 from diffmem.engine import variables
 from diffmem.engine.backend import resolve
-from diffmem.engine.data import FAMILIES, DataSpec, TrainingSet
-from diffmem.errors import ParameterError, check_range, check_times
+from diffmem.engine.data import DataSpec, TrainingSet
 from diffmem.engine.observables import (
     Context,
     nearest_neighbour,
@@ -26,168 +21,52 @@ from diffmem.engine.observables import (
     time_observables,
 )
 from diffmem.engine.reverse import DEFAULT_STEPS, default_T, dynamic_basin, reverse_observables
+from diffmem.errors import ParameterError
+from diffmem.spec import CellSpec
 
-__all__ = ["run_cell", "MODES", "DEFAULT_BASIN_SAMPLES", "DEFAULT_CHUNK_SIZE", "resolve_sizes"]
-
-MODES = ("marginal", "sde", "ode")
-# Basin queries per (t, rho): 64 gives a standard error <= 0.0625 on P[w_mu0 > 1/2], enough to place
-# the 1/2 crossing on the default 14-point rho grid; len(rho) x 64 queries per t.
-DEFAULT_BASIN_SAMPLES = 64
-DEFAULT_CHUNK_SIZE = 4096  # training points per kernel chunk (memory ~ 2 x query_batch x chunk x 8 B)
-MAX_P = 10**12
+__all__ = ["run_cell"]
 
 
-def resolve_sizes(N, P=None, alpha=None, alpha_D=1.0):
-    """Validate (N, P or alpha, alpha_D) and return (N, P, D) with THEORY.md section 1 rounding.
-
-    P = floor(exp(alpha N) + 1/2) when alpha is given; D = floor(alpha_D N + 1/2).
-    """
-    N = check_range("N", N, low=1, integer=True)
-    if (P is None) == (alpha is None):
-        raise ParameterError("P", "give exactly one of P (integer >= 2) or alpha (> 0)")
-    if P is not None:
-        P = check_range("P", P, low=2, high=MAX_P, integer=True)
-    else:
-        alpha = check_range("alpha", alpha, low=0, low_open=True)
-        exponent = float(alpha) * N
-        if exponent > log(MAX_P):
-            raise ParameterError("alpha", f"exp(alpha N) must be <= {MAX_P:g}, got alpha N = {exponent:g}")
-        P = int(floor(exp(exponent) + 0.5))
-        if P < 2:
-            raise ParameterError(
-                "alpha", f"P = floor(exp(alpha N) + 1/2) must be >= 2, i.e. alpha >= {log(1.5) / N:.4g}; got {alpha!r}"
-            )
-    alpha_D = check_range("alpha_D", alpha_D, low=0, high=1, low_open=True)
-    D = int(floor(float(alpha_D) * N + 0.5))
-    if D < 1:
-        raise ParameterError(
-            "alpha_D", f"D = floor(alpha_D N + 1/2) must be >= 1, i.e. alpha_D >= {0.5 / N:.4g}; got {alpha_D!r}"
-        )
-    return N, P, D
-
-
-def _check_rho(rho):
-    values = [float(r) for r in np.atleast_1d(rho)]
-    if not values or any(not (isfinite(r) and r > 0) for r in values):
-        raise ParameterError("rho", f"basin radii must lie in (0, inf), got {list(rho)!r}")
-    if any(b <= a for a, b in zip(values[:-1], values[1:])):
-        raise ParameterError("rho", "basin radii must be strictly increasing")
-    return values
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ParameterError(name, f"must be one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
-def _optional_int(name, value, low):
-    return None if value is None else check_range(name, value, low=low, integer=True)
-
-
-def run_cell(
-    *,
-    family="hmm",
-    nonlinearity="linear",
-    normalize=False,
-    N,
-    P=None,
-    alpha=None,
-    alpha_D=1.0,
-    m_tilde=1.0,
-    sigma=1.0,
-    t,
-    samples=256,
-    seed=0,
-    mode="marginal",
-    steps=None,
-    rho=variables.DEFAULT_RHO,
-    basin_samples=None,
-    test_samples=None,
-    backend="auto",
-    dtype="float64",
-    chunk_size=None,
-    progress=False,
-    T=None,
-):
+def run_cell(spec=None, *, progress=False, **parameters):
     """Simulate one cell and measure every variable of :data:`diffmem.engine.variables.VARIABLES`.
 
     Parameters
     ----------
-    family : {"hmm", "isotropic", "gaussian-mixture"}
-    nonlinearity : str
-        Registered sigma of the hidden manifold (hmm).
-    normalize : bool
-        Unit second moment per component (THEORY.md 1).
-    N : int >= 1
-        Ambient dimension.
-    P : int >= 2, optional
-        Number of training points; exclusive with ``alpha`` (P = floor(exp(alpha N) + 1/2)).
-    alpha : float > 0, optional
-    alpha_D : float in (0, 1]
-        Latent ratio; D = floor(alpha_D N + 1/2) >= 1.
-    m_tilde, sigma : float
-        Gaussian-mixture centre scale (>= 0) and per-class standard deviation (> 0).
-    t : sequence of float > 0
-        Times, kept in the given order in the output.
-    samples : int >= 1
-        Queries per time for phi, y2, y2_fresh, g_num, trap, and reverse trajectories in sde/ode.
-    seed : int >= 0
-    mode : {"marginal", "sde", "ode"}
-        Marginal observables are measured in every mode; sde/ode add phi_dyn and the memorization
-        fraction, ode also the dynamic basin.
-    steps : int >= 1, optional
-        Geometric reverse steps from T to min(t) (default 200; requested times are added).
-    rho : sequence of float > 0, increasing
-        Basin grid (squared radius per dimension in units of Delta_t).
-    basin_samples : int >= 1, optional
-        Queries per (t, rho) for the basins (default 64).
-    test_samples : int >= 1, optional
-        Held-out test points for the loss and d_nn (default ``samples``).
-    backend : {"auto", "numpy", "cupy"}
-    dtype : {"float64", "float32"}
-        float32 is accurate only while logits N/Delta_t stay far below 1/eps32 (see tests).
-    chunk_size : int >= 1, optional
-        Training points per kernel chunk (default 4096). Results do not depend on it beyond rounding.
+    spec : CellSpec, optional
+        The cell. Without it, ``parameters`` are the keyword arguments of
+        :class:`diffmem.spec.CellSpec` (``N``, ``P`` or ``alpha``, ``alpha_D``, ``t``, ...), validated
+        into one here.
     progress : bool
         Show a progress bar over t on stderr.
-    T : float, optional
-        Start time of reverse trajectories (default max(4, max(t) + 2)); must exceed max(t).
 
     Returns
     -------
     dict
-        JSON-serializable: params, t, rho, every variable, wall_time (seconds).
+        JSON-serializable: params, t, rho, every variable, wall_time (seconds). Marginal
+        observables are measured in every mode; sde/ode add phi_dyn and the memorization fraction,
+        ode also the dynamic basin.
     """
     start_clock = time.perf_counter()
-    family = _check_choice("family", family, FAMILIES)
-    nonlinearities.get(nonlinearity)  # ParameterError naming the registered ones
-    mode = _check_choice("mode", mode, MODES)
-    alpha_D_requested = alpha_D
-    N, P, D = resolve_sizes(N, P, alpha, alpha_D)
-    m_tilde = float(check_range("m_tilde", m_tilde, low=0))
-    sigma = float(check_range("sigma", sigma, low=0, low_open=True))
-    times = check_times(t)
-    samples = check_range("samples", samples, low=1, integer=True)
-    seed = check_range("seed", seed, low=0, integer=True)
-    steps = _optional_int("steps", steps, 1)
-    rho = _check_rho(rho)
-    basin_samples = _optional_int("basin_samples", basin_samples, 1) or DEFAULT_BASIN_SAMPLES
-    test_samples = _optional_int("test_samples", test_samples, 1) or samples
-    chunk_size = _optional_int("chunk_size", chunk_size, 1) or DEFAULT_CHUNK_SIZE
-    if T is None:
-        T = default_T(times)
-    else:
-        T = float(check_range("T", T, low=max(times), low_open=True))
-    be = resolve(backend, dtype)
+    if spec is None:
+        spec = CellSpec(**parameters)
+    elif parameters:
+        raise ParameterError(next(iter(parameters)), "give either a CellSpec or keyword parameters, not both")
+    if not spec.t:
+        raise ParameterError("t", "give at least one time t > 0")
+    times, rho, seed, samples = list(spec.t), list(spec.rho), spec.seed, spec.samples
+    T = default_T(times) if spec.T is None else spec.T
+    steps = spec.steps
+    mode = spec.mode
+    be = resolve(spec.backend, spec.dtype)
     reverse_steps = (steps or DEFAULT_STEPS) if mode != "marginal" else 0
+    basin_samples = spec.basin_samples
 
-    spec = DataSpec(family, N, D, P, seed, nonlinearity, bool(normalize), m_tilde, sigma)
-    train = TrainingSet(spec, chunk_size=chunk_size, device_put=be.put)
-    ctx = Context(spec, be, train)
+    data = DataSpec.of(spec)
+    train = TrainingSet(data, chunk_size=spec.chunk_size, device_put=be.put)
+    ctx = Context(data, be, train)
 
     result = _empty_result(len(times), len(rho))
-    b = test_points(spec, test_samples, seed)
+    b = test_points(data, spec.test_samples, seed)
     result.update(nearest_neighbour(ctx, b))
     iterator = range(len(times))
     if progress:
@@ -214,29 +93,29 @@ def run_cell(
     result["steps"] = reverse_steps
 
     params = {
-        "family": family,
-        "nonlinearity": nonlinearity,
-        "normalize": bool(normalize),
-        "N": N,
-        "P": P,
-        "alpha": log(P) / N,
-        "alpha_requested": None if alpha is None else float(alpha),
-        "alpha_D": D / N,
-        "alpha_D_requested": float(alpha_D_requested),
-        "D": D,
-        "m_tilde": m_tilde,
-        "sigma": sigma,
+        "family": spec.family,
+        "nonlinearity": spec.nonlinearity,
+        "normalize": spec.normalize,
+        "N": spec.N,
+        "P": spec.P,
+        "alpha": spec.alpha_realized,
+        "alpha_requested": spec.alpha,
+        "alpha_D": spec.alpha_D_realized,
+        "alpha_D_requested": spec.alpha_D,
+        "D": spec.D,
+        "m_tilde": spec.m_tilde,
+        "sigma": spec.sigma,
         "samples": samples,
         "seed": seed,
         "mode": mode,
         "steps": reverse_steps,
         "T": T if mode != "marginal" else None,
         "basin_samples": basin_samples,
-        "test_samples": test_samples,
+        "test_samples": spec.test_samples,
         "backend": be.name,
         "device": be.device,
         "dtype": be.dtype,
-        "chunk_size": chunk_size,
+        "chunk_size": spec.chunk_size,
         "version": __version__,
     }
     out = {"params": params, "t": list(times), "rho": list(rho)}

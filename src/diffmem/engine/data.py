@@ -23,7 +23,6 @@ from diffmem.seeding import FEATURES, TRAIN, generator
 
 __all__ = [
     "BLOCK",
-    "FAMILIES",
     "DataSpec",
     "feature_matrix",
     "sample_points",
@@ -34,8 +33,6 @@ __all__ = [
 # Points per generation block of the training set. Never change it: the training set of a seed
 # depends on it (stores and tests rely on regenerating the same points).
 BLOCK = 4096
-
-FAMILIES = ("hmm", "isotropic", "gaussian-mixture")
 
 
 def feature_matrix(N, D, seed):
@@ -78,6 +75,13 @@ class DataSpec:
     m_tilde: float = 1.0
     sigma: float = 1.0
     _features: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+
+    @classmethod
+    def of(cls, cell):
+        """The data set of a :class:`diffmem.spec.CellSpec` (its realized sizes)."""
+        return cls(
+            cell.family, cell.N, cell.D, cell.P, cell.seed, cell.nonlinearity, cell.normalize, cell.m_tilde, cell.sigma
+        )
 
     @property
     def F(self):

@@ -8,7 +8,7 @@ measured in a given mode are NaN (e.g. ``phi_dyn`` in marginal mode).
 Extra dims: ``t`` (the time grid of the cell), ``rho`` (basin perturbation radius grid).
 """
 
-__all__ = ["VARIABLES", "Variable", "names_with_dims", "DEFAULT_RHO"]
+__all__ = ["VARIABLES", "Variable", "names_with_dims"]
 
 from dataclasses import dataclass
 
@@ -21,9 +21,6 @@ class Variable:
     units: str = "1"
     dtype: str = "float64"
 
-
-# Default basin grid: squared perturbation radius per dimension in units of Delta_t (THEORY.md 3.5).
-DEFAULT_RHO = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0)
 
 _V = Variable
 VARIABLES = {

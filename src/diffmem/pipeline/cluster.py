@@ -1,28 +1,9 @@
 """Dask clusters for the sweep: in-process local, an existing scheduler, or SLURM jobs.
 
-:func:`make_cluster` is the one entry point. It takes the ``cluster`` section of a sweep config::
-
-    cluster:
-      kind: local            # local | address | slurm
-      n_workers: null        # local: worker processes; null = CPUs available to this process
-      threads_per_worker: 1  # threads per worker process (the cells are BLAS-bound already)
-      address: null          # address: "tcp://host:8786" of a running scheduler
-      slurm:                 # slurm: dask-jobqueue SLURMCluster, one worker job per SLURM job
-        queue: null          #   partition (sbatch -p); null = the cluster's default partition
-        account: null        #   account (sbatch -A); null = the user's default account
-        cores: 1             #   CPUs per job (each job runs cores / threads_per_worker workers)
-        memory: "4 GiB"      #   memory per job
-        walltime: "01:00:00" #   SLURM time limit per job; workers retire before it
-        max_jobs: 4          #   adapt() upper bound on concurrent worker jobs
-        min_jobs: 0          #   adapt() lower bound
-        lifetime_margin: null  # seconds before walltime at which workers retire; null = 10 %, >= 60 s
-        job_extra_directives: []  # extra "#SBATCH" lines, e.g. ["--gres=gpu:1"]
-        job_script_prologue: []   # shell lines run before the worker, e.g. ["source .venv/bin/activate"]
-        log_directory: null  #   where SLURM writes worker job logs; null = current directory
-        local_directory: null  # worker scratch directory on the compute node
-        interface: null      #   network interface for scheduler and workers (e.g. "ib0")
-
-and yields a connected :class:`distributed.Client`. Settings resolve in the dask-jobqueue order:
+:func:`make_cluster` is the one entry point. It takes the ``cluster`` section of a sweep config
+(``kind``: local, address or slurm; ``n_workers``, ``threads_per_worker``, ``address``, and the
+``slurm`` sub-section of dask-jobqueue settings; every key, its meaning and its default are in the
+config schema, :mod:`diffmem.pipeline.schema`, the only place defaults are written) and yields a connected :class:`distributed.Client`. Settings resolve in the dask-jobqueue order:
 keyword argument, then the spec, then a computed fallback; ``None`` means "not given".
 
 Workers of the ``slurm`` kind are started with ``--lifetime`` shorter than the walltime (and a
@@ -38,6 +19,7 @@ import os
 import re
 
 from diffmem.errors import ParameterError
+from diffmem.pipeline.schema import schema_defaults
 
 __all__ = [
     "make_cluster",
@@ -52,31 +34,10 @@ __all__ = [
 
 KINDS = ("local", "address", "slurm")
 
-# Defaults of the top-level keys; None means "computed at run time" (see the module docstring).
-DEFAULT_SPEC = {
-    "kind": "local",
-    "n_workers": None,
-    "threads_per_worker": 1,
-    "address": None,
-    "slurm": None,
-}
-
-# Defaults of the `slurm` sub-section.
-DEFAULT_SLURM = {
-    "queue": None,
-    "account": None,
-    "cores": 1,
-    "memory": "4 GiB",
-    "walltime": "01:00:00",
-    "max_jobs": 4,
-    "min_jobs": 0,
-    "lifetime_margin": None,
-    "job_extra_directives": [],
-    "job_script_prologue": [],
-    "log_directory": None,
-    "local_directory": None,
-    "interface": None,
-}
+# Defaults of the top-level keys and of the `slurm` sub-section, from the config schema; None means
+# "computed at run time" (n_workers) or "not given".
+DEFAULT_SPEC = schema_defaults("cluster")
+DEFAULT_SLURM = schema_defaults("cluster", "slurm")
 
 # Workers retire this fraction of the walltime before SLURM's limit, but never less than
 # MIN_MARGIN_S before it: a worker needs time to hand its results over and close cleanly.

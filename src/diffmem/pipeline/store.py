@@ -2,17 +2,18 @@
 
 Layout (opens with plain ``xarray.open_zarr``, no diffmem needed):
 
-- cell dims ``nonlinearity, alpha_D, N, alpha, seed`` (or ``P`` instead of ``alpha`` when the grid
-  is given in P), then the extra dims ``t`` and ``rho`` of :data:`diffmem.engine.variables.VARIABLES`;
+- cell dims ``nonlinearity, alpha_D, N, alpha, seed`` (``P`` instead of ``alpha`` when the grid
+  is given in P, ``D`` instead of ``alpha_D`` when it is given in D; :mod:`diffmem.pipeline.grid`), then the extra dims ``t`` and ``rho`` of :data:`diffmem.engine.variables.VARIABLES`;
 - coordinates: every dim, plus ``P`` (or ``alpha``) over ``(N, alpha)`` (or ``(N, P)``), the
-  realized ``alpha_realized = log(P)/N``, ``D`` and ``alpha_D_realized = D/N`` over ``(alpha_D, N)``;
+  realized ``alpha_realized = log(P)/N``, ``D`` (or ``alpha_D``) and ``alpha_D_realized = D/N`` over
+  ``(alpha_D, N)`` (or ``(D, N)``), all read off the cells' specs;
 - one data variable per engine variable, with ``long_name`` and ``units``; per-cell provenance
   ``wall_time``, ``finished_at``, ``backend``, ``device``, ``version``; and ``done`` (bool), written
   after the cell's data, so a cell is complete exactly when ``done`` is True;
 - chunks of size 1 along every cell dim and full along ``t``/``rho``: each cell is its own set of
   chunks, written by exactly one process, so concurrent writers never touch the same chunk;
 - dataset attrs: ``diffmem_store`` (= "sweep", marks a diffmem store), ``config`` (JSON),
-  ``config_hash`` (:func:`diffmem.pipeline.sweep.config_hash`), ``git_revision``, ``package_versions``,
+  ``config_hash`` (:func:`diffmem.pipeline.grid.config_hash`), ``git_revision``, ``package_versions``,
   ``family``, ``mode``, ``sweep``, ``cell_dims``, ``created``. Attributes are written only at creation
   (rewriting root metadata concurrently is unsafe); the live store is unconsolidated.
 
@@ -33,8 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from diffmem.errors import ParameterError
+from diffmem import __version__
 from diffmem.engine.variables import VARIABLES
+from diffmem.errors import ParameterError
+from diffmem.pipeline.grid import config_hash, science_config
 
 __all__ = [
     "STORE_KIND",
@@ -113,38 +116,20 @@ def package_versions():
 # creation
 
 
-def _coords(config):
-    from diffmem.pipeline import sweep
-
-    ax = sweep.axes(config)
-    dims = sweep.cell_dims(config)
-    x = dims[3]
-    coords = {dim: ax[dim] for dim in dims}
-    coords["t"] = ax["t"]
-    coords["rho"] = ax["rho"]
-    n_grid = ax["N"][:, None]
-    if x == "alpha":
-        p = np.floor(np.exp(n_grid * ax["alpha"][None, :]) + 0.5).astype(np.int64)
-        extra = {"P": (("N", "alpha"), p)}
-    else:
-        p = np.broadcast_to(ax["P"][None, :], (len(ax["N"]), len(ax["P"])))
-        extra = {"alpha": (("N", "P"), np.log(p) / n_grid)}
-    extra["alpha_realized"] = (("N", x), np.log(p) / n_grid)
-    d = np.array([[sweep.latent_dim(a, n) for n in ax["N"]] for a in ax["alpha_D"]], dtype=np.int64)
-    extra["D"] = (("alpha_D", "N"), d)
-    extra["alpha_D_realized"] = (("alpha_D", "N"), d / ax["N"][None, :])
-    return coords, extra
+def _coords(grid):
+    """Dimension coordinates (cell dims, t, rho) and the derived size coordinates of ``grid``."""
+    coords = {dim: grid.axes[dim] for dim in (*grid.dims, "t", "rho")}
+    return coords, grid.size_coords()
 
 
-def template(config):
-    """The lazy (dask-backed) dataset of a sweep: coordinates in memory, data variables lazy."""
+def template(grid):
+    """The lazy (dask-backed) dataset of a sweep :class:`Grid`: coordinates in memory, data variables lazy."""
     import dask.array as da
     import xarray as xr
 
-    from diffmem.pipeline import sweep
-
-    dims = sweep.cell_dims(config)
-    coords, extra = _coords(config)
+    config = grid.config
+    dims = grid.dims
+    coords, extra = _coords(grid)
     shape = tuple(len(coords[d]) for d in dims)
     chunks = (1,) * len(dims)
     ds = xr.Dataset(coords={**coords, **extra})
@@ -179,7 +164,7 @@ def template(config):
         mode=config["mode"],
         cell_dims=json.dumps(list(dims)),
         config=json.dumps(config, sort_keys=True),
-        config_hash=sweep.config_hash(config),
+        config_hash=grid.config_hash,
         git_revision=git_revision(),
         package_versions=json.dumps(package_versions(), sort_keys=True),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -228,17 +213,15 @@ def check_compatible(path, config):
         ``store`` when ``path`` exists but is no diffmem sweep store; ``config`` naming the first
         differing key when its grid or physics differ from ``config``.
     """
-    from diffmem.pipeline import sweep
-
     attrs = _read_root_attrs(path)
     if not attrs or attrs.get("diffmem_store") != STORE_KIND:
         raise ParameterError(
             "store", f"{path} exists but is not a diffmem sweep store; refusing to touch it "
             "(move it away or choose another sweep name)"
         )
-    if attrs.get("config_hash") != sweep.config_hash(config):
-        stored = sweep.science_config(json.loads(attrs["config"]))
-        diff = _first_difference(stored, sweep.science_config(config))
+    if attrs.get("config_hash") != config_hash(config):
+        stored = science_config(json.loads(attrs["config"]))
+        diff = _first_difference(stored, science_config(config))
         raise ParameterError(
             "config", f"{path} was created by a different sweep config ({diff}); changing the grid "
             "or the physics of an existing sweep is refused: use a new sweep name, or move the store away"
@@ -260,8 +243,8 @@ def _remove_stale_temporaries(path):
             pass  # alive, owned by someone else
 
 
-def create(path, config):
-    """Create the store at ``path`` for ``config`` unless it already exists.
+def create(path, grid):
+    """Create the store at ``path`` for the sweep :class:`Grid` ``grid`` unless it already exists.
 
     Returns
     -------
@@ -274,6 +257,7 @@ def create(path, config):
         if ``path`` holds something else, or a store of a different config.
     """
     path = Path(path)
+    config = grid.config
     if path.exists():
         check_compatible(path, config)
         return False
@@ -281,7 +265,7 @@ def create(path, config):
     _remove_stale_temporaries(path)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    ds = template(config)
+    ds = template(grid)
     encoding = {name: {"chunks": ds[name].data.chunksize} for name in ds.data_vars}
     with warnings.catch_warnings():
         # The lazy all-"" string arrays are evaluated to pick their on-disk dtype: tiny, harmless.
@@ -364,27 +348,25 @@ def _cells_readable(arr, grid_shape, flats):
 
 
 class SweepStore:
-    """An open sweep store for one config: reads ``done`` and writes cells by region."""
+    """An open sweep store of one :class:`Grid`: reads ``done`` and writes cells by region."""
 
-    def __init__(self, path, config, attrs):
-        from diffmem.pipeline import sweep
-
+    def __init__(self, path, grid, attrs):
         self.path = Path(path)
-        self.config = config
+        self.grid = grid
+        self.config = grid.config
         self.attrs = attrs
-        self.dims = sweep.cell_dims(config)
-        self.shape = sweep.grid_shape(config)
-        ax = sweep.axes(config)
-        self.n_t = len(ax["t"])
-        self.n_rho = len(ax["rho"])
-        self.t = ax["t"]
+        self.dims = grid.dims
+        self.shape = grid.shape
+        self.n_t = len(grid.axes["t"])
+        self.n_rho = len(grid.axes["rho"])
+        self.t = grid.axes["t"]
 
     @classmethod
-    def open(cls, path, config):
-        """Open an existing store, checking that it belongs to ``config`` (else ParameterError)."""
+    def open(cls, path, grid):
+        """Open an existing store, checking that it belongs to ``grid``'s config (else ParameterError)."""
         if not Path(path).exists():
             raise ParameterError("store", f"{path} does not exist; create it first (diffmem sweep init)")
-        return cls(path, config, check_compatible(path, config))
+        return cls(path, grid, check_compatible(path, grid.config))
 
     def done_flat(self, report=None, log=None):
         """``done`` flags of every cell, flat in C order (unreadable chunks count as not done).
@@ -460,9 +442,7 @@ class SweepStore:
         """
         import xarray as xr
 
-        from diffmem.pipeline import sweep
-
-        coords = sweep.cell_coords(self.config, flat)
+        coords = self.grid.coords(flat)
         if "t" in result and not np.allclose(np.asarray(result["t"], dtype=float), self.t, rtol=1e-12):
             raise ValueError(f"cell {flat}: engine returned a t grid different from the sweep's")
         params = result.get("params", {})
@@ -484,8 +464,6 @@ class SweepStore:
             if arr.shape != want:
                 raise ValueError(f"cell {flat}: variable {var.name!r} has shape {arr.shape}, expected {want}")
             data[var.name] = (self.dims + var.dims, arr.reshape(lead + want))
-        from diffmem import __version__
-
         provenance = {
             "wall_time": float(result.get("wall_time", np.nan)),
             "finished_at": time.time(),

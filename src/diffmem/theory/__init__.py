@@ -6,12 +6,11 @@ spectrum), :mod:`.nonlinear` (replica-symmetric GLM mutual information for any r
 the Gaussian-equivalent approximation) and :mod:`.mixture` (closed forms of the Gaussian mixture).
 """
 
-from math import floor, log
-
 import numpy as np
 
 from diffmem import nonlinearities
 from diffmem.errors import ParameterError, check_range, check_times
+from diffmem.spec import FAMILIES, CellSpec
 from diffmem.theory import linear
 from diffmem.theory import mixture
 from diffmem.theory import nonlinear
@@ -34,7 +33,6 @@ from .nonlinear import collapse_time_rs, excess_entropy_rs, gaussian_equivalent_
 from .spectra import (
     Spectrum,
     isotropic_spectrum,
-    latent_dimension,
     marchenko_pastur_spectrum,
     quenched_spectrum,
     spectrum_of_features,
@@ -49,7 +47,6 @@ __all__ = [
     "quenched_spectrum",
     "spectrum_of_features",
     "isotropic_spectrum",
-    "latent_dimension",
     "snr",
     "excess_entropy",
     "collapse_time",
@@ -71,7 +68,6 @@ __all__ = [
     "mixture",
 ]
 
-FAMILIES = ("hmm", "isotropic", "gaussian-mixture")
 APPROXIMATIONS = (None, "gaussian-equivalent")
 
 
@@ -86,32 +82,19 @@ def _times(t):
     return None if t is None else np.array(check_times(t))
 
 
-def _sizes(family, alpha, alpha_D, N, P):
-    """Realized (alpha, alpha_D, N, P, D): THEORY.md section 1 rounding when N is given."""
+def _sizes(family, alpha, alpha_D, N, P, seed):
+    """Realized (alpha, alpha_D, N, P, D): the cell spec's size rule when N is given, else the limit."""
     alpha_D = float(check_range("alpha_D", alpha_D, low=0, high=1, low_open=True))
-    if family != "hmm":
-        alpha_D = 1.0  # no manifold: full rank
     if N is None:
         if P is not None:
             raise ParameterError("P", "needs N (alpha = log(P)/N); without N give alpha")
         if alpha is None:
             raise ParameterError("alpha", "give alpha (> 0), or N and P")
-        return float(check_range("alpha", alpha, low=0, low_open=True)), alpha_D, None, None, None
-    N = check_range("N", N, low=1, integer=True)
-    if (P is None) == (alpha is None):
-        raise ParameterError("P", "with N give exactly one of P (integer >= 2) or alpha (> 0)")
-    if P is None:
         alpha = float(check_range("alpha", alpha, low=0, low_open=True))
-        if alpha * N > 700:
-            raise ParameterError("alpha", f"alpha N must be <= 700, got {alpha * N:g}")
-        P = int(floor(np.exp(alpha * N) + 0.5))
-        if P < 2:
-            raise ParameterError("alpha", f"P = floor(exp(alpha N) + 1/2) must be >= 2, i.e. alpha >= {log(1.5) / N:.4g}")
-    P = check_range("P", P, low=2, integer=True)
-    D = int(floor(alpha_D * N + 0.5))
-    if D < 1:
-        raise ParameterError("alpha_D", f"D = floor(alpha_D N + 1/2) must be >= 1, i.e. alpha_D >= {0.5 / N:.4g}")
-    return log(P) / N, D / N, N, P, D
+        return alpha, (alpha_D if family == "hmm" else 1.0), None, None, None
+    # The other families have no manifold: full rank, D = N.
+    cell = CellSpec(family=family, N=N, P=P, alpha=alpha, alpha_D=alpha_D if family == "hmm" else 1.0, seed=seed)
+    return cell.alpha_realized, cell.alpha_D_realized, cell.N, cell.P, cell.D
 
 
 def _none_if_nan(x):
@@ -135,6 +118,7 @@ def _linear_block(spectrum, alpha, t, t_s):
 
 
 def predict(
+    cell=None,
     *,
     family="hmm",
     nonlinearity="linear",
@@ -155,6 +139,10 @@ def predict(
 
     Parameters
     ----------
+    cell : CellSpec, optional
+        The cell to predict, at its realized sizes (with its quenched spectrum unless
+        ``quenched=False``) and on its time grid unless ``t`` is given. It replaces the keyword
+        parameters ``family`` to ``sigma``, which are the boundary for callers without a spec.
     family : {"hmm", "isotropic", "gaussian-mixture"}
     nonlinearity : str
         Registered sigma (hmm only; the other families have none and ignore it).
@@ -195,6 +183,11 @@ def predict(
     other times come from the isotropic spectrum of variance sigma^2 (the class spike is O(1/N) per
     dimension), t_s = (1/2) log(N m_tilde^2 + sigma^2) needs N.
     """
+    if cell is not None:
+        family, nonlinearity, normalize = cell.family, cell.nonlinearity, cell.normalize
+        alpha, alpha_D, N, P, seed = None, cell.alpha_D, cell.N, cell.P, cell.seed
+        m_tilde, sigma = cell.m_tilde, cell.sigma
+        t = (cell.t or None) if t is None else t
     family = _choice("family", family, FAMILIES)
     nonlinearities.get(nonlinearity)
     approximation = _choice("approximation", approximation, APPROXIMATIONS)
@@ -203,7 +196,7 @@ def predict(
     m_tilde = float(check_range("m_tilde", m_tilde, low=0))
     sigma = float(check_range("sigma", sigma, low=0, low_open=True))
     times = _times(t)
-    alpha, alpha_D, N, P, D = _sizes(family, alpha, alpha_D, N, P)
+    alpha, alpha_D, N, P, D = _sizes(family, alpha, alpha_D, N, P, seed)
     if quenched is None:
         quenched = N is not None
     if quenched and N is None:

@@ -30,7 +30,6 @@ __all__ = [
     "quenched_spectrum",
     "spectrum_of_features",
     "isotropic_spectrum",
-    "latent_dimension",
 ]
 
 # Chebyshev nodes of the Marchenko-Pastur rule. The integrands log(1 + s lam), lam/(1 + 2 theta lam)
@@ -76,11 +75,6 @@ class Spectrum:
             self.lam_max * scale + shift,
             kind or self.kind,
         )
-
-
-def latent_dimension(N, alpha_D):
-    """D = floor(alpha_D N + 1/2), at least 1 (THEORY.md section 1)."""
-    return max(1, int(np.floor(alpha_D * N + 0.5)))
 
 
 def marchenko_pastur_spectrum(alpha_D, n_nodes=DEFAULT_MP_NODES):

@@ -1,0 +1,260 @@
+"""The grid of a sweep: axes, cells, blocks and the cell spec of every cell, built once from a config.
+
+A sweep is a grid of *cells* over the cell dimensions ``nonlinearity x (alpha_D | D) x N x
+(alpha | P) x seed`` (C order, in that order); every cell is a :class:`diffmem.spec.CellSpec` on the
+same t grid. The grid is split into *blocks* of ``block_size`` consecutive cells: one Snakemake job
+per block.
+
+Seeds: the simulation seed of a cell is its ``seed`` coordinate (the engine derives every stream
+from it, :mod:`diffmem.seeding`), so a cell gives the same numbers in any sweep, in any block, on
+any worker, and a resumed cell reproduces the bits of an uninterrupted run.
+
+The *science* part of a config (the grid axes and :data:`SCIENCE_KEYS`) is what changes the
+numbers; its hash (:func:`config_hash`) identifies a store, so a store cannot be resumed with
+different physics.
+"""
+
+import hashlib
+import json
+
+import numpy as np
+
+from diffmem.errors import ParameterError
+from diffmem.spec import DEFAULT_RHO, CellSpec
+
+__all__ = [
+    "Grid",
+    "grid_axes",
+    "expand_axis",
+    "describe_cell",
+    "science_config",
+    "config_hash",
+    "SCIENCE_KEYS",
+    "INTEGER_AXES",
+]
+
+# Keys that change the numbers a cell produces: they define the config hash of a store, so a store
+# cannot be resumed with different physics. Execution settings (cluster, retries, block_size,
+# progress, backend) are left out on purpose: moving a sweep to a cluster or a GPU mid-way is allowed
+# (the backend and device of each cell are recorded as provenance).
+SCIENCE_KEYS = (
+    "family", "mode", "normalize", "m_tilde", "sigma", "t", "rho", "samples", "test_samples",
+    "basin_samples", "steps", "dtype", "chunk_size",
+)
+
+INTEGER_AXES = ("N", "P", "D", "seed")
+# Keys of a validated config that every cell of the sweep shares (CellSpec fields of the same name).
+SHARED_KEYS = (
+    "family", "normalize", "m_tilde", "sigma", "samples", "mode", "steps", "basin_samples",
+    "test_samples", "chunk_size", "backend", "dtype",
+)
+
+
+def expand_axis(name, spec, integer=False):
+    """A grid axis as a 1-D numpy array from a list or a {start, stop, num, spacing} range."""
+    if isinstance(spec, dict):
+        start, stop, num = spec["start"], spec["stop"], int(spec["num"])
+        if spec.get("spacing", "linear") == "log":
+            if start <= 0 or stop <= 0:
+                raise ParameterError(f"{name}.start", f"log spacing needs start, stop > 0, got {start}, {stop}")
+            values = np.geomspace(start, stop, num)
+        else:
+            values = np.linspace(start, stop, num)
+        if integer:
+            values = np.rint(values).astype(np.int64)
+            if len(np.unique(values)) != len(values):
+                raise ParameterError(
+                    f"{name}.num", f"the range rounds to repeated integers {values.tolist()}; lower num"
+                )
+        return values
+    values = np.asarray(spec, dtype=np.int64 if integer else float)
+    if len(np.unique(values)) != len(values):
+        raise ParameterError(name, f"values must be distinct, got {list(spec)}")
+    return values
+
+
+def grid_axes(config):
+    """Cell dimensions (storage order) and every axis of a validated config, without building cells.
+
+    Returns
+    -------
+    (dims, axes) : tuple of str, dict of str -> numpy.ndarray
+        ``dims`` is nonlinearity, alpha_D or D, N, alpha or P, seed; ``axes`` has every cell
+        dimension plus ``t`` and ``rho``.
+    """
+    grid = config["grid"]
+    latent = "D" if grid.get("D") is not None else "alpha_D"
+    size = "alpha" if grid.get("alpha") is not None else "P"
+    dims = ("nonlinearity", latent, "N", size, "seed")
+    axes = {"nonlinearity": np.asarray(list(grid["nonlinearity"]), dtype=object)}
+    for dim in dims[1:]:
+        axes[dim] = expand_axis(f"grid.{dim}", grid[dim], integer=dim in INTEGER_AXES)
+    axes["t"] = expand_axis("t", config["t"])
+    axes["rho"] = expand_axis("rho", DEFAULT_RHO if config.get("rho") is None else config["rho"])
+    return dims, axes
+
+
+def science_config(config):
+    """The part of a config that determines the numbers: grid axes (expanded) and SCIENCE_KEYS."""
+    dims, axes = grid_axes(config)
+    out = {key: config[key] for key in SCIENCE_KEYS if key in config}
+    out["t"] = axes["t"].tolist()
+    out["rho"] = axes["rho"].tolist()
+    out["grid"] = {dim: axes[dim].tolist() for dim in dims}
+    return out
+
+
+def config_hash(config):
+    """sha256 (hex) of the canonical JSON of :func:`science_config`."""
+    text = json.dumps(science_config(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def describe_cell(coords):
+    """One-line description of a cell for messages: 'nonlinearity=linear alpha_D=0.25 N=32 ...'."""
+    return " ".join(f"{k}={v}" for k, v in coords.items())
+
+
+def _plain(dim, value):
+    """A coordinate value as a plain Python str, int or float."""
+    if dim == "nonlinearity":
+        return str(value)
+    return int(value) if dim in INTEGER_AXES else float(value)
+
+
+class Grid:
+    """Every cell of a validated sweep config.
+
+    Parameters
+    ----------
+    config : dict
+        A config validated by :func:`diffmem.pipeline.config.validate_config` (defaults filled).
+
+    Attributes
+    ----------
+    config : dict
+    dims : tuple of str
+        Cell dimensions in storage order: nonlinearity, alpha_D or D, N, alpha or P, seed.
+    axes : dict of str -> numpy.ndarray
+        Every cell dimension, plus ``t`` and ``rho``.
+    shape : tuple of int
+    n_cells : int
+    config_hash : str
+        :func:`config_hash` of the config: the identity of the sweep's store.
+    cells : tuple of CellSpec
+        The spec of every cell, flat in C order.
+
+    Raises
+    ------
+    ParameterError
+        naming the config key (``grid.alpha``, ``samples``, ...) when a cell is invalid, with the cell.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        self.dims, self.axes = grid_axes(config)
+        axes = self.axes
+        self.shape = tuple(len(axes[d]) for d in self.dims)
+        self.n_cells = int(np.prod(self.shape))
+        self.block_size = int(config["block_size"])
+        self.config_hash = config_hash(config)
+        shared = {key: config[key] for key in SHARED_KEYS}
+        shared.update(t=tuple(axes["t"].tolist()), rho=tuple(axes["rho"].tolist()))
+        self.cells = tuple(self._cell_spec(flat, shared) for flat in range(self.n_cells))
+
+    def _cell_spec(self, flat, shared):
+        coords = self.coords(flat, derived=False)
+        sizes = {"N": coords["N"], "seed": coords["seed"], "nonlinearity": coords["nonlinearity"]}
+        sizes[self.dims[3]] = coords[self.dims[3]]
+        # A grid in D gives the exact ratio D/N, which the size rule rounds back to D.
+        sizes["alpha_D"] = coords["alpha_D"] if "alpha_D" in coords else coords["D"] / coords["N"]
+        try:
+            return CellSpec(**shared, **sizes)
+        except ParameterError as err:
+            key = f"grid.{err.name}" if err.name in ("nonlinearity", "N", "alpha", "P", "seed") else err.name
+            if err.name == "alpha_D":
+                key = f"grid.{self.dims[1]}"
+            message = str(err).split(": ", 1)[1]
+            raise ParameterError(key, f"{message} (cell {describe_cell(coords)})") from None
+
+    # -- cells ----------------------------------------------------------------------------------
+    def index(self, flat):
+        """Grid index tuple of flat cell number ``flat`` (C order)."""
+        return tuple(int(i) for i in np.unravel_index(int(flat), self.shape))
+
+    def flat(self, index):
+        """Flat cell number of a grid index tuple."""
+        return int(np.ravel_multi_index(tuple(int(i) for i in index), self.shape))
+
+    def cell(self, flat):
+        """The :class:`CellSpec` of cell ``flat``."""
+        return self.cells[int(flat)]
+
+    def coords(self, flat, derived=True):
+        """Coordinates of a cell as plain Python values: the cell dims, then (``derived``) P or alpha and D."""
+        out = {dim: _plain(dim, self.axes[dim][i]) for dim, i in zip(self.dims, self.index(flat))}
+        if derived:
+            cell = self.cells[int(flat)]
+            if "alpha" in out:
+                out["P"] = cell.P
+            if "alpha_D" in out:
+                out["D"] = cell.D
+        return out
+
+    # -- blocks ---------------------------------------------------------------------------------
+    def block_names(self):
+        """Names of the blocks ``b0000, b0001, ...``: ``block_size`` consecutive cells each."""
+        count = -(-self.n_cells // self.block_size)
+        return [f"b{k:04d}" for k in range(count)]
+
+    def block_cells(self, block):
+        """Flat cell numbers of ``block`` (a name like ``b0003`` or its number)."""
+        if isinstance(block, int):
+            k = block
+        else:
+            names = self.block_names()
+            if block not in names:
+                raise ParameterError("block", f"unknown block {block!r}; this sweep has {names[0]} .. {names[-1]}")
+            k = names.index(block)
+        return list(range(k * self.block_size, min((k + 1) * self.block_size, self.n_cells)))
+
+    # -- realized sizes -------------------------------------------------------------------------
+    def size_coords(self):
+        """The derived size coordinates of the store, read off the cell specs.
+
+        Returns
+        -------
+        dict of name -> (dims, numpy.ndarray)
+            ``P`` over (N, alpha) or ``alpha`` over (N, P), ``alpha_realized`` over (N, alpha | P),
+            ``D`` over (alpha_D, N) or ``alpha_D`` over (D, N), and ``alpha_D_realized``.
+        """
+        latent, size = self.dims[1], self.dims[3]
+        # Sizes depend on (latent, N, size) only: read them from the first nonlinearity and seed.
+        first = np.zeros(len(self.dims), dtype=int)
+
+        def table(dims, attribute):
+            axes = [self.dims.index(d) for d in dims]
+            out = np.empty(tuple(self.shape[a] for a in axes), dtype=object)
+            for pos in np.ndindex(*out.shape):
+                index = first.copy()
+                index[axes] = pos
+                out[pos] = getattr(self.cells[self.flat(index)], attribute)
+            return out
+
+        size_dims = ("N", size)
+        p = table(size_dims, "P").astype(np.int64)
+        n_by_size = self.axes["N"][:, None]
+        out = {}
+        if size == "alpha":
+            out["P"] = (size_dims, p)
+        else:
+            out["alpha"] = (size_dims, np.log(p) / n_by_size)
+        out["alpha_realized"] = (size_dims, np.log(p) / n_by_size)
+        latent_dims = (latent, "N")
+        d = table(latent_dims, "D").astype(np.int64)
+        if latent == "alpha_D":
+            out["D"] = (latent_dims, d)
+        else:
+            out["alpha_D"] = (latent_dims, d / self.axes["N"][None, :])
+        out["alpha_D_realized"] = (latent_dims, d / self.axes["N"][None, :])
+        return out

@@ -1,0 +1,219 @@
+"""The cell spec: one immutable, validated description of a grid cell, and the size rule.
+
+A *cell* is one data set (family, sigma, sizes, seed) measured on one time grid. Every layer takes a
+:class:`CellSpec`: the engine simulates it, the theory predicts it, the pipeline's grid builds one per
+cell and the store's coordinates are read off them. It is built once, at the boundary (CLI, config
+grid, accessor), and passed down unchanged.
+
+The size rule (docs/theory.md, "Model and conventions") lives here and nowhere else:
+
+    P = floor(e^{alpha N} + 1/2),    D = floor(alpha_D N + 1/2),
+
+so the *realized* ratios are alpha = log(P)/N and alpha_D = D/N. :func:`n_points` and
+:func:`latent_dim` apply it elementwise (scalars, numpy arrays, xarray objects); :class:`CellSpec`
+turns their result into integers and checks the limits.
+"""
+
+from dataclasses import dataclass, fields
+from math import isfinite, log
+
+import numpy as np
+
+from diffmem import nonlinearities
+from diffmem.errors import ParameterError, check_range, check_times
+
+__all__ = [
+    "CellSpec",
+    "FAMILIES",
+    "MODES",
+    "MAX_P",
+    "DEFAULT_RHO",
+    "DEFAULT_BASIN_SAMPLES",
+    "DEFAULT_CHUNK_SIZE",
+    "n_points",
+    "latent_dim",
+]
+
+FAMILIES = ("hmm", "isotropic", "gaussian-mixture")
+MODES = ("marginal", "sde", "ode")
+# Largest training set a cell may ask for: the streamed kernel visits every point once per query
+# batch, and 10^12 points is already days of compute on any machine this runs on.
+MAX_P = 10**12
+# Squared basin perturbation radii per dimension (units of Delta_t): log-spaced enough to place the
+# 1/2 crossing of the basin probability for t from 0.05 to 2.
+DEFAULT_RHO = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0)
+# Basin queries per (t, rho): 64 gives a standard error <= 0.0625 on P[w_mu0 > 1/2], enough to place
+# the 1/2 crossing on the default 14-point rho grid; len(rho) x 64 queries per t.
+DEFAULT_BASIN_SAMPLES = 64
+DEFAULT_CHUNK_SIZE = 4096  # training points per kernel chunk (memory ~ 2 x query_batch x chunk x 8 B)
+
+
+def n_points(alpha, N):
+    """P = floor(e^{alpha N} + 1/2), elementwise, as floats (the one place P is rounded)."""
+    with np.errstate(over="ignore"):
+        return np.floor(np.exp(np.multiply(alpha, N)) + 0.5)
+
+
+def latent_dim(alpha_D, N):
+    """D = floor(alpha_D N + 1/2), elementwise, as floats (the one place D is rounded)."""
+    return np.floor(np.multiply(alpha_D, N) + 0.5)
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        raise ParameterError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _optional_int(name, value, low):
+    return None if value is None else check_range(name, value, low=low, integer=True)
+
+
+def _increasing_radii(rho):
+    values = tuple(float(r) for r in np.atleast_1d(rho))
+    if not values or any(not (isfinite(r) and r > 0) for r in values):
+        raise ParameterError("rho", f"basin radii must lie in (0, inf), got {list(values)!r}")
+    if any(b <= a for a, b in zip(values[:-1], values[1:])):
+        raise ParameterError("rho", "basin radii must be strictly increasing")
+    return values
+
+
+def _training_size(N, P, alpha):
+    """Validated P from exactly one of P and alpha."""
+    if (P is None) == (alpha is None):
+        raise ParameterError("P", "give exactly one of P (integer >= 2) or alpha (> 0)")
+    if P is not None:
+        return check_range("P", P, low=2, high=MAX_P, integer=True), None
+    alpha = float(check_range("alpha", alpha, low=0, low_open=True))
+    if alpha * N > log(MAX_P):
+        raise ParameterError("alpha", f"exp(alpha N) must be <= {MAX_P:g}, got alpha N = {alpha * N:g}")
+    P = int(n_points(alpha, N))
+    if P < 2:
+        raise ParameterError(
+            "alpha", f"P = floor(exp(alpha N) + 1/2) must be >= 2, i.e. alpha >= {log(1.5) / N:.4g}; got {alpha!r}"
+        )
+    return P, alpha
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellSpec:
+    """One cell: data, sizes, time grid and measurement settings, validated on construction.
+
+    Give the training-set size as ``P`` or as ``alpha`` (then P = floor(e^{alpha N} + 1/2) and
+    ``alpha`` is kept as the nominal value); ``alpha_D`` is the nominal latent ratio. The realized
+    sizes are the properties :attr:`D`, :attr:`alpha_realized` and :attr:`alpha_D_realized`.
+
+    Attributes
+    ----------
+    family : {"hmm", "isotropic", "gaussian-mixture"}
+    nonlinearity : str
+        Registered sigma of the hidden manifold (:mod:`diffmem.nonlinearities`).
+    normalize : bool
+        Unit second moment per component.
+    N : int >= 1
+        Ambient dimension.
+    P : int in [2, MAX_P]
+        Number of training points (derived from ``alpha`` when that is given).
+    alpha : float or None
+        Nominal log(P)/N as requested, None when the cell was given by P.
+    alpha_D : float in (0, 1]
+        Nominal latent ratio; D = floor(alpha_D N + 1/2) must be >= 1.
+    seed : int >= 0
+        Seed of every random array of the cell (:mod:`diffmem.seeding`).
+    m_tilde, sigma : float
+        Gaussian-mixture centre scale (>= 0) and per-class standard deviation (> 0).
+    t : tuple of float > 0
+        Times, in the given order (may be empty for a theory-only cell).
+    samples : int >= 1
+        Queries per time.
+    mode : {"marginal", "sde", "ode"}
+    steps : int >= 1 or None
+        Reverse steps from T to min(t) (None: the engine's default).
+    rho : tuple of float > 0, increasing
+        Basin grid (squared radius per dimension in units of Delta_t).
+    basin_samples, test_samples, chunk_size : int >= 1
+        Queries per (t, rho), held-out test points, training points per kernel chunk.
+    T : float or None
+        Start time of reverse trajectories (None: the engine's default); must exceed max(t).
+    backend, dtype : str
+        Array backend and compute dtype (checked by the engine's backend resolution).
+    """
+
+    family: str = "hmm"
+    nonlinearity: str = "linear"
+    normalize: bool = False
+    N: int
+    P: int | None = None
+    alpha: float | None = None
+    alpha_D: float = 1.0
+    seed: int = 0
+    m_tilde: float = 1.0
+    sigma: float = 1.0
+    t: tuple = ()
+    samples: int = 256
+    mode: str = "marginal"
+    steps: int | None = None
+    rho: tuple = DEFAULT_RHO
+    basin_samples: int = DEFAULT_BASIN_SAMPLES
+    test_samples: int | None = None
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    T: float | None = None
+    backend: str = "auto"
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
+        put("family", _choice("family", self.family, FAMILIES))
+        nonlinearities.get(self.nonlinearity)  # ParameterError naming the registered ones
+        put("normalize", bool(self.normalize))
+        put("mode", _choice("mode", self.mode, MODES))
+        N = check_range("N", self.N, low=1, integer=True)
+        put("N", N)
+        P, alpha = _training_size(N, self.P, self.alpha)
+        put("P", P)
+        put("alpha", alpha)
+        alpha_D = float(check_range("alpha_D", self.alpha_D, low=0, high=1, low_open=True))
+        put("alpha_D", alpha_D)
+        if latent_dim(alpha_D, N) < 1:
+            raise ParameterError(
+                "alpha_D",
+                f"D = floor(alpha_D N + 1/2) must be >= 1, i.e. alpha_D >= {0.5 / N:.4g}; got {alpha_D!r}",
+            )
+        put("seed", check_range("seed", self.seed, low=0, integer=True))
+        put("m_tilde", float(check_range("m_tilde", self.m_tilde, low=0)))
+        put("sigma", float(check_range("sigma", self.sigma, low=0, low_open=True)))
+        put("t", tuple(check_times(self.t)) if len(np.atleast_1d(self.t)) else ())
+        put("samples", check_range("samples", self.samples, low=1, integer=True))
+        put("steps", _optional_int("steps", self.steps, 1))
+        put("rho", _increasing_radii(self.rho))
+        put("basin_samples", check_range("basin_samples", self.basin_samples, low=1, integer=True))
+        put("test_samples", _optional_int("test_samples", self.test_samples, 1) or self.samples)
+        put("chunk_size", check_range("chunk_size", self.chunk_size, low=1, integer=True))
+        if self.T is not None:
+            low = max(self.t) if self.t else 0.0
+            put("T", float(check_range("T", self.T, low=low, low_open=True)))
+
+    @property
+    def D(self):
+        """Latent dimension D = floor(alpha_D N + 1/2)."""
+        return int(latent_dim(self.alpha_D, self.N))
+
+    @property
+    def alpha_realized(self):
+        """Realized log(P)/N."""
+        return log(self.P) / self.N
+
+    @property
+    def alpha_D_realized(self):
+        """Realized D/N."""
+        return self.D / self.N
+
+    def replace(self, **changes):
+        """A new, validated spec with ``changes`` applied (P or alpha replaces both size keys)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        if "P" in changes or "alpha" in changes:
+            values["P"], values["alpha"] = changes.pop("P", None), changes.pop("alpha", None)
+        elif "N" in changes and values["alpha"] is not None:
+            values["P"] = None  # the nominal alpha sets P at the new N
+        values.update(changes)
+        return CellSpec(**values)
