@@ -26,6 +26,8 @@ __all__ = [
     "CellSpec",
     "FAMILIES",
     "MODES",
+    "SAMPLING",
+    "DEFAULT_SAMPLING",
     "MAX_P",
     "DEFAULT_RHO",
     "DEFAULT_BASIN_SAMPLES",
@@ -36,6 +38,10 @@ __all__ = [
 
 FAMILIES = ("hmm", "isotropic", "gaussian-mixture")
 MODES = ("marginal", "sde", "ode")
+# Marginal-mode queries: the same draws at every t (common random numbers; the whole time grid in
+# one streamed pass, curves correlated across t) or fresh draws per t (one pass per t, independent).
+SAMPLING = ("shared", "independent")
+DEFAULT_SAMPLING = "shared"
 # Largest training set a cell may ask for: the streamed kernel visits every point once per query
 # batch, and 10^12 points is already days of compute on any machine this runs on.
 MAX_P = 10**12
@@ -127,6 +133,10 @@ class CellSpec:
     samples : int >= 1
         Queries per time.
     mode : {"marginal", "sde", "ode"}
+    sampling : {"shared", "independent"}
+        Marginal-mode queries: the same draws at every t (one streamed pass for the whole grid;
+        errors correlated across t) or fresh draws per t. Each t's estimate and standard error have
+        the same distribution in both schemes.
     steps : int >= 1 or None
         Reverse steps from T to min(t) (None: the engine's default).
     rho : tuple of float > 0, increasing
@@ -152,6 +162,7 @@ class CellSpec:
     t: tuple = ()
     samples: int = 256
     mode: str = "marginal"
+    sampling: str = DEFAULT_SAMPLING
     steps: int | None = None
     rho: tuple = DEFAULT_RHO
     basin_samples: int = DEFAULT_BASIN_SAMPLES
@@ -167,6 +178,7 @@ class CellSpec:
         nonlinearities.get(self.nonlinearity)  # ParameterError naming the registered ones
         put("normalize", bool(self.normalize))
         put("mode", _choice("mode", self.mode, MODES))
+        put("sampling", _choice("sampling", self.sampling, SAMPLING))
         N = check_range("N", self.N, low=1, integer=True)
         put("N", N)
         P, alpha = _training_size(N, self.P, self.alpha)

@@ -5,7 +5,16 @@ import math
 
 from diffmem.engine.backend import BACKENDS, DTYPES
 from diffmem.engine.cell import run_cell
-from diffmem.spec import DEFAULT_BASIN_SAMPLES, DEFAULT_CHUNK_SIZE, DEFAULT_RHO, FAMILIES, MODES, CellSpec
+from diffmem.spec import (
+    DEFAULT_BASIN_SAMPLES,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_RHO,
+    DEFAULT_SAMPLING,
+    FAMILIES,
+    MODES,
+    SAMPLING,
+    CellSpec,
+)
 
 __all__ = ["add_parser", "run", "to_json"]
 
@@ -35,6 +44,11 @@ def add_parser(subparsers):
     p.add_argument("--samples", type=int, default=256, help="queries per time (default 256)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random array (default 0)")
     p.add_argument("--mode", choices=MODES, default="marginal", help="marginal sampling, or reverse sde/ode")
+    p.add_argument(
+        "--sampling", choices=SAMPLING, default=DEFAULT_SAMPLING,
+        help="marginal queries: the same draws at every t, the whole grid in one pass (shared, default), "
+        "or fresh draws per t (independent)",
+    )
     p.add_argument("--steps", type=int, default=None, help="reverse steps from T to min(t) (default 200)")
     p.add_argument("--T", type=float, default=None, help="start time of reverse trajectories (default max(4, max t + 2))")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="array backend (default auto)")
@@ -74,6 +88,7 @@ def run(args):
         dtype=args.dtype,
         chunk_size=args.chunk_size,
         T=args.T,
+        sampling=args.sampling,
     )
     result = run_cell(spec, progress=args.progress)
     print(to_json(result) if args.json else to_table(result))
@@ -101,7 +116,7 @@ def to_table(result):
     lines = [
         f"# diffmem cell {prm['family']} ({prm['nonlinearity']}{', normalized' if prm['normalize'] else ''}): "
         f"N={prm['N']} D={prm['D']} P={prm['P']} alpha={prm['alpha']:.4g} alpha_D={prm['alpha_D']:.4g} "
-        f"seed={prm['seed']} mode={prm['mode']} steps={prm['steps']} backend={prm['backend']} dtype={prm['dtype']}",
+        f"seed={prm['seed']} mode={prm['mode']} sampling={prm['sampling']} steps={prm['steps']} backend={prm['backend']} dtype={prm['dtype']}",
     ]
     columns = list(TABLE_COLUMNS) + (["phi_dyn", "phi_dyn_se"] if prm["mode"] != "marginal" else [])
     lines.append(f"{'t':>10}" + "".join(f"{c:>14}" for c in columns))

@@ -37,7 +37,7 @@ def run_cell(spec=None, *, progress=False, **parameters):
         :class:`diffmem.spec.CellSpec` (``N``, ``P`` or ``alpha``, ``alpha_D``, ``t``, ...), validated
         into one here.
     progress : bool
-        Show a progress bar over t on stderr.
+        Show a progress bar on stderr (over t, or over training chunks with shared sampling).
 
     Returns
     -------
@@ -68,13 +68,10 @@ def run_cell(spec=None, *, progress=False, **parameters):
     result = _empty_result(len(times), len(rho))
     b = test_points(data, spec.test_samples, seed)
     result.update(nearest_neighbour(ctx, b))
-    iterator = range(len(times))
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, desc="t", unit="t")
-    for i in iterator:
-        at_t = time_observables(ctx, times[i], i, b, samples=samples, seed=seed, rho=rho, basin_samples=basin_samples)
+    for i, at_t in enumerate(
+        _marginal_observables(ctx, times, b, spec.sampling, samples=samples, seed=seed, rho=rho,
+                              basin_samples=basin_samples, progress=progress)
+    ):
         for key, value in at_t.items():
             result[key][i] = value
 
@@ -116,12 +113,33 @@ def run_cell(spec=None, *, progress=False, **parameters):
         "device": be.device,
         "dtype": be.dtype,
         "chunk_size": spec.chunk_size,
+        "sampling": spec.sampling,
         "version": __version__,
     }
     out = {"params": params, "t": list(times), "rho": list(rho)}
     out.update(_to_json_types(result))
     out["wall_time"] = time.perf_counter() - start_clock
     return out
+
+
+def _marginal_observables(ctx, times, b, sampling, *, samples, seed, rho, basin_samples, progress):
+    """Per-time observable dicts, in the order of ``times``, in the given sampling scheme.
+
+    shared: every t from the same draws, the whole grid in one streamed pass
+    (:func:`diffmem.engine.timeshare.shared_time_observables`); independent: time index i draws from
+    its own stream i, one pass per t.
+    """
+    kwargs = dict(samples=samples, seed=seed, rho=rho, basin_samples=basin_samples)
+    if sampling == "shared":
+        from diffmem.engine.timeshare import shared_time_observables
+
+        return shared_time_observables(ctx, times, b, progress=progress, **kwargs)
+    iterator = range(len(times))
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc="t", unit="t")
+    return [time_observables(ctx, times[i], i, b, **kwargs) for i in iterator]
 
 
 def _empty_result(n_t, n_rho):

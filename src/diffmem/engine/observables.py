@@ -1,10 +1,18 @@
 """Observables of one cell (THEORY.md section 3), each with its standard error std/sqrt(n).
 
-Query points are built on the host in float64 from counter-based generators, so each time index i
-draws its own independent randomness ``generator(seed, QUERY, i, k)`` (k names the observable) and
-one t's result does not depend on the other t's of the list. Held-out test points (loss, d_nn) are
-shared by all t (``generator(seed, TEST, 0)``): common random numbers make L(t) smooth in t and its
-arg-min t_g meaningful.
+Query points are built on the host in float64 from counter-based generators
+``generator(seed, QUERY, i, k)`` (k names the observable, i the stream index). Two sampling schemes
+(:data:`diffmem.spec.SAMPLING`):
+
+- ``independent``: time index i draws from stream i, so one t's result does not depend on the other
+  t's of the list and the curves are independent across t;
+- ``shared`` (common random numbers): every t draws from stream 0, i.e. the same mu0, xi, u, ... at
+  every t, so the logits of all times are combinations of the same dot products and one streamed
+  pass serves the whole time grid (:mod:`diffmem.engine.timeshare`). Each t's estimate and its
+  standard error are unchanged in distribution; the errors of different t are correlated.
+
+Held-out test points (loss, d_nn) are shared by all t in both schemes (``generator(seed, TEST, 0)``):
+common random numbers make L(t) smooth in t and its arg-min t_g meaningful.
 """
 
 from dataclasses import dataclass
@@ -18,6 +26,7 @@ from diffmem.seeding import QUERY, TEST, generator
 
 __all__ = [
     "Context",
+    "SHARED_STREAM",
     "evaluate",
     "mean_se",
     "posterior_logit_coefficients",
@@ -28,6 +37,12 @@ __all__ = [
     "trap_queries",
     "basin_queries",
     "time_observables",
+    "summarize_time",
+    "planted_draws",
+    "fresh_draws",
+    "trap_draws",
+    "basin_draws",
+    "kde_loss_from_log_z",
     "basin_radius",
     "kde_loss",
     "nearest_neighbour",
@@ -38,6 +53,8 @@ __all__ = [
 PLANTED, FRESH, TRAP, BASIN = 0, 1, 2, 3
 # Sub-streams of TEST: the held-out set (shared by all t) and fresh points per time index.
 HELD_OUT, FRESH_POINTS = 0, 1
+
+SHARED_STREAM = 0  # stream index every time uses in the shared scheme
 
 DEFAULT_QUERY_BATCH = 1024  # queries per kernel pass: memory ~ 2 x batch x chunk x 8 bytes
 
@@ -121,11 +138,17 @@ def sphere_directions(rng, n, N):
     return g * (sqrt(N) / np.linalg.norm(g, axis=1, keepdims=True))
 
 
+def planted_draws(ctx, rng, n):
+    """The t-independent part of the planted queries: (mu0 (n,), xi (n, N)), in this draw order."""
+    mu0 = rng.integers(0, ctx.P, size=n)
+    xi = rng.standard_normal((n, ctx.N))
+    return mu0, xi
+
+
 def planted_queries(ctx, rng, n, t):
     """Marginal-mode samples of P^e_t: mu0 uniform, x = a^mu0 e^{-t} + sqrt(Delta_t) xi."""
     c1, _, delta = posterior_logit_coefficients(t)
-    mu0 = rng.integers(0, ctx.P, size=n)
-    xi = rng.standard_normal((n, ctx.N))
+    mu0, xi = planted_draws(ctx, rng, n)
     return mu0, ctx.train.rows(mu0) * c1 + sqrt(delta) * xi
 
 
@@ -134,16 +157,27 @@ def test_points(spec, n, seed):
     return sample_points(spec, generator(seed, TEST, HELD_OUT), n)
 
 
+def fresh_draws(ctx, i, n, seed):
+    """The t-independent part of the fresh queries of stream i: (b (n, N), xi (n, N))."""
+    b = sample_points(ctx.spec, generator(seed, TEST, FRESH_POINTS, i), n)
+    return b, generator(seed, QUERY, i, FRESH).standard_normal((n, ctx.N))
+
+
 def fresh_queries(ctx, t, i, n, seed):
     """x = b e^{-t} + sqrt(Delta_t) xi with b a fresh point of the data distribution (x ~ P_t)."""
     c1, _, delta = posterior_logit_coefficients(t)
-    b = sample_points(ctx.spec, generator(seed, TEST, FRESH_POINTS, i), n)
-    return b * c1 + sqrt(delta) * generator(seed, QUERY, i, FRESH).standard_normal((n, ctx.N))
+    b, xi = fresh_draws(ctx, i, n, seed)
+    return b * c1 + sqrt(delta) * xi
+
+
+def trap_draws(ctx, i, n, seed):
+    """Training indices of the trap test of stream i, (n,)."""
+    return generator(seed, QUERY, i, TRAP).integers(0, ctx.P, size=n)
 
 
 def trap_queries(ctx, t, i, n, seed):
     """Centres a^mu0 e^{-t} of uniformly drawn training points (trap test, onset t_o)."""
-    mu = generator(seed, QUERY, i, TRAP).integers(0, ctx.P, size=n)
+    mu = trap_draws(ctx, i, n, seed)
     return mu, ctx.train.rows(mu) * exp(-t)
 
 
@@ -165,7 +199,6 @@ def time_observables(ctx, t, i, b, *, samples, seed, rho, basin_samples):
     (len(rho)).
     """
     c1, c2, delta = posterior_logit_coefficients(t)
-    N = ctx.N
     mu0, x = planted_queries(ctx, generator(seed, QUERY, i, PLANTED), samples, t)
     x_fresh = fresh_queries(ctx, t, i, samples, seed)
     mu_trap, centres = trap_queries(ctx, t, i, samples, seed)
@@ -187,6 +220,24 @@ def time_observables(ctx, t, i, b, *, samples, seed, rho, basin_samples):
         part[name] = {k: v[offset : offset + queries.shape[0]] for k, v in res.items()}
         offset += queries.shape[0]
 
+    out = summarize_time(ctx, t, part, x, b, rho=rho, basin_samples=basin_samples)
+    out["loss"], out["loss_se"] = kde_loss(ctx, t, b)
+    return out
+
+
+def summarize_time(ctx, t, part, x, b, *, rho, basin_samples):
+    """Every per-time observable except the KDE loss, from the kernel results of each query block.
+
+    Parameters
+    ----------
+    part : dict
+        Kernel results (numpy, per query) of the blocks "planted" (log_z, sum_w2, w_index), "fresh"
+        (sum_w2), "trap" (w_index), "basin" (w_index, rho-major) and "test" (log_z).
+    x : (samples, N) planted queries at time t.
+    b : (M, N) held-out test points.
+    """
+    _, _, delta = posterior_logit_coefficients(t)
+    N = ctx.N
     out = {}
     out["phi"], out["phi_se"] = mean_se(part["planted"]["w_index"])
     out["y2"], out["y2_se"] = mean_se(part["planted"]["sum_w2"])
@@ -206,7 +257,6 @@ def time_observables(ctx, t, i, b, *, samples, seed, rho, basin_samples):
     b2 = np.einsum("ij,ij->i", b, b)
     log_pe = part["test"]["log_z"] - log(ctx.P) - b2 / (2.0 * delta) - 0.5 * N * log(2 * pi * delta)
     out["loss_raw"], out["loss_raw_se"] = mean_se(-log_pe / N)
-    out["loss"], out["loss_se"] = kde_loss(ctx, t, b)
     return out
 
 
@@ -218,12 +268,17 @@ def basin_queries(ctx, t, i, rho, *, basin_samples, seed):
     rho-major.
     """
     c1, _, delta = posterior_logit_coefficients(t)
-    rng = generator(seed, QUERY, i, BASIN)
-    mu0 = rng.integers(0, ctx.P, size=basin_samples)
-    u = sphere_directions(rng, basin_samples, ctx.N)
+    mu0, u = basin_draws(ctx, i, basin_samples=basin_samples, seed=seed)
     centres = ctx.train.rows(mu0) * c1
     x = np.concatenate([centres + sqrt(r * delta) * u for r in rho])
     return np.tile(mu0, len(rho)), x
+
+
+def basin_draws(ctx, i, *, basin_samples, seed):
+    """The t- and rho-independent part of the basin starts of stream i: (mu0 (n,), u (n, N))."""
+    rng = generator(seed, QUERY, i, BASIN)
+    mu0 = rng.integers(0, ctx.P, size=basin_samples)
+    return mu0, sphere_directions(rng, basin_samples, ctx.N)
 
 
 def basin_radius(rho, prob):
@@ -245,11 +300,17 @@ def basin_radius(rho, prob):
 
 def kde_loss(ctx, t, b):
     """L(t) = -(1/N) E_b log p_t(b), KDE of bandwidth h^2 = e^{2t} - 1 (THEORY.md 3.6); (mean, se)."""
-    N = ctx.N
     h2 = expm1(2.0 * t)
     res = evaluate(ctx, b, c1=1.0, c2=1.0, delta=h2)
+    return kde_loss_from_log_z(ctx, t, b, res["log_z"])
+
+
+def kde_loss_from_log_z(ctx, t, b, log_z):
+    """(mean, se) of L(t) from the KDE log-sum-exp (c1 = c2 = 1, delta = h^2) of each test point."""
+    N = ctx.N
+    h2 = expm1(2.0 * t)
     b2 = np.einsum("ij,ij->i", b, b)
-    log_density = res["log_z"] - log(ctx.P) - b2 / (2.0 * h2) - 0.5 * N * log(2 * pi * h2)
+    log_density = log_z - log(ctx.P) - b2 / (2.0 * h2) - 0.5 * N * log(2 * pi * h2)
     return mean_se(-log_density / N)
 
 

@@ -8,7 +8,7 @@ Layout (opens with plain ``xarray.open_zarr``, no diffmem needed):
   realized ``alpha_realized = log(P)/N``, ``D`` (or ``alpha_D``) and ``alpha_D_realized = D/N`` over
   ``(alpha_D, N)`` (or ``(D, N)``), all read off the cells' specs;
 - one data variable per engine variable, with ``long_name`` and ``units``; per-cell provenance
-  ``wall_time``, ``finished_at``, ``backend``, ``device``, ``version``; and ``done`` (bool), written
+  ``wall_time``, ``finished_at``, ``backend``, ``device``, ``sampling``, ``version``; and ``done`` (bool), written
   after the cell's data, so a cell is complete exactly when ``done`` is True;
 - chunks of size 1 along every cell dim and full along ``t``/``rho``: each cell is its own set of
   chunks, written by exactly one process, so concurrent writers never touch the same chunk;
@@ -59,6 +59,7 @@ PROVENANCE = {
     "finished_at": ("float64", "time the cell finished, seconds since the Unix epoch", "s"),
     "backend": ("str", "array backend of the cell", ""),
     "device": ("str", "device the cell ran on", ""),
+    "sampling": ("str", "marginal-mode sampling scheme: shared (same draws at every t) or independent", ""),
     "version": ("str", "diffmem version that computed the cell", ""),
 }
 
@@ -469,6 +470,7 @@ class SweepStore:
             "finished_at": time.time(),
             "backend": str(params.get("backend", self.config.get("backend", ""))),
             "device": str(params.get("device", "")),
+            "sampling": str(params.get("sampling", "")),
             "version": str(params.get("version", __version__)),
         }
         for name, value in provenance.items():

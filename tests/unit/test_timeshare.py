@@ -1,0 +1,152 @@
+"""The time-shared pass: exact against the per-time kernel, deterministic, same curves as independent sampling."""
+
+import json
+from math import exp, expm1, sqrt
+
+import numpy as np
+import pytest
+
+from diffmem.engine.backend import resolve
+from diffmem.engine.cell import run_cell
+from diffmem.engine.data import DataSpec, TrainingSet
+from diffmem.engine.kernels import stream_logits
+from diffmem.engine.observables import SHARED_STREAM, Context, time_observables
+from diffmem.engine.observables import test_points as held_out_points
+from diffmem.engine.timeshare import (
+    fused_applies,
+    query_table,
+    shared_draws,
+    shared_time_observables,
+    stream_shared,
+)
+
+numba = pytest.importorskip("numba")
+
+# Times from deep memorization (t = 0.02: the planted logit exceeds the others by ~N/Delta_t, so the
+# headroom re-summation runs) to generalization (t = 2: flat weights).
+TIMES = [0.02, 0.07, 0.2, 0.45, 0.9, 2.0]
+RHO = [0.1, 0.5, 2.0]
+# Exactness: both sides are float64 sums of the same terms in different orders and units (base 2
+# here, base 2 with different GEMM splits there); logits reach |l| ~ N |a|^2 / Delta_t ~ 1e4, so
+# their rounding is ~1e4 x 1e-16 = 1e-12 absolute at t = 0.02. Hence 1e-12 relative on log Z and
+# on sum w^2 (a ratio of sums), 2e-12 absolute on weights in [0, 1].
+RTOL_LOGZ = 1e-12
+ATOL_WEIGHT = 2e-12
+
+
+def make_ctx(N=24, P=1500, chunk_size=256, seed=3, backend="numpy"):
+    spec = DataSpec("hmm", N, N // 2, P, seed, "tanh")
+    be = resolve(backend)
+    return Context(spec, be, TrainingSet(spec, chunk_size=chunk_size, device_put=be.put))
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    return make_ctx()
+
+
+def explicit_queries(draws, name, t, rho_k=None):
+    """The queries of one block at time t, built as the per-time path builds them."""
+    c1, _, delta = exp(-t), exp(-2 * t), -expm1(-2 * t)
+    if name == "planted":
+        return draws.a_planted * c1 + sqrt(delta) * draws.xi
+    if name == "fresh":
+        return draws.fresh_b * c1 + sqrt(delta) * draws.fresh_xi
+    if name == "trap":
+        return draws.V[4 * draws.samples : 5 * draws.samples] * c1
+    if name.startswith("basin"):
+        S, B = draws.samples, draws.basin_samples
+        return draws.V[5 * S : 5 * S + B] * c1 + sqrt(RHO[rho_k] * delta) * draws.u
+    return draws.b
+
+
+def test_fused_pass_is_exact_against_per_time_kernel(ctx):
+    b = held_out_points(ctx.spec, 20, 3)
+    draws = shared_draws(ctx, b, samples=24, seed=3, basin_samples=8)
+    table = query_table(draws, TIMES, RHO)
+    res = stream_shared(ctx, draws.V, table)
+    index_of = {"planted": draws.mu0, "trap": draws.mu_trap}
+    names = ["planted", "fresh", "trap", "test", "kde"] + [f"basin{k}" for k in range(len(RHO))]
+    for name in names:
+        first, count = table.blocks[name]
+        for i, t in enumerate(TIMES):
+            rows = (first + np.arange(count)) * table.n_t + i
+            X = explicit_queries(draws, name, t, int(name[5:]) if name.startswith("basin") else None)
+            if name == "kde":
+                coeffs = dict(c1=1.0, c2=1.0, delta=expm1(2 * t))
+            else:
+                coeffs = dict(c1=exp(-t), c2=exp(-2 * t), delta=-expm1(-2 * t))
+            index = index_of.get(name, draws.mu_basin if name.startswith("basin") else None)
+            ref = stream_logits(X, ctx.train.chunks(), index=index, **coeffs)
+            np.testing.assert_allclose(res["log_z"][rows], ref.log_z, rtol=RTOL_LOGZ, err_msg=f"{name} t={t}")
+            np.testing.assert_allclose(res["sum_w2"][rows], ref.sum_w2, rtol=RTOL_LOGZ, err_msg=f"{name} t={t}")
+            if index is not None:
+                np.testing.assert_allclose(res["w_index"][rows], ref.w_index, rtol=0, atol=ATOL_WEIGHT)
+
+
+def _compare(got, want, atol):
+    for key, value in want.items():
+        np.testing.assert_allclose(got[key], value, rtol=0, atol=atol, err_msg=key)
+
+
+def test_shared_scheme_equals_per_time_path_on_stream_zero(ctx):
+    """The fused pass is an implementation of the shared scheme: time_observables(stream 0) at every t."""
+    b = held_out_points(ctx.spec, 20, 3)
+    kw = dict(samples=24, seed=3, rho=RHO, basin_samples=8)
+    shared = shared_time_observables(ctx, TIMES, b, **kw)
+    for t, got in zip(TIMES, shared):
+        # observables are O(1) combinations of log Z / N, weights and indicators (thresholds at 1/2
+        # are never within 1e-12 here); 1e-10 absolute leaves room for the cancellation in g_num
+        _compare(got, time_observables(ctx, t, SHARED_STREAM, b, **kw), atol=1e-10)
+
+
+def test_fallback_backend_gives_the_same_numbers():
+    """Without the fused pass (array_api_strict here; also cupy, float32, no numba) the scheme is the same."""
+    strict = make_ctx(N=10, P=300, chunk_size=64, backend="array_api_strict")
+    fast = make_ctx(N=10, P=300, chunk_size=64)
+    assert fused_applies(fast) and not fused_applies(strict)
+    b = held_out_points(fast.spec, 10, 3)
+    kw = dict(samples=12, seed=3, rho=RHO, basin_samples=4)
+    for got, want in zip(shared_time_observables(fast, TIMES, b, **kw), shared_time_observables(strict, TIMES, b, **kw)):
+        _compare(got, want, atol=1e-10)
+
+
+CELL = dict(family="hmm", nonlinearity="tanh", N=20, P=800, alpha_D=0.5, t=TIMES, samples=32,
+            basin_samples=8, rho=RHO, seed=4, chunk_size=128)
+
+
+def _numbers(result):
+    return json.dumps({k: v for k, v in result.items() if k != "wall_time"}, sort_keys=True)
+
+
+def test_same_seed_same_bits_whatever_the_threads():
+    first = run_cell(**CELL)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one_thread = run_cell(**CELL)
+    finally:
+        numba.set_num_threads(before)
+    assert first["params"]["sampling"] == "shared"
+    assert _numbers(first) == _numbers(run_cell(**CELL)) == _numbers(one_thread)
+
+
+def test_shared_and_independent_schemes_give_the_same_curves():
+    """Same estimator at each t, different draws: differences within their standard errors.
+
+    5 combined standard errors per (observable, t) pair: 4 observables x 6 times, two-sided normal
+    tail 6e-7 each. Not a tautology: the first time index uses stream 0 in both schemes, the others
+    differ (and the test fails when the shared queries are built at the wrong t, e.g. t of index 0).
+    """
+    cell = dict(CELL, samples=256, basin_samples=8)
+    shared = run_cell(**cell, sampling="shared")
+    independent = run_cell(**cell, sampling="independent")
+    assert independent["params"]["sampling"] == "independent"
+    for name in ("phi", "y2", "y2_fresh", "g_num"):
+        a, b = np.array(shared[name]), np.array(independent[name])
+        se = np.hypot(shared[f"{name}_se"], independent[f"{name}_se"])
+        se = np.where(se > 0, se, 1e-12)
+        assert np.all(np.abs(a - b) <= 5 * se + 1e-12), (name, a, b, se)
+        assert not np.array_equal(a[1:], b[1:])  # genuinely different draws after stream 0
+    # the held-out points are shared by both schemes: identical loss curves
+    np.testing.assert_allclose(shared["loss"], independent["loss"], rtol=1e-12)
