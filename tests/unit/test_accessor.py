@@ -277,3 +277,20 @@ def test_grid_in_D_compares_with_theory_at_its_exact_ratio():
     ex = ds.diffmem.extrapolate("t_c")
     assert np.isnan(ex["value"]).all()
     np.testing.assert_allclose(ex["deviation"].values, 0.01, rtol=1e-9)  # two N: an exact line
+
+def test_shared_cells_get_the_correlated_crossing_error(tmp_path):
+    """Cells recorded as shared sampling propagate phi_se with neighbour correlation 1 (larger se, same t_c)."""
+    ds, _ = build_store()
+    shape = ds["done"].shape
+    sampling = np.full(shape, "independent", dtype=object)
+    sampling[1] = "shared"  # every tanh cell
+    ds["sampling"] = (ds["done"].dims, sampling)
+    path = tmp_path / "sweep.zarr"
+    ds.to_zarr(path, mode="w")
+    res = xr.open_zarr(path).diffmem.collapse_time()
+    base = build_store()[0].diffmem.collapse_time()
+    np.testing.assert_allclose(res["t_c"].values[1:], base["t_c"].values[1:], rtol=1e-12)
+    np.testing.assert_allclose(res["t_c_se"].values[0, 1:], base["t_c_se"].values[0, 1:], rtol=1e-12)
+    # equal phi_se on both sides: the correlated error lies between 1 and sqrt(2) times the other
+    ratio = res["t_c_se"].values[1] / base["t_c_se"].values[1]
+    assert np.all(ratio > 1.0) and np.all(ratio <= np.sqrt(2) * (1 + 1e-12))

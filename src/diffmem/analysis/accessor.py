@@ -159,16 +159,30 @@ class DiffmemAccessor:
         """Per-seed values plus mean, se and Student-t CI over seeds (:func:`estimators.summarize_seeds`)."""
         return estimators.summarize_seeds(per_cell, per_cell_se, name, long_name, confidence=confidence)
 
+    def _neighbour_correlation(self, like):
+        """Per cell, the correlation bound between neighbouring times of a marginal-mode curve.
+
+        1 for cells made with shared sampling (common random numbers across t: the correlation is
+        positive and at most 1, the bound keeps crossing errors conservative), 0 for independent
+        sampling and for stores that predate the ``sampling`` record.
+        """
+        cell_dims = [d for d in like.dims if d != "t"]
+        if "sampling" not in self._ds.data_vars:
+            return xr.zeros_like(like.isel(t=0, drop=True))
+        shared = (self._ds["sampling"].load() == "shared").astype(float)
+        return shared.broadcast_like(like.isel(t=0, drop=True)).transpose(*cell_dims).load()
+
     def _crossing(self, var, name, long_name, level, confidence):
         y = self._measured(var)
         se = self._measured(f"{var}_se") if f"{var}_se" in self._ds.data_vars else xr.full_like(y, np.nan)
         t = self._ds["t"].values
+        correlation = self._neighbour_correlation(y)
 
-        def one(v, s):
-            return fs.crossing_time(t, v, level=level, y_se=s)
+        def one(v, s, r):
+            return fs.crossing_time(t, v, level=level, y_se=s, correlation=r)
 
         tc, tc_se = xr.apply_ufunc(
-            one, y, se, input_core_dims=[["t"], ["t"]], output_core_dims=[[], []], vectorize=True
+            one, y, se, correlation, input_core_dims=[["t"], ["t"], []], output_core_dims=[[], []], vectorize=True
         )
         return self._summary(tc, tc_se, name, long_name, confidence)
 

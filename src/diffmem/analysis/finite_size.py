@@ -61,7 +61,7 @@ def _as_curve(t, y, y_se, name):
     return t, y, se
 
 
-def crossing_time(t, y, level=0.5, y_se=None):
+def crossing_time(t, y, level=0.5, y_se=None, correlation=0.0):
     """Where a decreasing curve y(t) crosses ``level``, interpolated linearly in log t.
 
     Parameters
@@ -75,6 +75,12 @@ def crossing_time(t, y, level=0.5, y_se=None):
         Crossing level, 1/2 for collapse and onset.
     y_se : array (n_t,), optional
         Standard errors of y, propagated through the interpolation.
+    correlation : float in [0, 1]
+        Correlation between the estimates of y at neighbouring grid points: 0 for curves sampled
+        independently per t, up to 1 for curves with common random numbers across t (the shared
+        sampling scheme). Both interpolation weights are >= 0, so a positive correlation can only
+        increase the variance of the crossing: 1 is the conservative bound (at most sqrt(2) times
+        the independent error).
 
     Returns
     -------
@@ -102,7 +108,7 @@ def crossing_time(t, y, level=0.5, y_se=None):
         # d u*/d y_i = h (level - y_{i+1}) / drop^2 ;  d u*/d y_{i+1} = h (y_i - level) / drop^2
         d_i = h * (level - y[i + 1]) / drop**2
         d_j = h * (y[i] - level) / drop**2
-        u_var.append((d_i * se[i]) ** 2 + (d_j * se[i + 1]) ** 2)
+        u_var.append((d_i * se[i]) ** 2 + (d_j * se[i + 1]) ** 2 + 2 * correlation * d_i * d_j * se[i] * se[i + 1])
     u_cross = np.asarray(u_cross)
     u_star = float(np.median(u_cross))
     spread_var = (0.5 * (u_cross.max() - u_cross.min())) ** 2
