@@ -36,6 +36,15 @@ def add_parser(subparsers):
     parser.add_argument("--repeats", type=int, help="best of this many interleaved timings (default 5)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds): a smoke test")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--cells", action="store_true",
+        help="instead of the kernel tables: one paper cell (N = 128, 48 times, paper statistics) in both "
+        "sampling schemes, independent (per-time passes) and shared (whole time grid in one pass), "
+        "side by side in one run, and the speed-up (--quick: a tiny cell)",
+    )
+    parser.add_argument("--cell-N", type=int, help="--cells: dimension of the cell (default 128)")
+    parser.add_argument("--cell-alpha", type=float, help="--cells: alpha of the cell (default 0.1, P = 362,217)")
+    parser.add_argument("--cell-times", type=int, help="--cells: number of log-spaced times (default 48)")
     parser.set_defaults(func=run)
     return parser
 
@@ -74,7 +83,40 @@ def config_from_args(args):
     return replace(config, **changes)
 
 
+def cell_config_from_args(args):
+    """The :class:`diffmem.engine.bench_cells.CellBenchConfig` for parsed ``--cells`` arguments."""
+    from diffmem.engine.bench_cells import PAPER_CELL, QUICK_CELL
+
+    config = QUICK_CELL if args.quick else PAPER_CELL
+    changes = {}
+    for attr, name, low in (("cell_N", "N", 1), ("cell_times", "t_num", 2), ("repeats", "repeats", 1)):
+        value = getattr(args, attr)
+        if value is not None:
+            if value < low:
+                raise ParameterError(f"--{attr.replace('_', '-')}", f"must be an integer >= {low}, got {value}")
+            changes[name] = value
+    if args.cell_alpha is not None:
+        if not args.cell_alpha > 0:
+            raise ParameterError("--cell-alpha", f"must lie in (0, inf), got {args.cell_alpha}")
+        changes["alpha"] = args.cell_alpha
+    return replace(config, **changes)
+
+
+def run_cells(args):
+    from diffmem.engine.bench_cells import format_cell_report, run_cell_benchmark
+
+    result = run_cell_benchmark(cell_config_from_args(args))
+    if args.json:
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(format_cell_report(result))
+    return 0
+
+
 def run(args):
+    if args.cells:
+        return run_cells(args)
     from diffmem.engine.bench import format_report, run_benchmark
 
     config = config_from_args(args)

@@ -1,0 +1,153 @@
+"""Cell-level benchmark: one marginal-mode cell in both sampling schemes, side by side in one run.
+
+``independent`` is the per-time path (one streamed pass per time, fresh draws per t: the engine
+before time sharing); ``shared`` is the whole time grid in one pass (:mod:`diffmem.engine.timeshare`).
+Both run the same cell (same data, same statistics) interleaved, best of ``repeats``, after a small
+warm-up cell (numba compiles, or loads its cache, once per process). The speed-up is the ratio of
+wall times measured in the same run; absolute times move with the machine's load (recorded).
+
+``diffmem bench --cells --json`` prints :func:`run_cell_benchmark`'s result.
+"""
+
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from diffmem.engine import variables
+
+__all__ = ["CellBenchConfig", "PAPER_CELL", "QUICK_CELL", "format_cell_report", "run_cell_benchmark"]
+
+
+@dataclass(frozen=True)
+class CellBenchConfig:
+    """One cell of the benchmark (keyword arguments of :func:`diffmem.engine.cell.run_cell`).
+
+    The default is a paper cell (``config/paper.yaml``): hmm, normalized linear sigma, N = 128,
+    alpha = 0.1 (P = 362,217), 48 log-spaced times from 0.002 to 3, 256 samples, 512 test points,
+    32 basin samples on the 14 default radii, chunks of 8192 points.
+    """
+
+    N: int = 128
+    alpha: float = 0.1
+    alpha_D: float = 0.5
+    nonlinearity: str = "linear"
+    normalize: bool = True
+    t_start: float = 0.002
+    t_stop: float = 3.0
+    t_num: int = 48
+    samples: int = 256
+    test_samples: int = 512
+    basin_samples: int = 32
+    rho: tuple = field(default=variables.DEFAULT_RHO)
+    chunk_size: int = 8192
+    seed: int = 0
+    repeats: int = 1
+
+    def cell_kwargs(self):
+        return dict(
+            family="hmm", nonlinearity=self.nonlinearity, normalize=self.normalize, N=self.N,
+            alpha=self.alpha, alpha_D=self.alpha_D,
+            t=list(np.geomspace(self.t_start, self.t_stop, self.t_num)),
+            samples=self.samples, test_samples=self.test_samples, basin_samples=self.basin_samples,
+            rho=list(self.rho), chunk_size=self.chunk_size, seed=self.seed, backend="numpy",
+        )
+
+
+PAPER_CELL = CellBenchConfig()
+QUICK_CELL = CellBenchConfig(N=24, alpha=0.3, t_num=8, samples=32, test_samples=32, basin_samples=8, chunk_size=1024)
+
+SCHEMES = ("independent", "shared")
+
+
+def _queries_per_time(config):
+    """Kernel queries one time costs in either scheme: planted, fresh, trap, basins, test, KDE."""
+    return 3 * config.samples + len(config.rho) * config.basin_samples + 2 * config.test_samples
+
+
+def _load():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def _progress(message):
+    print(f"[bench --cells] {message}", file=sys.stderr, flush=True)
+
+
+def run_cell_benchmark(config=PAPER_CELL, progress=_progress):
+    """Time one cell in both schemes, interleaved; return a JSON-serializable dict.
+
+    Returns
+    -------
+    dict
+        ``config``, ``P``, ``element_times`` (queries x training points x times per cell),
+        ``wall_s`` per scheme (best of ``repeats``), ``speedup`` (independent / shared),
+        ``shared_ns_per_element_time`` (shared wall time per query, training point and time),
+        ``max_phi_gap_in_se`` (largest |phi_shared - phi_independent| over the grid in combined
+        standard errors: a sanity check that both ran the same physics), the load average before and
+        after, and numba's thread count.
+    """
+    from diffmem.engine.cell import run_cell
+
+    kwargs = config.cell_kwargs()
+    warm = dict(kwargs, N=8, alpha=0.5, t=kwargs["t"][:2], samples=4, test_samples=4, basin_samples=2, chunk_size=64)
+    for scheme in SCHEMES:
+        run_cell(**warm, sampling=scheme)
+    load_before = _load()
+    best, results = {}, {}
+    for rep in range(config.repeats):
+        for scheme in SCHEMES:
+            if progress:
+                progress(f"{scheme} cell, repeat {rep + 1}/{config.repeats}")
+            start = time.perf_counter()
+            results[scheme] = run_cell(**kwargs, sampling=scheme)
+            elapsed = time.perf_counter() - start
+            best[scheme] = min(best.get(scheme, np.inf), elapsed)
+            if progress:
+                progress(f"{scheme}: {elapsed:.2f} s")
+    P = results["shared"]["params"]["P"]
+    elements = _queries_per_time(config) * P * config.t_num
+    phi = {s: np.array(results[s]["phi"]) for s in SCHEMES}
+    se = np.hypot(results["shared"]["phi_se"], results["independent"]["phi_se"])
+    gap = np.abs(phi["shared"] - phi["independent"]) / np.where(se > 0, se, np.inf)
+    try:
+        import numba
+
+        threads = numba.get_num_threads()
+    except ImportError:
+        threads = None
+    return {
+        "config": asdict(config),
+        "P": P,
+        "queries_per_time": _queries_per_time(config),
+        "element_times": elements,
+        "wall_s": best,
+        "speedup": best["independent"] / best["shared"],
+        "shared_ns_per_element_time": best["shared"] / elements * 1e9,
+        "independent_ns_per_element_time": best["independent"] / elements * 1e9,
+        "max_phi_gap_in_se": float(np.nanmax(gap)) if np.isfinite(gap).any() else None,
+        "load_before": load_before,
+        "load_after": _load(),
+        "numba_threads": threads,
+    }
+
+
+def format_cell_report(result):
+    """Readable table of :func:`run_cell_benchmark`'s result."""
+    c = result["config"]
+    lines = [
+        f"cell: hmm {c['nonlinearity']} N={c['N']} P={result['P']} alpha={c['alpha']} alpha_D={c['alpha_D']}, "
+        f"{c['t_num']} times, samples={c['samples']} test={c['test_samples']} basin={c['basin_samples']}x{len(c['rho'])}, "
+        f"chunk={c['chunk_size']}, best of {c['repeats']}, load {result['load_before']:.2f} -> {result['load_after']:.2f}",
+        f"{'scheme':>12} {'wall s':>10} {'ns / (query x point x time)':>28}",
+        f"{'independent':>12} {result['wall_s']['independent']:>10.2f} {result['independent_ns_per_element_time']:>28.3f}",
+        f"{'shared':>12} {result['wall_s']['shared']:>10.2f} {result['shared_ns_per_element_time']:>28.3f}",
+        f"speed-up (independent / shared, same run): {result['speedup']:.2f}x",
+    ]
+    if result["max_phi_gap_in_se"] is not None:
+        lines.append(f"largest |phi gap| between the schemes: {result['max_phi_gap_in_se']:.2f} combined se")
+    return "\n".join(lines)
