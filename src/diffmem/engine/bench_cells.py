@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from diffmem.engine import variables
+from diffmem.spec import DEFAULT_RHO
 
 __all__ = ["CellBenchConfig", "PAPER_CELL", "QUICK_CELL", "format_cell_report", "run_cell_benchmark"]
 
@@ -41,7 +41,7 @@ class CellBenchConfig:
     samples: int = 256
     test_samples: int = 512
     basin_samples: int = 32
-    rho: tuple = field(default=variables.DEFAULT_RHO)
+    rho: tuple = field(default=DEFAULT_RHO)
     chunk_size: int = 8192
     seed: int = 0
     repeats: int = 1
