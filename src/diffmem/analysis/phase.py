@@ -207,7 +207,7 @@ def extract(sweep_ds, theory=None, confidence=estimators.CONFIDENCE):
                 "quenched": th.sel(spectrum="quenched", drop=True).mean("seed"),
                 "limit": th.sel(spectrum="limit", drop=True).isel(seed=0, drop=True),
             }
-        if acc.grid_dim == "alpha":
+        if acc.has_nominal_limit:
             beside["nominal"] = acc.theory(spectrum="limit", at="nominal")
         for name in THEORY_TIMES:
             for where, text in THEORY_BESIDE.items():

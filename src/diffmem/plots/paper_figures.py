@@ -116,7 +116,7 @@ def _measured(ds, var):
 def _extrapolations(ds, times, method="deviation"):
     """N -> infinity fits (``ds.diffmem.extrapolate``) of t_c, t_g, t_g_nn, t_o on an alpha grid, else {}."""
     out = {}
-    if ds.diffmem.grid_dim != "alpha" or ds.sizes.get("N", 1) < 2:
+    if not ds.diffmem.has_nominal_limit or ds.sizes.get("N", 1) < 2:
         return out
     for q in ("t_c", "t_g", "t_g_nn", "t_o"):
         if f"{q}_mean" not in times:
@@ -155,6 +155,8 @@ def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
     import pandas as pd
 
     acc = ds.diffmem
+    if acc.latent_dim != "alpha_D":
+        raise ParameterError("grid", "the paper table needs a grid in alpha_D (this store's grid is in D)")
     times = acc.times(confidence=confidence) if times is None else times
     extrap = _extrapolations(ds, times) if extrap is None else extrap
     extrap_raw = _extrapolations(ds, times, method="raw") if extrap_raw is None else extrap_raw
