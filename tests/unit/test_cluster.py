@@ -130,7 +130,7 @@ def test_slurm_job_script_has_requested_directives():
     from dask_jobqueue import SLURMCluster
 
     spec = cluster.validate_cluster_spec(
-        {"kind": "slurm", "slurm": {"walltime": "00:30:00", "queue": "short", "account": "proj",
+        {"kind": "slurm", "slurm": {"walltime": "00:30:00", "queue": "short", "account": "proj", "cores": 1,
                                     "memory": "2 GiB", "job_extra_directives": ["--gres=gpu:1"]}}
     )
     with SLURMCluster(**cluster.slurm_cluster_kwargs(spec)) as slurm_cluster:
@@ -140,6 +140,83 @@ def test_slurm_job_script_has_requested_directives():
     assert "#SBATCH -t 00:30:00" in script
     assert "#SBATCH --gres=gpu:1" in script
     assert "--lifetime=" in script and "--lifetime-stagger=" in script
+
+
+def test_slurm_kwargs_pass_only_what_the_sweep_config_sets():
+    import dask.config
+
+    with dask.config.set({"jobqueue.slurm.walltime": "02:00:00"}):
+        spec = cluster.validate_cluster_spec({"kind": "slurm", "slurm": {"queue": "short"}})
+        kwargs = cluster.slurm_cluster_kwargs(spec)
+    assert kwargs["queue"] == "short"
+    for key in ("cores", "processes", "memory", "walltime", "account", "job_extra_directives",
+                "job_script_prologue", "log_directory", "local_directory", "interface"):
+        assert key not in kwargs, key
+    # the lifetime still follows the walltime the job will get: the site's 2 hours
+    lifetime = int(kwargs["worker_extra_args"][0].removeprefix("--lifetime=").removesuffix("s"))
+    stagger = int(kwargs["worker_extra_args"][1].removeprefix("--lifetime-stagger=").removesuffix("s"))
+    assert lifetime + stagger == 2 * 3600 - 0.1 * 2 * 3600
+
+
+def test_site_jobqueue_configuration_reaches_the_job_script():
+    """cores, memory, walltime and extra worker arguments from jobqueue.yaml, none from the sweep config."""
+    pytest.importorskip("dask_jobqueue")
+    import dask.config
+    from dask_jobqueue import SLURMCluster
+
+    site = {"jobqueue.slurm.cores": 3, "jobqueue.slurm.memory": "3 GiB", "jobqueue.slurm.walltime": "00:45:00",
+            "jobqueue.slurm.job-extra-directives": ["--qos=site"], "jobqueue.slurm.worker-extra-args": ["--no-nanny"]}
+    with dask.config.set(site):
+        spec = cluster.validate_cluster_spec({"kind": "slurm", "slurm": {"queue": "short"}})
+        with SLURMCluster(**cluster.slurm_cluster_kwargs(spec)) as slurm_cluster:
+            script = slurm_cluster.job_script()
+    assert "#SBATCH -t 00:45:00" in script
+    assert "#SBATCH --cpus-per-task=3" in script
+    assert "#SBATCH --mem=3G" in script
+    assert "#SBATCH --qos=site" in script
+    assert "--no-nanny" in script and "--lifetime=" in script
+
+
+def test_slurm_without_cores_anywhere_names_the_key():
+    pytest.importorskip("dask_jobqueue")
+    import dask.config
+
+    with dask.config.set({"jobqueue.slurm.cores": None, "jobqueue.slurm.memory": None}):
+        with pytest.raises(ParameterError) as info:
+            with cluster.make_cluster({"kind": "slurm", "slurm": {"queue": "short"}}):
+                pass
+    assert info.value.name == "cluster.slurm.cores"
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ({"kind": "local", "n_workers": 1}, True),
+        ({"kind": "local", "n_workers": 2}, False),
+        ({"kind": "local", "n_workers": 1, "threads_per_worker": 2}, False),
+        ({"kind": "local", "n_workers": 1, "dashboard": True}, False),  # the user asked for dask
+        ({"kind": "address", "address": "tcp://127.0.0.1:8786"}, False),
+    ],
+)
+def test_runs_in_process_only_for_one_local_worker(spec, expected):
+    assert cluster.runs_in_process(spec) is expected
+
+
+def test_runs_in_process_when_the_job_has_one_core(monkeypatch):
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert cluster.runs_in_process({"kind": "local"})
+
+
+def test_dashboard_is_off_by_default_and_its_link_printed_when_on():
+    import io
+
+    pytest.importorskip("bokeh")
+    assert cluster.dashboard_address(cluster.validate_cluster_spec(None)) is None
+    log = io.StringIO()
+    with cluster.make_cluster({"kind": "local", "n_workers": 1, "dashboard": True}, log=log) as client:
+        link = client.dashboard_link
+    assert log.getvalue().strip() == f"dask dashboard: {link}"
+    assert link.startswith("http://") and not link.rstrip("/").endswith(":0/status")
 
 
 # --- cores ----------------------------------------------------------------------------------------------

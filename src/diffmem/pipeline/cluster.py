@@ -1,10 +1,20 @@
 """Dask clusters for the sweep: in-process local, an existing scheduler, or SLURM jobs.
 
 :func:`make_cluster` is the one entry point. It takes the ``cluster`` section of a sweep config
-(``kind``: local, address or slurm; ``n_workers``, ``threads_per_worker``, ``address``, and the
+(``kind``: local, address or slurm; ``n_workers``, ``threads_per_worker``, ``address``, ``dashboard``, and the
 ``slurm`` sub-section of dask-jobqueue settings; every key, its meaning and its default are in the
 config schema, :mod:`diffmem.pipeline.schema`, the only place defaults are written) and yields a connected :class:`distributed.Client`. Settings resolve in the dask-jobqueue order:
 keyword argument, then the spec, then a computed fallback; ``None`` means "not given".
+
+Only what the sweep config sets is passed on: a ``slurm`` key left null (or an empty list) is not
+given to ``SLURMCluster`` at all, so the site's dask-jobqueue configuration (``jobqueue.slurm.*`` in
+``~/.config/dask/jobqueue.yaml`` or ``DASK_JOBQUEUE__SLURM__*`` variables) applies, and then
+dask-jobqueue's own defaults. ``cores`` and ``memory`` must come from one of them. ``dashboard``
+(true, or an address like ":8787") starts the dask dashboard and prints its link; it needs bokeh.
+
+A block whose cluster would be one local worker runs its cells in the block's own process instead
+(:func:`runs_in_process`): starting a scheduler and a worker process costs seconds, more than the cells
+of a small block.
 
 Workers of the ``slurm`` kind are started with ``--lifetime`` shorter than the walltime (and a
 ``--lifetime-stagger`` so that they do not all leave at once): a worker retires gracefully, handing its
@@ -23,6 +33,9 @@ from diffmem.pipeline.schema import schema_defaults
 
 __all__ = [
     "make_cluster",
+    "runs_in_process",
+    "dashboard_address",
+    "slurm_cluster_kwargs",
     "validate_cluster_spec",
     "available_cores",
     "parse_walltime",
@@ -148,6 +161,40 @@ def _check_str_list(name, value):
     return list(value)
 
 
+def _check_memory(name, memory):
+    try:
+        from dask.utils import parse_bytes
+
+        if isinstance(memory, bool) or parse_bytes(memory) <= 0:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise ParameterError(name, f"must be a positive size like '4 GiB' or '500MB', got {memory!r}") from None
+
+
+def _check_walltime(name, walltime):
+    walltime_s = parse_walltime(walltime, name)
+    if walltime_s < MIN_WALLTIME_S:
+        raise ParameterError(
+            name,
+            f"must be at least {MIN_WALLTIME_S // 60} minutes (workers retire before it), got {walltime!r}",
+        )
+    return walltime_s
+
+
+def _effective_walltime(slurm):
+    """The walltime worker jobs get: the sweep config's, else the dask-jobqueue configuration's."""
+    if slurm["walltime"] is not None:
+        return slurm["walltime"]
+    walltime = dask_config_value("jobqueue.slurm.walltime")
+    if walltime is None:
+        raise ParameterError(
+            "cluster.slurm.walltime",
+            "is set neither in the sweep config nor in the dask-jobqueue configuration (jobqueue.slurm.walltime)",
+        )
+    _check_walltime("jobqueue.slurm.walltime (dask configuration)", walltime)
+    return walltime
+
+
 def _validate_slurm(section):
     prefix = "cluster.slurm"
     if section is None:
@@ -158,7 +205,7 @@ def _validate_slurm(section):
     out = {**DEFAULT_SLURM, **section}
     out["queue"] = _check_str(f"{prefix}.queue", out["queue"])
     out["account"] = _check_str(f"{prefix}.account", out["account"])
-    out["cores"] = _check_int(f"{prefix}.cores", out["cores"], 1)
+    out["cores"] = _check_int(f"{prefix}.cores", out["cores"], 1, allow_none=True)
     out["max_jobs"] = _check_int(f"{prefix}.max_jobs", out["max_jobs"], 1)
     out["min_jobs"] = _check_int(f"{prefix}.min_jobs", out["min_jobs"], 0)
     if out["min_jobs"] > out["max_jobs"]:
@@ -166,25 +213,13 @@ def _validate_slurm(section):
             f"{prefix}.min_jobs",
             f"must be <= cluster.slurm.max_jobs = {out['max_jobs']}, got {out['min_jobs']}",
         )
-    memory = out["memory"]
-    try:
-        from dask.utils import parse_bytes
-
-        if isinstance(memory, bool) or parse_bytes(memory) <= 0:
-            raise ValueError
-    except (ValueError, TypeError):
-        raise ParameterError(
-            f"{prefix}.memory", f"must be a positive size like '4 GiB' or '500MB', got {memory!r}"
-        ) from None
-    walltime_s = parse_walltime(out["walltime"])
-    if walltime_s < MIN_WALLTIME_S:
-        raise ParameterError(
-            f"{prefix}.walltime",
-            f"must be at least {MIN_WALLTIME_S // 60} minutes (workers retire before it), "
-            f"got {out['walltime']!r}",
-        )
+    if out["memory"] is not None:
+        _check_memory(f"{prefix}.memory", out["memory"])
+    if out["walltime"] is not None:
+        _check_walltime(f"{prefix}.walltime", out["walltime"])
     margin = out["lifetime_margin"]
     if margin is not None:
+        walltime_s = parse_walltime(_effective_walltime(out))
         if isinstance(margin, bool) or not isinstance(margin, (int, float)):
             raise ParameterError(f"{prefix}.lifetime_margin", f"must be seconds, got {margin!r}")
         lifetime, _ = worker_lifetime(walltime_s, margin)
@@ -243,13 +278,16 @@ def validate_cluster_spec(spec=None, **overrides):
         "cluster.threads_per_worker", out["threads_per_worker"], 1
     )
     out["address"] = _check_str("cluster.address", out["address"])
+    dashboard = out["dashboard"]
+    if not isinstance(dashboard, bool):
+        _check_str("cluster.dashboard", dashboard, allow_none=False)
     if out["kind"] == "address" and out["address"] is None:
         raise ParameterError(
             "cluster.address", "is required when cluster.kind is 'address', e.g. 'tcp://host:8786'"
         )
     if out["kind"] == "slurm":
         out["slurm"] = _validate_slurm(out["slurm"])
-        if out["slurm"]["cores"] % out["threads_per_worker"]:
+        if out["slurm"]["cores"] is not None and out["slurm"]["cores"] % out["threads_per_worker"]:
             raise ParameterError(
                 "cluster.slurm.cores",
                 f"must be a multiple of cluster.threads_per_worker = {out['threads_per_worker']}, "
@@ -267,19 +305,62 @@ def _quiet_logs():
     return logging.ERROR
 
 
+def dashboard_address(spec):
+    """Address the dask dashboard of ``spec`` binds to, or None when it is off (the default).
+
+    ``dashboard: true`` takes any free port (":0"): several blocks on one machine each get their own,
+    and the link is printed when the cluster starts.
+    """
+    dashboard = spec.get("dashboard", False)
+    if dashboard is True:
+        return ":0"
+    return dashboard or None
+
+
+def runs_in_process(spec):
+    """Whether a block with this cluster spec runs its cells in its own process, without dask.
+
+    True for a local cluster of one worker with one thread (``n_workers`` resolved as in
+    :func:`make_cluster`) and no dashboard: a scheduler and a worker process would only add their
+    start-up to the block.
+    """
+    resolved = validate_cluster_spec(spec)
+    if resolved["kind"] != "local" or resolved["dashboard"]:
+        return False
+    n_workers = resolved["n_workers"] if resolved["n_workers"] is not None else available_cores()
+    return n_workers == 1 and resolved["threads_per_worker"] == 1
+
+
+def _require_bokeh():
+    import importlib.util
+
+    if importlib.util.find_spec("bokeh") is None:
+        raise ParameterError(
+            "cluster.dashboard", "the dask dashboard needs bokeh >= 3.1: pip install 'diffmem[dashboard]'"
+        )
+
+
+def _announce_dashboard(client, spec, log):
+    if dashboard_address(spec) is not None:
+        print(f"dask dashboard: {client.dashboard_link}", file=log, flush=True)
+
+
 @contextlib.contextmanager
 def _local_client(spec):
     from distributed import Client, LocalCluster
 
     n_workers = spec["n_workers"] if spec["n_workers"] is not None else available_cores()
+    dashboard = dashboard_address(spec)
+    if dashboard is not None:
+        _require_bokeh()
     with LocalCluster(
         n_workers=n_workers,
         threads_per_worker=spec["threads_per_worker"],
         processes=True,
-        dashboard_address=None,
-        # The scheduler serves HTTP (health, metrics) even without a dashboard, by default on port
+        dashboard_address=dashboard,
+        # Without a dashboard the scheduler still serves HTTP (health, metrics), by default on port
         # 8787: concurrent blocks on one machine warned "Port 8787 is already in use". Any free port.
-        scheduler_kwargs={"dashboard_address": ":0"},
+        scheduler_kwargs={} if dashboard is not None else {"dashboard_address": ":0"},
         silence_logs=_quiet_logs(),
     ) as cluster:
         with Client(cluster, timeout=CONNECT_TIMEOUT_S) as client:
@@ -301,29 +382,41 @@ def _address_client(spec):
         yield client
 
 
+# dask-jobqueue's default job name; a site configuration that sets another one is kept.
+_JOBQUEUE_DEFAULT_NAME = "dask-worker"
+
+
 def slurm_cluster_kwargs(spec):
-    """Keyword arguments of ``dask_jobqueue.SLURMCluster`` for a validated spec (pure, testable)."""
+    """Keyword arguments of ``dask_jobqueue.SLURMCluster`` for a validated spec (pure, testable).
+
+    Only the keys the sweep config sets are passed (the module docstring); the worker lifetime is
+    always added, from the walltime the job will get (the config's, else the dask-jobqueue
+    configuration's), after any ``worker-extra-args`` of that configuration.
+    """
     slurm = spec["slurm"]
-    walltime_s = parse_walltime(slurm["walltime"])
+    walltime_s = parse_walltime(_effective_walltime(slurm))
     lifetime, stagger = worker_lifetime(walltime_s, slurm["lifetime_margin"])
-    threads = spec["threads_per_worker"]
+    site_extra_args = list(dask_config_value("jobqueue.slurm.worker-extra-args") or [])
     kwargs = {
-        "cores": slurm["cores"],
-        "processes": slurm["cores"] // threads,
-        "memory": slurm["memory"],
-        "walltime": slurm["walltime"],
-        "queue": slurm["queue"],
-        "account": slurm["account"],
-        "job_extra_directives": slurm["job_extra_directives"],
-        "job_script_prologue": slurm["job_script_prologue"],
-        "worker_extra_args": [f"--lifetime={lifetime}s", f"--lifetime-stagger={stagger}s"],
-        "scheduler_options": {"dashboard_address": None},
+        "worker_extra_args": site_extra_args + [f"--lifetime={lifetime}s", f"--lifetime-stagger={stagger}s"],
         "silence_logs": "error",
-        "job_name": "diffmem-worker",
     }
-    for key in ("log_directory", "local_directory", "interface"):
+    if slurm["cores"] is not None:
+        kwargs["cores"] = slurm["cores"]
+        kwargs["processes"] = slurm["cores"] // spec["threads_per_worker"]
+    for key in ("memory", "walltime", "queue", "account", "log_directory", "local_directory", "interface"):
         if slurm[key] is not None:
             kwargs[key] = slurm[key]
+    for key in ("job_extra_directives", "job_script_prologue"):
+        if slurm[key]:
+            kwargs[key] = slurm[key]
+    dashboard = dashboard_address(spec)
+    if dashboard is not None:
+        kwargs["scheduler_options"] = {"dashboard_address": dashboard}
+    elif not dask_config_value("jobqueue.slurm.scheduler-options"):
+        kwargs["scheduler_options"] = {"dashboard_address": None}
+    if dask_config_value("jobqueue.slurm.name") in (None, _JOBQUEUE_DEFAULT_NAME):
+        kwargs["job_name"] = "diffmem-worker"
     return kwargs
 
 
@@ -337,23 +430,52 @@ def _slurm_client(spec):
         raise ParameterError(
             "cluster.kind", "'slurm' needs dask-jobqueue: pip install 'diffmem[workflow]'"
         ) from err
-    with SLURMCluster(**slurm_cluster_kwargs(spec)) as cluster:
+    if dashboard_address(spec) is not None:
+        _require_bokeh()
+    kwargs = slurm_cluster_kwargs(spec)
+    try:
+        cluster = SLURMCluster(**kwargs)
+    except ValueError as err:
+        # dask-jobqueue's "You must specify how much cores and memory per job you want to use".
+        missing = [key for key in ("cores", "memory") if key not in kwargs
+                   and dask_config_value(f"jobqueue.slurm.{key}") is None]
+        if not missing:
+            raise
+        raise ParameterError(
+            f"cluster.slurm.{missing[0]}",
+            "is set neither in the sweep config nor in the dask-jobqueue configuration "
+            f"(jobqueue.slurm.{missing[0]} in ~/.config/dask/jobqueue.yaml): {err}",
+        ) from None
+    with cluster:
         cluster.adapt(minimum_jobs=spec["slurm"]["min_jobs"], maximum_jobs=spec["slurm"]["max_jobs"])
         with Client(cluster) as client:
             yield client
 
 
+def dask_config_value(key):
+    """A value of the dask configuration (None when unset), dask-jobqueue's defaults included."""
+    import dask.config
+
+    try:
+        import dask_jobqueue  # noqa: F401 - importing it loads its defaults into dask.config
+    except ImportError:
+        pass
+    return dask.config.get(key, None)
+
+
 @contextlib.contextmanager
 def make_cluster(spec=None, *, kind=None, n_workers=None, threads_per_worker=None, address=None,
-                 slurm=None):
+                 slurm=None, dashboard=None, log=None):
     """A dask ``Client`` connected to the cluster described by ``spec``; closed on exit.
 
     Parameters
     ----------
     spec : dict or None
         The ``cluster`` section of a sweep config (see the module docstring).
-    kind, n_workers, threads_per_worker, address, slurm
+    kind, n_workers, threads_per_worker, address, slurm, dashboard
         Override the spec's keys when not None (keyword > spec > fallback).
+    log : file or None
+        Where the dashboard link is printed when the dashboard is on (default ``sys.stderr``).
 
     Yields
     ------
@@ -374,10 +496,13 @@ def make_cluster(spec=None, *, kind=None, n_workers=None, threads_per_worker=Non
     ...     client.submit(sum, [1, 2]).result()
     3
     """
+    import sys
+
     resolved = validate_cluster_spec(
         spec, kind=kind, n_workers=n_workers, threads_per_worker=threads_per_worker,
-        address=address, slurm=slurm,
+        address=address, slurm=slurm, dashboard=dashboard,
     )
     factory = {"local": _local_client, "address": _address_client, "slurm": _slurm_client}
     with factory[resolved["kind"]](resolved) as client:
+        _announce_dashboard(client, resolved, log or sys.stderr)
         yield client
