@@ -3,7 +3,8 @@
 Each command lives in its own module of this package exposing ``add_parser(subparsers)`` (which
 registers the sub-parser and sets ``func``) so that commands stay independent. Invalid input raises
 :class:`diffmem.errors.ParameterError`; it is printed as one line ``diffmem <command>: error: ...``
-and the exit status is 2, never a traceback.
+and the exit status is 2, never a traceback. So is a missing or malformed file (config, store):
+:mod:`diffmem.cli.files` opens them.
 """
 
 import argparse
@@ -54,6 +55,12 @@ def main(argv=None):
         return int(args.func(args) or 0)
     except ParameterError as err:
         print(f"diffmem {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
+        # A file the command had to read or write: one line naming it (diffmem.cli.files names the
+        # option as well for the files it opens itself).
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"diffmem {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"diffmem {args.command}: interrupted", file=sys.stderr)

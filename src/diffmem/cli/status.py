@@ -13,11 +13,9 @@ def status_report(path, *, block_size=None, timing=False):
     import numpy as np
     import zarr
 
-    from diffmem.pipeline.store import is_sweep_store
+    from diffmem.cli.files import require_sweep_store
 
-    path = Path(path)
-    if not is_sweep_store(path):
-        raise ParameterError("store", f"{path} is not a diffmem sweep store")
+    path = require_sweep_store(path)
     group = zarr.open_group(path, mode="r")
     config = json.loads(group.attrs["config"])
     size = int(block_size or config.get("block_size", 1))

@@ -31,11 +31,12 @@ def _config_args(parser):
 
 def _load(args):
     """The validated config, its grid (built once) and the store path."""
-    from diffmem.pipeline.config import load_config, validate_config
+    from diffmem.cli.files import read_config_file
+    from diffmem.pipeline.config import validate_config
     from diffmem.pipeline.grid import Grid
 
     if args.configfile:
-        raw = load_config(args.configfile)
+        raw = read_config_file(args.configfile)
     else:
         try:
             raw = json.loads(args.config_json)
@@ -148,14 +149,16 @@ def cmd_phase(args):
     import xarray as xr
 
     from diffmem.analysis.phase import extract, write_dataset
+    from diffmem.cli.files import open_dataset, require_sweep_store
     from diffmem.pipeline.store import check_compatible, consolidate
 
     grid, store = _load(args)
+    require_sweep_store(store, "--store")
     check_compatible(store, grid.config)
     sweep_ds = xr.open_zarr(store, consolidated=False)
     if bool(sweep_ds["done"].all()):
         consolidate(store)  # the sweep is assembled: metadata will not change any more
-    theory = xr.open_zarr(args.theory, consolidated=False) if args.theory else None
+    theory = open_dataset(args.theory, "--theory") if args.theory else None
     ds = extract(sweep_ds, theory)
     write_dataset(ds, args.out)
     print(f"phase quantities written to {args.out}", file=sys.stderr)
@@ -164,14 +167,16 @@ def cmd_phase(args):
 def cmd_plot(args):
     import xarray as xr
 
+    from diffmem.cli.files import open_dataset, require_sweep_store
     from diffmem.plots.figures import plot_all
     from diffmem.pipeline.store import check_compatible
 
     grid, store = _load(args)
+    require_sweep_store(store, "--store")
     check_compatible(store, grid.config)
     sweep_ds = xr.open_zarr(store, consolidated=False)
-    theory = xr.open_zarr(args.theory, consolidated=False)
-    phase = xr.open_zarr(args.phase, consolidated=False)
+    theory = open_dataset(args.theory, "--theory")
+    phase = open_dataset(args.phase, "--phase")
     paths = plot_all(sweep_ds, theory, phase, args.outdir)
     for path in paths:
         print(path)
