@@ -109,10 +109,14 @@ def test_injection_counts_attempts_across_calls(tmp_path):
             maybe_inject_failure(always, 0, {})
 
 
-@pytest.fixture(scope="module")
-def client():
+@pytest.fixture(scope="module", params=["dask", "in-process"])
+def client(request):
+    """A dask client of two workers, or None: the block runs its cells in its own process."""
     from diffmem.pipeline.cluster import make_cluster
 
+    if request.param == "in-process":
+        yield None
+        return
     with make_cluster({"kind": "local", "n_workers": 2}) as c:
         yield c
 

@@ -175,6 +175,9 @@ def test_end_to_end_theory_phase_figures_summary(finished):
         assert pdf[:5] == b"%PDF-"
     summary = (res / "summary.txt").read_text()
     assert "16/16" in summary and "per cell" in summary
+    # the efficiency of the run: the 16 cells computed in it, over the 2 cores and its wall time
+    (efficiency,) = [line for line in summary.splitlines() if line.startswith("efficiency:")]
+    assert "of the 16 cells computed in this run" in efficiency and "(2 cores x" in efficiency
     assert "16/16" in log  # the summary is printed at the end of the run
     for rule in ("init_store", "compute_theory", "extract_phase", "plot_figures"):
         assert list((cwd / "logs" / rule).rglob("*.log")), rule
@@ -224,6 +227,13 @@ def test_changed_grid_of_an_existing_sweep_is_refused(finished, tmp_path):
     assert out.returncode != 0
     log = (tmp_path / "logs/init_store/test.log").read_text()
     assert "grid.seed" in log and "refused" in log, log
+    # the cause is on the terminal too, as one line naming the changed key, and the commands carry
+    # the config as a file, not as inline JSON
+    terminal = out.stdout + out.stderr
+    cause = [line for line in terminal.splitlines() if line.startswith("diffmem sweep: error:")]
+    assert len(cause) == 1, terminal[-3000:]
+    assert "grid.seed (store: [0, 1], config: [0, 1, 2])" in cause[0] and "refused" in cause[0]
+    assert "--config-json" not in terminal and "--configfile results/test/config/" in terminal
     after = xr.open_zarr(tmp_path / "results/test/sweep.zarr").load()
     assert after.identical(before)
 

@@ -9,15 +9,15 @@ rule compute_theory:
     log:
         f"logs/compute_theory/{SWEEP}.log",
     params:
-        config=CONFIG_JSON,
+        config=CONFIG_FILE,
     # Processes evaluating the theory of every cell (nonlinear sigma: ~0.5 s per cell and spectrum);
     # Snakemake lowers it to --cores when fewer are given.
     threads: 2
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "diffmem sweep theory --config-json {params.config:q} --out {output} --threads {threads} "
-        "> {log} 2>&1"
+        "diffmem sweep theory --configfile {params.config:q} --out {output} --threads {threads} "
+        "> {log} 2>&1 || (s=$?; tail -n 1 {log} >&2; exit $s)"
 
 
 rule extract_phase:
@@ -29,13 +29,13 @@ rule extract_phase:
     log:
         f"logs/extract_phase/{SWEEP}.log",
     params:
-        config=CONFIG_JSON,
+        config=CONFIG_FILE,
         store=STORE,
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "diffmem sweep phase --config-json {params.config:q} --store {params.store} "
-        "--theory {input.theory} --out {output} > {log} 2>&1"
+        "diffmem sweep phase --configfile {params.config:q} --store {params.store} "
+        "--theory {input.theory} --out {output} > {log} 2>&1 || (s=$?; tail -n 1 {log} >&2; exit $s)"
 
 
 rule plot_figures:
@@ -56,28 +56,36 @@ rule plot_figures:
     log:
         f"logs/plot_figures/{SWEEP}.log",
     params:
-        config=CONFIG_JSON,
+        config=CONFIG_FILE,
         store=STORE,
         outdir=get_output_dir,
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "diffmem sweep plot --config-json {params.config:q} --store {params.store} "
-        "--theory {input.theory} --phase {input.phase} --outdir {params.outdir} > {log} 2>&1"
+        "diffmem sweep plot --configfile {params.config:q} --store {params.store} "
+        "--theory {input.theory} --phase {input.phase} --outdir {params.outdir} > {log} 2>&1 || (s=$?; tail -n 1 {log} >&2; exit $s)"
 
 
 rule summarize_sweep:
+    # The last job of the run (after every analysis rule), so that the efficiency it prints covers
+    # the whole workflow.
     input:
         get_block_markers(),
         get_figures(),
+        THEORY,
+        PHASE,
+        # analyze_paper is defined later (paper.smk): its outputs are looked up when the DAG is built
+        lambda wildcards: rules.analyze_paper.output,
     output:
         SUMMARY,
     log:
         f"logs/summarize_sweep/{SWEEP}.log",
     params:
         store=STORE,
+        run_start=RUN_START,
     conda:
         "../../envs/cpu.yaml"
     shell:
-        # Printed on the terminal at the end of the run: cells done, total and per-cell time.
-        "diffmem status {params.store} --timing > {output} 2> {log} && cat {output}"
+        # Printed on the terminal at the end of the run: cells done, per-cell time and the efficiency.
+        "diffmem status {params.store:q} --timing --run-start {params.run_start:q} > {output:q} 2> {log:q} "
+        "|| (s=$?; tail -n 1 {log} >&2; exit $s); cat {output:q}"

@@ -1,7 +1,11 @@
 # Configuration check, paths and input functions shared by every rule.
+import hashlib
 import json
 import os
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -16,7 +20,7 @@ from diffmem.plots.figures import FIGURES
 # the CLI uses, runs first because it names the offending key for every bad config (Snakemake's
 # validate(set_default=True) crashes with AttributeError on an empty grid list such as `grid.N: []`).
 # It raises ParameterError while the workflow is parsed, before any job exists. The validated config,
-# defaults filled, replaces `config` in place (rules and --config-json see the same values); Snakemake's
+# defaults filled, replaces `config` in place (rules and their config file see the same values); Snakemake's
 # validate then re-checks the result against the same schema.
 _validated = validate_config(config)
 config.clear()
@@ -59,9 +63,57 @@ BLOCKS = GRID.block_names()
 # conda environment with cupy.
 GPUS_PER_BLOCK = 1 if config["backend"] == "cupy" else 0
 CONDA_ENV = "../../envs/gpu.yaml" if GPUS_PER_BLOCK else "../../envs/cpu.yaml"
-# The validated config (defaults filled) travels to every step as JSON: the CLI re-validates it and
-# the store checks its hash, so a step can never run against a store of another config.
-CONFIG_JSON = json.dumps(config, sort_keys=True)
+# Where a run records when it started and on how many cores (written by onstart, below): the summary
+# divides the cells' compute by cores x the workflow's wall time (the sweep's efficiency).
+RUN_START = f"{RESULTS}/run-start.json"
+
+
+def write_config_file(config, results):
+    """Write the validated config (defaults filled) once, as JSON named by its content; return the path.
+
+    Every step gets this file (``--configfile``) instead of the config inline: the CLI re-validates
+    it and the store checks its hash, so a step can never run against a store of another config, and a
+    failing command stays short enough to read. A file is never rewritten: another config (another
+    cluster section, say) gets another name, so runs with different configs never race on one file.
+    """
+    text = json.dumps(config, sort_keys=True, indent=1) + "\n"
+    path = Path(results) / "config" / f"{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as fh:
+            fh.write(text)
+        os.replace(fh.name, path)  # atomic: readers see the whole file or none
+    return str(path)
+
+
+CONFIG_FILE = write_config_file(config, RESULTS)
+
+# Rules whose output goes to their log end in `|| (s=$?; tail -n 1 {log} >&2; exit $s)`: when the
+# command fails, the log's last line (diffmem prints its one-line cause, `diffmem <command>: error:
+# ...`, last) is printed on the terminal as well, and the exit status is kept.
+
+
+def blocks_run_in_parallel():
+    """Whether several block jobs may run at once (their progress bars would overwrite each other)."""
+    if not workflow.local_exec:
+        return True
+    try:
+        cores = workflow.cores
+    except Exception:  # noqa: BLE001 - no --cores (lint, dry run): nothing runs
+        return False
+    return cores is None or cores > 1
+
+
+# The per-block progress bars are shown only when one block runs at a time; otherwise the hint below
+# points at the whole sweep's bar (`diffmem status --watch`).
+BLOCK_PROGRESS = "--progress" if config["progress"] and not blocks_run_in_parallel() else "--no-progress"
+
+
+onstart:
+    Path(RESULTS).mkdir(parents=True, exist_ok=True)
+    Path(RUN_START).write_text(json.dumps({"start": time.time(), "cores": workflow.cores}) + "\n")
+    if config["progress"] and blocks_run_in_parallel():
+        print(f"progress of the whole sweep: diffmem status --watch {STORE}", file=sys.stderr)
 
 
 wildcard_constraints:

@@ -37,7 +37,7 @@ rule analyze_paper:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m diffmem.plots.paper_figures --store {params.store} --out {params.outdir} > {log} 2>&1"
+        "python -m diffmem.plots.paper_figures --store {params.store} --out {params.outdir} > {log} 2>&1 || (s=$?; tail -n 1 {log} >&2; exit $s)"
 
 
 rule paper:

@@ -9,13 +9,13 @@ rule init_store:
     log:
         f"logs/init_store/{SWEEP}.log",
     params:
-        config=CONFIG_JSON,
+        config=CONFIG_FILE,
         store=STORE,
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "diffmem sweep init --config-json {params.config:q} --store {params.store} "
-        "--marker {output} > {log} 2>&1"
+        "diffmem sweep init --configfile {params.config:q} --store {params.store:q} "
+        "--marker {output:q} > {log:q} 2>&1 || (s=$?; tail -n 1 {log} >&2; exit $s)"
 
 
 rule simulate_block:
@@ -26,8 +26,9 @@ rule simulate_block:
     log:
         f"logs/simulate_block/{SWEEP}/{{block}}.log",
     params:
-        config=CONFIG_JSON,
+        config=CONFIG_FILE,
         store=STORE,
+        progress=BLOCK_PROGRESS,
     # One dask worker per thread (when cluster.n_workers is null): with --cores 2 two blocks run side
     # by side. Executor profiles may raise it (profiles/slurm: set-threads).
     threads: 1
@@ -36,6 +37,7 @@ rule simulate_block:
     conda:
         CONDA_ENV
     shell:
-        # tee: the progress bar is live on the terminal and kept in the log.
-        "diffmem sweep run-block --config-json {params.config:q} --store {params.store} "
-        "--block {wildcards.block} --threads {threads} --marker {output} 2>&1 | tee {log}"
+        # tee: what the block prints (its progress bar when blocks run one at a time, the cause of a
+        # failure) is live on the terminal and kept in the log.
+        "diffmem sweep run-block --configfile {params.config:q} --store {params.store:q} "
+        "--block {wildcards.block} --threads {threads} {params.progress} --marker {output:q} 2>&1 | tee {log:q}"

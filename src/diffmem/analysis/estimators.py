@@ -19,12 +19,19 @@ name                content
 """
 
 import numpy as np
-from scipy import stats
 
 __all__ = ["CONFIDENCE", "SUFFIXES", "seed_summary", "summarize_seeds", "seed_mean"]
 
 CONFIDENCE = 0.95
 SUFFIXES = ("mean", "mean_se", "lo", "hi", "nseed")
+
+
+def _stats():
+    # scipy.stats takes seconds to import, and `import diffmem` (every command, every Snakemake job)
+    # reaches this module through the accessor: import it when an interval is computed
+    from scipy import stats
+
+    return stats
 
 
 def seed_summary(values, se=None, confidence=CONFIDENCE):
@@ -52,10 +59,10 @@ def seed_summary(values, se=None, confidence=CONFIDENCE):
     mean = float(v[ok].mean())
     if n >= 2:
         err = float(v[ok].std(ddof=1) / np.sqrt(n))
-        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * err
+        half = float(_stats().t.ppf(0.5 + confidence / 2, n - 1)) * err
     else:
         err = np.nan if se is None else float(np.asarray(se, dtype=float)[ok][0])
-        half = float(stats.norm.ppf(0.5 + confidence / 2)) * err
+        half = float(_stats().norm.ppf(0.5 + confidence / 2)) * err
     return {"mean": mean, "se": err, "lo": mean - half, "hi": mean + half, "n": n}
 
 
@@ -98,7 +105,7 @@ def summarize_seeds(per_cell, per_cell_se=None, name="q", long_name=None, units=
             input_core_dims=[["seed"], ["seed"]], output_core_dims=[[]] * len(SUFFIXES), vectorize=True,
         )
     else:
-        half = per_cell_se * float(stats.norm.ppf(0.5 + confidence / 2))
+        half = per_cell_se * float(_stats().norm.ppf(0.5 + confidence / 2))
         res = (per_cell, per_cell_se, per_cell - half, per_cell + half, per_cell.notnull().astype(float))
     for suffix, da in zip(SUFFIXES, res):
         out[f"{name}_{suffix}"] = da

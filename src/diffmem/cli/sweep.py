@@ -86,15 +86,30 @@ def cmd_init(args):
     _touch(args.marker, msg + "\n")
 
 
+def _run_blocks(store, grid, blocks, threads, progress=None):
+    """Run ``blocks`` on the config's cluster, or in this process when that would be one worker."""
+    import contextlib
+
+    from diffmem.pipeline.cluster import make_cluster, runs_in_process
+    from diffmem.pipeline.runner import run_block
+
+    spec = _cluster_spec(grid.config, threads)
+    in_process = runs_in_process(spec)
+    with contextlib.nullcontext() if in_process else make_cluster(spec) as client:
+        return [
+            run_block(store, grid, block, client=client, progress=progress,
+                      threads=spec["threads_per_worker"] or 1)
+            for block in blocks
+        ]
+
+
 def cmd_run_block(args):
-    from diffmem.pipeline.cluster import make_cluster
-    from diffmem.pipeline.runner import CellError, run_block
+    from diffmem.pipeline.runner import CellError
 
     grid, store = _load(args)
     _exit_on_sigterm()
     try:
-        with make_cluster(_cluster_spec(grid.config, args.threads)) as client:
-            stats = run_block(store, grid, args.block, client=client)
+        (stats,) = _run_blocks(store, grid, [args.block], args.threads, progress=args.progress)
     except CellError as err:
         print(f"diffmem sweep run-block: error: {err}", file=sys.stderr)
         return 1
@@ -108,8 +123,7 @@ def cmd_run_block(args):
 
 
 def cmd_run(args):
-    from diffmem.pipeline.cluster import make_cluster
-    from diffmem.pipeline.runner import CellError, run_block
+    from diffmem.pipeline.runner import CellError
     from diffmem.pipeline.store import create
 
     grid, store = _load(args)
@@ -117,11 +131,8 @@ def cmd_run(args):
     create(store, grid)
     _exit_on_sigterm()
     start = time.perf_counter()
-    computed = 0
     try:
-        with make_cluster(_cluster_spec(config, args.threads)) as client:
-            for block in grid.block_names():
-                computed += run_block(store, grid, block, client=client)["computed"]
+        computed = sum(s["computed"] for s in _run_blocks(store, grid, grid.block_names(), args.threads))
     except CellError as err:
         print(f"diffmem sweep run: error: {err}", file=sys.stderr)
         return 1
@@ -201,6 +212,8 @@ def add_parser(subparsers):
     p.add_argument("--threads", type=int, default=None,
                    help="cores of this job: local dask workers when cluster.n_workers is null")
     p.add_argument("--marker", help="file to write when the block is complete (Snakemake output)")
+    p.add_argument("--progress", action=__import__("argparse").BooleanOptionalAction, default=None,
+                   help="progress bar of the block (default: the config's `progress`)")
     p.set_defaults(func=cmd_run_block)
 
     p = sub.add_parser("run", help="create the store and run every block in this process (no Snakemake)")

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from distributed import as_completed
 from tqdm import tqdm
 
 from diffmem.engine.cell import run_cell
@@ -102,14 +101,88 @@ def _read_injection():
     return inject
 
 
-def run_block(store_path, grid, block, *, client, progress=None, log=sys.stderr):
-    """Run the cells of ``block`` of the sweep :class:`Grid` that are not done on ``client``, writing each into the store.
+def _retried_failure(grid, flat, error):
+    return CellError(
+        f"cell {flat} failed after {grid.config['retries']} retries: "
+        f"{describe_cell(grid.coords(flat))} ({type(error).__name__}: {error}); "
+        f"finished cells are kept, rerun to resume"
+    )
 
-    Cells are submitted as dask tasks (``retries=config['retries']``, the flat cell number in the
-    task key so identical parameters are never deduplicated across cells), collected with
-    ``as_completed`` and written as soon as each finishes: data first, then ``done``. A cell whose
-    task fails after its retries stops the block: pending cells are cancelled, finished ones stay
-    written, and :class:`CellError` names the cell and its parameters. A cell failing with a
+
+def _permanent_failure(grid, flat, failure):
+    return CellError(
+        f"cell {flat} failed (not retried: the same parameters fail every time): "
+        f"{describe_cell(grid.coords(flat))} ({failure['type']}: "
+        f"{failure['message']}); finished cells are kept"
+    )
+
+
+def _cells_on_dask(client, grid, todo, inject):
+    """(flat, result) of every cell in ``todo``, computed as dask tasks, in the order they finish."""
+    from distributed import as_completed  # not imported by blocks that run in their own process
+
+    token = grid.config_hash[:12]
+    futures = {}
+    for flat in todo:
+        future = client.submit(
+            compute_cell,
+            grid.cell(flat),
+            flat,
+            grid.coords(flat),
+            inject,
+            key=f"cell-{token}-{flat}",
+            retries=int(grid.config["retries"]),
+            pure=False,
+        )
+        futures[future] = flat
+    for future in as_completed(list(futures)):
+        flat = futures[future]
+        if future.status != "finished":
+            error = future.exception()
+            client.cancel(list(futures))
+            raise _retried_failure(grid, flat, error)
+        result = future.result()
+        if PERMANENT_FAILURE in result:
+            client.cancel(list(futures))
+            raise _permanent_failure(grid, flat, result[PERMANENT_FAILURE])
+        yield flat, result
+        future.release()
+
+
+def _cells_in_process(grid, todo, inject, threads):
+    """(flat, result) of every cell in ``todo``, computed one after the other in this process.
+
+    The same contract as the dask path: ``retries`` more attempts after a failure, none after a
+    :class:`ParameterError`. The BLAS and OpenMP pools are limited to ``threads`` (dask does the same
+    for its workers), so that blocks running side by side do not oversubscribe the cores.
+    """
+    from threadpoolctl import threadpool_limits
+
+    retries = int(grid.config["retries"])
+    with threadpool_limits(limits=max(1, int(threads))):
+        for flat in todo:
+            for attempt in range(retries + 1):
+                try:
+                    result = compute_cell(grid.cell(flat), flat, grid.coords(flat), inject)
+                    break
+                except Exception as error:  # noqa: BLE001 - retried as dask would, then named
+                    if attempt == retries:
+                        raise _retried_failure(grid, flat, error) from error
+            if PERMANENT_FAILURE in result:
+                raise _permanent_failure(grid, flat, result[PERMANENT_FAILURE])
+            yield flat, result
+
+
+def run_block(store_path, grid, block, *, client, progress=None, log=sys.stderr, threads=1):
+    """Run the cells of ``block`` of the sweep :class:`Grid` that are not done, writing each into the store.
+
+    With a dask ``client``, cells are submitted as dask tasks (``retries=config['retries']``, the
+    flat cell number in the task key so identical parameters are never deduplicated across cells) and
+    collected with ``as_completed``. With ``client=None`` they run one after the other in this process
+    on ``threads`` BLAS threads (a block with one worker: no scheduler or worker process to start).
+    Either way each cell is written as soon as it finishes: data first, then ``done``. A cell that
+    fails after its retries stops the block: pending cells are cancelled, finished ones stay written,
+    and :class:`CellError` names the cell and its parameters. A cell failing with a
     :class:`ParameterError` (deterministic) stops the block at its first attempt, without retries.
 
     Done cells of the block whose ``done`` flag or data/provenance chunk no longer decodes are
@@ -147,49 +220,20 @@ def run_block(store_path, grid, block, *, client, progress=None, log=sys.stderr)
     )
     computed = 0
     if todo:
-        token = grid.config_hash[:12]
-        futures = {}
-        for flat in todo:
-            future = client.submit(
-                compute_cell,
-                grid.cell(flat),
-                flat,
-                grid.coords(flat),
-                inject,
-                key=f"cell-{token}-{flat}",
-                retries=int(config["retries"]),
-                pure=False,
-            )
-            futures[future] = flat
         show = config.get("progress", True) if progress is None else progress
         bar = tqdm(
             total=len(flats), initial=len(flats) - len(todo), desc=f"block {block}", unit="cell",
             file=log, disable=not show, dynamic_ncols=True, mininterval=0.5,
         )
+        finished = (
+            _cells_in_process(grid, todo, inject, threads) if client is None
+            else _cells_on_dask(client, grid, todo, inject)
+        )
         try:
-            for future in as_completed(list(futures)):
-                flat = futures[future]
-                if future.status != "finished":
-                    error = future.exception()
-                    client.cancel(list(futures))
-                    raise CellError(
-                        f"cell {flat} failed after {config['retries']} retries: "
-                        f"{describe_cell(grid.coords(flat))} ({type(error).__name__}: {error}); "
-                        f"finished cells are kept, rerun to resume"
-                    )
-                result = future.result()
-                if PERMANENT_FAILURE in result:
-                    failure = result[PERMANENT_FAILURE]
-                    client.cancel(list(futures))
-                    raise CellError(
-                        f"cell {flat} failed (not retried: the same parameters fail every time): "
-                        f"{describe_cell(grid.coords(flat))} ({failure['type']}: "
-                        f"{failure['message']}); finished cells are kept"
-                    )
+            for flat, result in finished:
                 store.write_cell(flat, result)
                 computed += 1
                 bar.update(1)
-                future.release()
         finally:
             bar.close()
     return {

@@ -1,0 +1,83 @@
+"""`diffmem status`: the sweep's efficiency and the whole-sweep progress bar (--watch)."""
+
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffmem.cli import main
+from diffmem.cli.status import status_report, sweep_efficiency, watch
+from diffmem.errors import ParameterError
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_CONFIG = ROOT / "config" / "test.yaml"
+
+
+def test_efficiency_counts_only_the_cells_of_this_run():
+    # three cells of 1, 2 and 3 s; the first finished before the run started (an earlier run)
+    share, compute, count = sweep_efficiency([1.0, 2.0, 3.0], [5.0, 15.0, 25.0], start=10.0, end=30.0, cores=2)
+    assert count == 2 and compute == 5.0
+    assert share == pytest.approx(5.0 / (2 * 20.0))
+
+
+def test_efficiency_reads_datetime_stamps():
+    from diffmem.cli.status import _epoch_seconds
+
+    stamps = np.array(["1970-01-01T00:00:10", "NaT"], dtype="datetime64[s]")
+    np.testing.assert_array_equal(_epoch_seconds(stamps), [10.0, np.nan])
+
+
+@pytest.fixture(scope="module")
+def finished_store(tmp_path_factory):
+    """config/test.yaml run without Snakemake (in-process: the config has one worker)."""
+    import os
+
+    cwd = tmp_path_factory.mktemp("status")
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        start = time.time()
+        assert main(["sweep", "run", "--configfile", str(TEST_CONFIG)]) == 0
+        end = time.time()
+    finally:
+        os.chdir(old)
+    return cwd / "results/test/sweep.zarr", start, end
+
+
+def test_summary_prints_the_efficiency_of_the_run(finished_store, tmp_path):
+    store, start, end = finished_store
+    run_start = tmp_path / "run-start.json"
+    run_start.write_text(json.dumps({"start": start, "cores": 1}))
+    text = status_report(store, timing=True, run_start=run_start, now=end)
+    (line,) = [line for line in text.splitlines() if line.startswith("efficiency:")]
+    percent = float(line.split()[1])
+    # every cell was computed in [start, end] on one core: a share in (0, 100]
+    assert 0 < percent <= 100 and "of the 16 cells computed in this run" in line
+    # a run that started after every cell finished computed nothing
+    run_start.write_text(json.dumps({"start": end + 1, "cores": 1}))
+    assert "of the 0 cells" in status_report(store, run_start=run_start, now=end + 2)
+
+
+def test_bad_run_start_file_is_one_line(finished_store, tmp_path, capsys):
+    store, _, _ = finished_store
+    bad = tmp_path / "run-start.json"
+    bad.write_text("{}")
+    assert main(["status", str(store), "--run-start", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith("diffmem status: error: --run-start:")
+
+
+def test_watch_ends_when_every_cell_is_done(finished_store):
+    store, _, _ = finished_store
+    out = io.StringIO()
+    assert watch(store, interval=0.05, timeout=30, file=out) == (16, 16)
+    assert "16/16" in out.getvalue()
+
+
+def test_watch_waits_for_a_store_that_does_not_exist_yet(tmp_path):
+    out = io.StringIO()
+    with pytest.raises(ParameterError, match="did not appear"):
+        watch(tmp_path / "results/x/sweep.zarr", interval=0.05, timeout=0.2, file=out)
+    assert "waiting for" in out.getvalue()
