@@ -27,7 +27,10 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def build_parser():
+def build_parser(only=None):
+    """The ``diffmem`` parser; ``only`` registers just that command (its module alone is imported:
+    every Snakemake job is one command, and the others' imports, the theory's scipy for one, cost
+    seconds per job)."""
     from diffmem import __version__
 
     parser = OneLineParser(
@@ -37,7 +40,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"diffmem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
+    for name in (only,) if only in COMMANDS else COMMANDS:
         try:
             module = importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as err:
@@ -49,7 +52,9 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = next((word for word in words if not word.startswith("-")), None)
+    parser = build_parser(only=command)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
