@@ -173,7 +173,7 @@ def _cells_in_process(grid, todo, inject, threads):
             yield flat, result
 
 
-def run_block(store_path, grid, block, *, client, progress=None, log=sys.stderr, threads=1):
+def run_block(store_path, grid, block, *, client, progress=None, log=None, threads=1):
     """Run the cells of ``block`` of the sweep :class:`Grid` that are not done, writing each into the store.
 
     With a dask ``client``, cells are submitted as dask tasks (``retries=config['retries']``, the
@@ -186,7 +186,7 @@ def run_block(store_path, grid, block, *, client, progress=None, log=sys.stderr,
     :class:`ParameterError` (deterministic) stops the block at its first attempt, without retries.
 
     Done cells of the block whose ``done`` flag or data/provenance chunk no longer decodes are
-    reported on ``log`` (one line per cell, naming the variable) and recomputed.
+    reported on ``log`` (default ``sys.stderr``; one line per cell, naming the variable) and recomputed.
 
     Returns
     -------
@@ -194,6 +194,7 @@ def run_block(store_path, grid, block, *, client, progress=None, log=sys.stderr,
         ``{"computed": n, "skipped": n_already_done, "wall_time": s}``.
     """
     start = time.perf_counter()
+    log = sys.stderr if log is None else log  # looked up now: sys.stderr may be replaced after import
     config = grid.config
     store = SweepStore.open(store_path, grid)
     flats = grid.block_cells(block)
