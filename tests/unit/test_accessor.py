@@ -294,3 +294,15 @@ def test_shared_cells_get_the_correlated_crossing_error(tmp_path):
     # equal phi_se on both sides: the correlated error lies between 1 and sqrt(2) times the other
     ratio = res["t_c_se"].values[1] / base["t_c_se"].values[1]
     assert np.all(ratio > 1.0) and np.all(ratio <= np.sqrt(2) * (1 + 1e-12))
+
+
+def test_limit_at_any_point_is_the_nominal_theory_and_cached(store):
+    from diffmem.theory import predict
+
+    ds, _ = store
+    acc = ds.copy().diffmem
+    got = acc.limit_at(0.13, 0.4)
+    assert got["t_c"] == predict(alpha=0.13, alpha_D=0.4)["t_c"]
+    n = len(acc._theory_cache)
+    assert acc.limit_at(0.13, 0.4) == got and len(acc._theory_cache) == n
+    assert acc.limit_at(-1.0, 0.4) == {}  # invalid point: nothing to draw

@@ -373,6 +373,23 @@ class DiffmemAccessor:
                      **{k: str(v) for k, v in base.items()}}
         return res
 
+    def limit_at(self, alpha, alpha_D, nonlinearity="linear", approximation=None, **overrides):
+        """N -> infinity theory times at any (alpha, alpha_D) with this store's family (for curves).
+
+        Returns
+        -------
+        dict
+            ``t_c``, ``t_o``, ``t_g``, ``t_s``, ``t_L`` as floats (NaN where undefined); {} when the
+            point itself is invalid (for example alpha <= 0). Cached on this accessor.
+        """
+        cell = {"alpha": float(alpha), "alpha_D": float(alpha_D), "nonlinearity": str(nonlinearity)}
+        try:
+            res = cell_theory.cell_theory(cell, at="nominal", spectrum="limit", base=self._theory_params(overrides),
+                                          approximation=approximation, cache=self._theory_cache)
+        except ParameterError:
+            return {}
+        return {k: (np.nan if res.get(k) is None else float(res[k])) for k in cell_theory.TIMES}
+
     # -- finite size ---------------------------------------------------------------------------
     def _seed_mean(self, quantity, confidence):
         """The measurement of ``quantity`` with its seed summary, computed once per accessor."""

@@ -33,7 +33,6 @@ Command line (used by ``workflow/rules/paper.smk``)::
 import argparse
 import sys
 import warnings
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -65,19 +64,9 @@ def _colors(n):
     return [cmap(x) for x in np.linspace(0.0, 0.9, max(n, 1))]
 
 
-@lru_cache(maxsize=8192)
-def _limit(family, normalize, nonlinearity, alpha, alpha_D, approximation=None):
-    """N -> infinity theory times at (alpha, alpha_D); cached (figure curves repeat across panels)."""
-    from diffmem.theory import predict
-
-    try:
-        res = predict(
-            family=family, nonlinearity=nonlinearity, normalize=normalize, alpha=float(alpha),
-            alpha_D=float(alpha_D), approximation=approximation,
-        )
-    except ParameterError:
-        return {}
-    return {k: (np.nan if res.get(k) is None else float(res[k])) for k in ("t_c", "t_o", "t_g", "t_s", "t_L")}
+def _limit(ds, nonlinearity, alpha, alpha_D, approximation=None):
+    """N -> infinity theory times at any (alpha, alpha_D), cached on ``ds.diffmem`` ({} where undefined)."""
+    return ds.diffmem.limit_at(alpha, alpha_D, nonlinearity=nonlinearity, approximation=approximation)
 
 
 def _family(ds):
@@ -304,7 +293,6 @@ def plot_order_parameters(ds, outdir=None, *, ax=None):
 
 def plot_scaling(ds, times, outdir=None, *, ax=None):
     """(b) alpha_D (e^{2 t_c} - 1) against log(P)/D and log(P)/N, with the N -> infinity theory."""
-    family, normalize = _family(ds)
     nls = _linear_first(ds)
     real = ds.diffmem.realized()
     fig, axes, new = figure_axes(ax, len(nls), 2, figsize=(11, 3.8 * len(nls)))
@@ -331,7 +319,7 @@ def plot_scaling(ds, times, outdir=None, *, ax=None):
             a_hi = float(real["alpha_eff"].max()) * 1.3
             n_pts = 40 if nl == "linear" else 10
             alphas = np.geomspace(a_lo, a_hi, n_pts)
-            t_th = np.array([_limit(family, normalize, nl, a, float(a_D)).get("t_c", np.nan) for a in alphas])
+            t_th = np.array([_limit(ds, nl, a, float(a_D)).get("t_c", np.nan) for a in alphas])
             axes[r, 0].plot(alphas / a_D, a_D * np.expm1(2 * t_th), color=colors[k], lw=1)
             axes[r, 1].plot(alphas, a_D * np.expm1(2 * t_th), color=colors[k], lw=1)
         x = np.geomspace(float(real["logP_over_D"].min()) * 0.7, float(real["logP_over_D"].max()) * 1.3, 60)
@@ -363,7 +351,6 @@ def _best_times(ds, times, extrap, nl):
 
 def plot_phase_diagram(ds, times, extrap, outdir=None, *, ax=None):
     """(c) (alpha, t) plane with regions separated by the theory t_g < t_c < t_o, and measured times."""
-    family, normalize = _family(ds)
     grid = ds.diffmem.grid_dim
     nls = _linear_first(ds)
     a_Ds = np.atleast_1d(ds["alpha_D"].values)
@@ -379,7 +366,7 @@ def plot_phase_diagram(ds, times, extrap, outdir=None, *, ax=None):
         for k, a_D in enumerate(a_Ds):
             ax = axes[r, k]
             n_pts = alphas if nl == "linear" else alphas[::3]
-            th = {q: np.array([_limit(family, normalize, nl, a, float(a_D)).get(q, np.nan) for a in n_pts])
+            th = {q: np.array([_limit(ds, nl, a, float(a_D)).get(q, np.nan) for a in n_pts])
                   for q in ("t_g", "t_c", "t_o")}
             top = np.nanmax([np.nanmax(v) if np.isfinite(v).any() else 0 for v in th.values()] + [1.0]) * 1.3
             if np.isfinite(th["t_c"]).any():
@@ -483,7 +470,6 @@ def plot_finite_size(ds, times, extrap, outdir=None, *, ax=None):
     """(f) measured times against log(N)/N, the fits and the N -> infinity theory."""
     from diffmem.analysis import finite_size as fs
 
-    family, normalize = _family(ds)
     grid = ds.diffmem.grid_dim
     nls = _linear_first(ds)
     qs = [q for q in ("t_g", "t_c", "t_o") if f"{q}_mean" in times]
@@ -508,7 +494,7 @@ def plot_finite_size(ds, times, extrap, outdir=None, *, ax=None):
                     ax.errorbar([0], [float(e["value"])], yerr=[float(e["se"])], color=colors[k], marker="s",
                                 ms=6, mfc="white")
                 if grid == "alpha":
-                    lim = _limit(family, normalize, nl, float(x_val), float(a_D)).get(q, np.nan)
+                    lim = _limit(ds, nl, float(x_val), float(a_D)).get(q, np.nan)
                     if np.isfinite(lim):
                         ax.plot([0], [lim], marker="*", ms=12, color=colors[k], mec="k", ls="none")
             ax.set_xlabel("log(N)/N")
@@ -523,7 +509,7 @@ def plot_finite_size(ds, times, extrap, outdir=None, *, ax=None):
 
 def plot_nonlinear(ds, times, extrap, outdir=None, *, ax=None):
     """(g) per sigma: t_c against alpha_D, simulation vs RS theory vs Gaussian-equivalent approximation."""
-    family, normalize = _family(ds)
+    family, _ = _family(ds)
     grid = ds.diffmem.grid_dim
     nls = _linear_first(ds)
     fig, axes, new = figure_axes(ax, 1, len(nls), figsize=(4.6 * len(nls), 3.8), sharey=True)
@@ -543,10 +529,10 @@ def plot_nonlinear(ds, times, extrap, outdir=None, *, ax=None):
             ax.errorbar(a_Ds, m["t_c_mean"].values, yerr=m["t_c_mean_se"].values, color=colors[j], marker="o",
                         ls="none", ms=4, label=f"sim N={n_max}" if j == 0 else None)
             if grid == "alpha":
-                rs = [_limit(family, normalize, nl, float(xv), a).get("t_c", np.nan) for a in fine]
+                rs = [_limit(ds, nl, float(xv), a).get("t_c", np.nan) for a in fine]
                 ax.plot(fine, rs, color=colors[j], lw=1.3, label="RS theory" if j == 0 else None)
                 if nl != "linear" and family == "hmm":
-                    ge = [_limit(family, normalize, nl, float(xv), a, "gaussian-equivalent").get("t_c", np.nan)
+                    ge = [_limit(ds, nl, float(xv), a, "gaussian-equivalent").get("t_c", np.nan)
                           for a in fine]
                     ax.plot(fine, ge, color=colors[j], lw=1, ls="--",
                             label="Gaussian-equivalent" if j == 0 else None)
