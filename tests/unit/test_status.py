@@ -59,6 +59,9 @@ def test_summary_prints_the_efficiency_of_the_run(finished_store, tmp_path):
     # a run that started after every cell finished computed nothing
     run_start.write_text(json.dumps({"start": end + 1, "cores": 1}))
     assert "of the 0 cells" in status_report(store, run_start=run_start, now=end + 2)
+    # a run on a cluster executor records no core count: no efficiency, and no failure
+    run_start.write_text(json.dumps({"start": start, "cores": None}))
+    assert "efficiency: not computed" in status_report(store, run_start=run_start, now=end)
 
 
 def test_bad_run_start_file_is_one_line(finished_store, tmp_path, capsys):

@@ -93,15 +93,22 @@ CONFIG_FILE = write_config_file(config, RESULTS)
 # ...`, last) is printed on the terminal as well, and the exit status is kept.
 
 
+def local_cores():
+    """Cores of a local run; None with a cluster executor (no fixed number) or without --cores."""
+    if not workflow.local_exec:
+        return None
+    try:
+        return workflow.cores
+    except Exception:  # noqa: BLE001 - no --cores (lint, dry run): nothing runs
+        return None
+
+
 def blocks_run_in_parallel():
     """Whether several block jobs may run at once (their progress bars would overwrite each other)."""
     if not workflow.local_exec:
         return True
-    try:
-        cores = workflow.cores
-    except Exception:  # noqa: BLE001 - no --cores (lint, dry run): nothing runs
-        return False
-    return cores is None or cores > 1
+    cores = local_cores()
+    return cores is not None and cores > 1
 
 
 # The per-block progress bars are shown only when one block runs at a time; otherwise the hint below
@@ -111,7 +118,7 @@ BLOCK_PROGRESS = "--progress" if config["progress"] and not blocks_run_in_parall
 
 onstart:
     Path(RESULTS).mkdir(parents=True, exist_ok=True)
-    Path(RUN_START).write_text(json.dumps({"start": time.time(), "cores": workflow.cores}) + "\n")
+    Path(RUN_START).write_text(json.dumps({"start": time.time(), "cores": local_cores()}) + "\n")
     if config["progress"] and blocks_run_in_parallel():
         print(f"progress of the whole sweep: diffmem status --watch {STORE}", file=sys.stderr)
 

@@ -52,9 +52,10 @@ def sweep_efficiency(wall_time, finished_at, start, end, cores):
 
 
 def _read_run_start(path):
+    """(start, cores) of a run; cores is None for a run on a cluster executor (no fixed number)."""
     try:
         run = json.loads(Path(path).read_text())
-        return float(run["start"]), int(run["cores"])
+        return float(run["start"]), None if run["cores"] is None else int(run["cores"])
     except FileNotFoundError:
         raise ParameterError("--run-start", f"{path}: no such file") from None
     except (ValueError, KeyError, TypeError) as err:
@@ -99,11 +100,14 @@ def status_report(path, *, block_size=None, timing=False, run_start=None, now=No
         if run_start:
             start, cores = _read_run_start(run_start)
             end = time.time() if now is None else now
-            share, compute, count = sweep_efficiency(wall, finished, start, end, cores)
-            lines.append(
-                f"efficiency: {100 * share:.0f} % = {compute:.1f} s of compute of the {count} cells "
-                f"computed in this run / ({cores} cores x {end - start:.1f} s of workflow wall time)"
-            )
+            if cores is None:
+                lines.append("efficiency: not computed (the run had no fixed number of cores: a cluster executor)")
+            else:
+                share, compute, count = sweep_efficiency(wall, finished, start, end, cores)
+                lines.append(
+                    f"efficiency: {100 * share:.0f} % = {compute:.1f} s of compute of the {count} cells "
+                    f"computed in this run / ({cores} cores x {end - start:.1f} s of workflow wall time)"
+                )
     lines.append(f"overall: {done.sum()}/{done.size} ({100.0 * done.mean():.0f} %)")
     return "\n".join(lines)
 
