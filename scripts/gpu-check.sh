@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check of diffmem (issue 7): the cupy kernel tests and the cupy benchmark, float64 and float32.
+# GPU check of diffmem: the cupy kernel tests and the cupy benchmark, float64 and float32.
 #
 # Meant for a machine with an NVIDIA GPU (e.g. H200) and NO internet, run from the repository root:
 #
@@ -8,8 +8,9 @@
 # Packages come from what the machine already has (a venv with --system-site-packages) plus wheels
 # carried in .whl/ (pip install --no-index --find-links .whl): cupy-cuda12x (or cupy-cuda13x), and
 # numpy, scipy, array-api-compat, threadpoolctl, pytest when the machine lacks them. The check
-# imports only the kernel's modules (python -m diffmem.engine.bench, not the full CLI, which also needs the
-# workflow dependencies), so xarray/zarr/dask/snakemake need not be present.
+# imports only the kernel's modules (python -m diffmem bench: the CLI imports only the command it runs,
+# and `import diffmem` skips the xarray accessor without xarray), so xarray/zarr/dask/snakemake need not
+# be present.
 #
 # Writes to $OUT: gpu-check.log (everything), nvidia-smi.txt, pip.txt, pytest-gpu.txt,
 # bench-cupy-float64.json, bench-cupy-float32.json, summary.txt. Exits non-zero if a step failed.
@@ -63,7 +64,7 @@ fi
 
 # 2. the benchmark on cupy, float64 then float32 (shapes sized for a GPU, P up to 10^7)
 for dtype in float64 float32; do
-    if timeout "$STEP_TIMEOUT" $PY -m diffmem.engine.bench --backend cupy --dtype "$dtype" --json \
+    if timeout "$STEP_TIMEOUT" $PY -m diffmem bench --backend cupy --dtype "$dtype" --json \
         --N 64 128 256 --M 256 1024 4096 --M-ref 1024 --P-ref 1000000 --N-scale 100 \
         --P 100000 1000000 10000000 --chunk-size 16384 --repeats 3 \
         > "$OUT/bench-cupy-$dtype.json" 2> "$OUT/bench-cupy-$dtype.err"; then

@@ -5,7 +5,7 @@ the large-N random-energy-model theory of ``THEORY.md``, and reproducible Snakem
 labelled xarray/zarr stores.
 """
 
-__version__ = "0.1.0"
+from diffmem.version import __version__  # noqa: F401
 
 try:  # registers the ``ds.diffmem`` xarray accessor; xarray is a dependency, the guard keeps import light
     from diffmem.analysis import accessor  # noqa: F401

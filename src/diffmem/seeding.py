@@ -7,7 +7,7 @@ regenerated without storing anything (THEORY.md section 1).
 
 import numpy as np
 
-__all__ = ["generator", "FEATURES", "TRAIN", "TEST", "QUERY", "NOISE", "CELL"]
+__all__ = ["generator", "feature_matrix", "FEATURES", "TRAIN", "TEST", "QUERY", "NOISE", "CELL"]
 
 # Stream identifiers: the first element of the spawn key. Never renumber (stores depend on them).
 FEATURES = 0  # feature matrix F of the hidden manifold (or the mixture's class signs)
@@ -24,3 +24,12 @@ def generator(seed, *key):
         raise ValueError(f"seed must be >= 0, got {seed}")
     ss = np.random.SeedSequence(int(seed), spawn_key=tuple(int(k) for k in key))
     return np.random.Generator(np.random.PCG64(ss))
+
+
+def feature_matrix(N, D, seed):
+    """Feature matrix F of shape (N, D), i.i.d. N(0, 1), drawn from stream FEATURES of ``seed``.
+
+    The engine's hidden manifold and the theory's quenched spectrum both call it, so one cell's
+    simulation and theory share F.
+    """
+    return generator(seed, FEATURES).standard_normal((int(N), int(D)))

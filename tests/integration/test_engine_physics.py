@@ -10,7 +10,7 @@ from scipy.optimize import brentq
 from diffmem.engine import variables
 from diffmem.engine.backend import cupy_available
 from diffmem.engine.cell import run_cell
-from diffmem.engine.data import feature_matrix
+from diffmem.seeding import feature_matrix
 
 SMALL = dict(family="hmm", nonlinearity="tanh", N=12, P=300, alpha_D=0.5, t=[0.05, 0.3, 1.0], samples=32,
              basin_samples=8, rho=[0.1, 1.0, 10.0])

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,14 +21,13 @@ import numpy as np
 import pytest
 import yaml
 
+import helpers
+from diffmem.engine.variables import VARIABLES
+from diffmem.errors import ParameterError
 from diffmem.pipeline.config import validate_config
 from diffmem.pipeline.grid import Grid
 from diffmem.pipeline.runner import INJECT_ENV
-from diffmem.errors import ParameterError
-from diffmem.engine.variables import VARIABLES
-
-REPO = Path(__file__).resolve().parents[2]
-DIFFMEM = [sys.executable, "-m", "diffmem"]
+from helpers import clean_env, damage_chunk, diffmem, diffmem_command, open_store, read_cells, snakemake
 
 CONFIG = {
     "sweep": "ft",
@@ -55,50 +53,8 @@ DATA_VARS = tuple(VARIABLES)
 # --- helpers --------------------------------------------------------------------------------------
 
 def write_config(directory, **changes):
-    config = json.loads(json.dumps(CONFIG))
-    for key, value in changes.items():
-        config[key] = value
-    path = Path(directory) / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def diffmem_cmd(*args):
-    return [*DIFFMEM, *map(str, args)]
-
-
-def clean_env(extra=None):
-    """This process's environment without a stray injection hook, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k != INJECT_ENV}
-    env.update(extra or {})
-    return env
-
-
-def run(*args, env=None, timeout=300):
-    """Run ``python -m diffmem ARGS``; returns the CompletedProcess (never raises on failure)."""
-    full_env = clean_env(env)
-    return subprocess.run(diffmem_cmd(*args), capture_output=True, text=True, env=full_env,
-                          timeout=timeout)
-
-
-def read_cells(store):
-    """(done, finished_at) flat arrays, read straight from zarr (a writer may be active)."""
-    import zarr
-
-    for _ in range(50):
-        try:
-            done = np.asarray(zarr.open_array(Path(store) / "done", mode="r")[...]).ravel()
-            finished = np.asarray(zarr.open_array(Path(store) / "finished_at", mode="r")[...]).ravel()
-            return done.astype(bool), finished
-        except Exception:  # noqa: BLE001 - a chunk being replaced right now: read again
-            time.sleep(0.05)
-    raise AssertionError(f"could not read {store}")
-
-
-def open_store(store):
-    import xarray as xr
-
-    return xr.open_zarr(store, consolidated=False)
+    """CONFIG with top-level keys replaced, written into ``directory``."""
+    return helpers.write_config(directory, {**json.loads(json.dumps(CONFIG)), **changes})
 
 
 def assert_same_data(store, reference, cells=None):
@@ -164,7 +120,7 @@ def reference(tmp_path_factory):
     directory = tmp_path_factory.mktemp("reference")
     config = write_config(directory)
     store = directory / "sweep.zarr"
-    result = run("sweep", "run", "--configfile", config, "--store", store, "--threads", 2)
+    result = diffmem("sweep", "run", "--configfile", config, "--store", store, "--threads", 2)
     assert result.returncode == 0, result.stderr
     done, _ = read_cells(store)
     assert done.all()
@@ -176,7 +132,7 @@ def sweep_dir(tmp_path):
     """A directory with the config written and the (empty) store created."""
     config = write_config(tmp_path)
     store = tmp_path / "sweep.zarr"
-    result = run("sweep", "init", "--configfile", config, "--store", store)
+    result = diffmem("sweep", "init", "--configfile", config, "--store", store)
     assert result.returncode == 0, result.stderr
     return tmp_path, config, store
 
@@ -184,7 +140,7 @@ def sweep_dir(tmp_path):
 def start_block(config, store, threads, env=None):
     full_env = clean_env(env)
     return subprocess.Popen(
-        diffmem_cmd("sweep", "run-block", "--configfile", config, "--store", store,
+        diffmem_command("sweep", "run-block", "--configfile", config, "--store", store,
                     "--block", "b0000", "--threads", threads),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
         start_new_session=True,  # its own process group, so the test can kill all of it at once
@@ -203,7 +159,7 @@ def test_block_killed_midway_resumes_without_recomputing_done_cells(sweep_dir, r
     done_before, finished_before = read_cells(store)
     assert 2 <= done_before.sum() < N_CELLS, "the kill must land part-way through the block"
 
-    result = run("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
+    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
                  "--threads", 2)
     assert result.returncode == 0, result.stderr
     done_after, finished_after = read_cells(store)
@@ -245,7 +201,7 @@ def test_cell_that_raises_once_is_retried_and_sweep_completes(sweep_dir, referen
     state = tmp / "inject"
     # one cell by index, one by coordinates (both forms of the hook)
     env = _inject(state, [1, {"alpha_D": 0.5, "seed": 2}], times=1)
-    result = run("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
+    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
                  "--threads", 2, env=env)
     assert result.returncode == 0, result.stderr
     # each injected cell was attempted exactly twice: the failure, then the retry
@@ -260,7 +216,7 @@ def test_cell_that_always_raises_stops_naming_it_and_keeps_finished_cells(sweep_
     tmp, config, store = sweep_dir
     failing = N_CELLS - 1  # the last cell: the others finish first on one worker
     env = _inject(tmp / "inject", [failing], times=-1)
-    result = run("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
+    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
                  "--threads", 1, env=env)
     assert result.returncode != 0
     coords = Grid(validate_config(yaml.safe_load(Path(config).read_text()))).coords(failing)
@@ -277,7 +233,7 @@ def test_cell_that_always_raises_stops_naming_it_and_keeps_finished_cells(sweep_
     assert_same_data(store, reference, cells=np.flatnonzero(done))
 
     # the rerun (failure gone) completes and does not recompute the kept cells
-    result = run("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
+    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
                  "--threads", 2)
     assert result.returncode == 0, result.stderr
     done_after, finished_after = read_cells(store)
@@ -303,7 +259,7 @@ def test_directory_that_is_not_a_sweep_store_is_refused_untouched(tmp_path):
     (store / "precious.txt").write_text("someone's data")
     before = _tree_snapshot(store)
     for command in (["sweep", "init"], ["sweep", "run"]):
-        result = run(*command, "--configfile", config, "--store", store)
+        result = diffmem(*command, "--configfile", config, "--store", store)
         assert result.returncode == 2, result.stderr
         assert "not a diffmem sweep store" in result.stderr
         assert result.stderr.count("\n") == 1, "expected a one-line message, not a traceback"
@@ -317,7 +273,7 @@ def test_zarr_store_of_another_kind_is_refused_untouched(tmp_path):
     store = tmp_path / "sweep.zarr"
     xr.Dataset({"x": ("i", np.arange(3.0))}).to_zarr(store, consolidated=False)
     before = _tree_snapshot(store)
-    result = run("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000")
+    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000")
     assert result.returncode == 2
     assert "not a diffmem sweep store" in result.stderr
     assert _tree_snapshot(store) == before
@@ -342,32 +298,23 @@ def test_store_of_another_config_is_refused_naming_the_difference(sweep_dir, cha
     if key == "grid.seed":
         commands.append(["sweep", "init"])
     for command in commands:
-        result = run(*command, "--configfile", other, "--store", store)
+        result = diffmem(*command, "--configfile", other, "--store", store)
         assert result.returncode == 2, result.stderr
         assert "different sweep config" in result.stderr
         assert key in result.stderr, result.stderr
     assert _tree_snapshot(store) == before
 
 
-def _chunk_file(store, variable, flat):
-    """Path of the chunk of ``variable`` holding cell ``flat`` (zarr v3 default key encoding)."""
-    meta = json.loads((Path(store) / variable / "zarr.json").read_text())
-    shape = meta["shape"]
-    cell_shape = shape[:5]  # the five cell dims come first; chunks are 1 along each of them
-    index = list(np.unravel_index(flat, cell_shape)) + [0] * (len(shape) - 5)
-    return Path(store, variable, "c", *map(str, index))
-
-
 def test_damaged_done_chunk_is_reported_and_its_cell_recomputed(sweep_dir, reference):
     _, config, store = sweep_dir
-    result = run("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
+    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
                  "--threads", 2)
     assert result.returncode == 0, result.stderr
     damaged = 3
     _, finished_before = read_cells(store)
-    _chunk_file(store, "done", damaged).write_bytes(b"\x00garbage, not a zstd frame")
+    damage_chunk(store, "done", damaged)
 
-    result = run("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
+    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
                  "--threads", 1)
     assert result.returncode == 0, result.stderr
     assert f"cell {damaged} unreadable" in result.stderr  # said, not silently
@@ -381,13 +328,13 @@ def test_damaged_done_chunk_is_reported_and_its_cell_recomputed(sweep_dir, refer
 
 def test_damaged_data_chunk_of_a_done_cell_is_reported_and_recomputed(sweep_dir, reference):
     _, config, store = sweep_dir
-    result = run("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
+    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
                  "--threads", 2)
     assert result.returncode == 0, result.stderr
     damaged = 2
-    _chunk_file(store, "phi", damaged).write_bytes(b"\x00garbage, not a zstd frame")
+    damage_chunk(store, "phi", damaged)
 
-    result = run("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
+    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
                  "--threads", 1)
     assert result.returncode == 0, result.stderr
     assert f"cell {damaged}" in result.stderr and "phi" in result.stderr
@@ -481,16 +428,8 @@ SNAKEMAKE_CASES = [
 @pytest.mark.parametrize("path, value, key", SNAKEMAKE_CASES,
                          ids=["grid.N=[]", "t=[1.0, 0.5]", "grid.Q", "samples=many", "walltime=1h"])
 def test_snakemake_dry_run_rejects_bad_config_before_any_job(tmp_path, path, value, key):
-    if not (REPO / "Snakefile").exists():
-        pytest.skip("the workflow (Snakefile) is not in this tree yet")
-    configfile = tmp_path / "bad.yaml"
-    configfile.write_text(yaml.safe_dump(_with(path, value)))
-    snakemake = Path(sys.executable).with_name("snakemake")
-    result = subprocess.run(
-        [str(snakemake), "-n", "--cores", "1", "--configfile", str(configfile),
-         "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile")],
-        capture_output=True, text=True, timeout=120,
-    )
+    configfile = helpers.write_config(tmp_path, _with(path, value), name="bad.yaml")
+    result = snakemake(tmp_path, "-n", "--cores", "1", configfile=configfile, timeout=120, check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     # Snakemake's schema validation names an unknown key as "'Q' was unexpected" under

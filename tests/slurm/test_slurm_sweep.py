@@ -10,22 +10,18 @@ cancels a block's SLURM job mid-block and checks that Snakemake's retry finishes
 recomputing the cells that job had finished.
 """
 
-import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
+import helpers
 from diffmem.engine.variables import VARIABLES
+from helpers import ROOT, SNAKEFILE, SNAKEMAKE, diffmem, open_store, read_cells
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
-REPO = Path(__file__).resolve().parents[2]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 # 4 cells in 2 blocks: two block jobs run side by side on the 2-CPU test node.
 CONFIG = {
@@ -46,7 +42,7 @@ CONFIG = {
 # - first status check after 2 s instead of 40 s (the default suits real queues, not tests);
 # - blocks fit the 2-CPU node.
 SLURM_TEST_OPTIONS = [
-    "--profile", str(REPO / "profiles" / "slurm"),
+    "--profile", str(ROOT / "profiles" / "slurm"),
     "--slurm-status-command", "squeue",
     "--slurm-init-seconds-before-status-checks", "2",
     "--set-threads", "simulate_block=1",
@@ -55,22 +51,11 @@ SLURM_TEST_OPTIONS = [
 
 
 def write_config(directory, config=None):
-    path = Path(directory) / "config.yaml"
-    path.write_text(yaml.safe_dump(config or CONFIG))
-    return path
+    return helpers.write_config(directory, CONFIG if config is None else config)
 
 
 def snakemake(cwd, configfile, *args, timeout=600, env=None):
-    # targets first: --configfile takes several values and would swallow them
-    cmd = [SNAKEMAKE, *args, "--snakefile", str(REPO / "Snakefile"), "--configfile", str(configfile)]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
-
-
-def open_store(store):
-    import xarray as xr
-
-    return xr.open_zarr(store, consolidated=False)
+    return helpers.snakemake(cwd, *args, configfile=configfile, timeout=timeout, env=env, check=False)
 
 
 def assert_complete_and_equal(store, reference):
@@ -86,11 +71,7 @@ def reference(tmp_path_factory):
     directory = tmp_path_factory.mktemp("reference")
     config = write_config(directory)
     store = directory / "sweep.zarr"
-    result = subprocess.run(
-        [sys.executable, "-m", "diffmem", "sweep", "run", "--configfile", str(config),
-         "--store", str(store), "--threads", "2"],
-        capture_output=True, text=True, timeout=300,
-    )
+    result = diffmem("sweep", "run", "--configfile", config, "--store", store, "--threads", 2)
     assert result.returncode == 0, result.stderr
     return store
 
@@ -144,19 +125,6 @@ def _block_job_ids():
     return [line.split("|")[0] for line in out.splitlines() if "simulate_block" in line]
 
 
-def _read_cells(store):
-    import zarr
-
-    for _ in range(50):
-        try:
-            done = np.asarray(zarr.open_array(Path(store) / "done", mode="r")[...]).ravel()
-            finished = np.asarray(zarr.open_array(Path(store) / "finished_at", mode="r")[...]).ravel()
-            return done.astype(bool), finished
-        except Exception:  # noqa: BLE001 - a chunk being replaced right now: read again
-            time.sleep(0.05)
-    raise AssertionError(f"could not read {store}")
-
-
 @pytest.mark.slow
 def test_block_job_cancelled_midblock_is_retried_without_recomputing(local_slurm, tmp_path):
     """scancel of a running block job (as a preemption or node failure would): the profile's
@@ -167,8 +135,7 @@ def test_block_job_cancelled_midblock_is_retried_without_recomputing(local_slurm
                   t={"start": 0.05, "stop": 2.0, "num": 8}, block_size=4)
     configfile = write_config(tmp_path, config)
     store = tmp_path / "results" / "slurm" / "sweep.zarr"
-    cmd = [SNAKEMAKE, "sweep", *SLURM_TEST_OPTIONS, "--snakefile", str(REPO / "Snakefile"),
-           "--configfile", str(configfile)]
+    cmd = [SNAKEMAKE, "sweep", *SLURM_TEST_OPTIONS, "--snakefile", str(SNAKEFILE), "--configfile", str(configfile)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
@@ -176,7 +143,7 @@ def test_block_job_cancelled_midblock_is_retried_without_recomputing(local_slurm
         while True:
             assert time.monotonic() < deadline, "no cell finished in time"
             assert proc.poll() is None, proc.communicate()[0][-4000:]
-            if (store / "done").exists() and _read_cells(store)[0].sum() >= 1:
+            if (store / "done").exists() and read_cells(store)[0].sum() >= 1:
                 break
             time.sleep(0.1)
         jobs = _block_job_ids()
@@ -185,7 +152,7 @@ def test_block_job_cancelled_midblock_is_retried_without_recomputing(local_slurm
         # the job's processes are gone once SLURM no longer lists it as running
         while jobs[0] in _block_job_ids():
             time.sleep(0.2)
-        done_at_cancel, finished_at_cancel = _read_cells(store)
+        done_at_cancel, finished_at_cancel = read_cells(store)
         assert done_at_cancel.sum() < 4, "the cancel must land part-way through the block"
         log, _ = proc.communicate(timeout=600)
     finally:
@@ -196,6 +163,6 @@ def test_block_job_cancelled_midblock_is_retried_without_recomputing(local_slurm
     assert log.count("submitted with SLURM jobid") == 3, log[-4000:]
     block_log = (tmp_path / "logs" / "simulate_block" / "slurm" / "b0000.log").read_text()
     assert f"{int(done_at_cancel.sum())}/4 cells already done" in block_log, block_log
-    done, finished = _read_cells(store)
+    done, finished = read_cells(store)
     assert done.all(), "a cell was lost"
     np.testing.assert_array_equal(finished[done_at_cancel], finished_at_cancel[done_at_cancel])

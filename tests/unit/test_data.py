@@ -7,7 +7,8 @@ import pytest
 
 from diffmem import nonlinearities
 from diffmem.engine.backend import resolve
-from diffmem.engine.data import BLOCK, DataSpec, TrainingSet, feature_matrix, sample_points, training_block
+from diffmem.engine.data import BLOCK, DataSpec, TrainingSet, sample_points, training_block
+from diffmem.seeding import feature_matrix
 from diffmem.seeding import FEATURES, TRAIN, generator
 
 

@@ -1,4 +1,4 @@
-"""The numpy fast path of the streamed kernel (issue 7) against the array-API loop and a dense reference.
+"""The numpy fast path of the streamed kernel against the array-API loop and a dense reference.
 
 The fast path folds the bias and the row shift into the logits GEMM, moves a row's shift only past a
 headroom, clips logits before exp, and splits training blocks over threads. These tests drive every

@@ -190,6 +190,7 @@ def test_unreadable_cells_names_the_first_damaged_variable(tmp_path):
     damage = {1: "phi", 4: "d_nn", 6: "backend"}
     for flat, name in damage.items():
         assert _chunk(path, name, flat).exists()
+        assert st.cell_chunk_path(path, name, flat) == _chunk(path, name, flat)
         _chunk(path, name, flat).write_bytes(b"\x00not a zstd frame")
     _chunk(path, "version", 1).write_bytes(b"\x00not a zstd frame")
     assert store.unreadable_cells(range(8)) == damage  # phi comes before version: named first

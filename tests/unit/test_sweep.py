@@ -12,6 +12,7 @@ from diffmem.pipeline.grid import Grid, config_hash
 from diffmem.pipeline.runner import CellError, INJECT_ENV, maybe_inject_failure, run_block
 from diffmem.errors import ParameterError
 from diffmem.pipeline.store import create
+from helpers import damage_chunk
 
 
 def tiny_config(**overrides):
@@ -219,10 +220,7 @@ def test_run_block_recomputes_a_done_cell_whose_data_chunk_is_damaged(tmp_path, 
     before = _values(store)
     stamps = xr.open_zarr(store, consolidated=False)["finished_at"].values.ravel().copy()
     damaged = 4
-    idx = Grid(config).index(damaged)
-    chunk = store.joinpath("loss", "c", *map(str, idx), "0")  # loss is over (cell dims, t)
-    assert chunk.exists()
-    chunk.write_bytes(b"\x00not a zstd frame")
+    damage_chunk(store, "loss", damaged)
     log = io.StringIO()
     stats = run_block(store, Grid(config), "b0001", client=client, progress=False, log=log)
     assert stats["computed"] == 1 and stats["skipped"] == 2

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from diffmem.engine.data import feature_matrix
+from diffmem.seeding import feature_matrix
 from diffmem.errors import ParameterError
 from diffmem.theory import (
     collapse_time,

@@ -1,4 +1,4 @@
-# Paper analysis (issue 6): measured versus predicted times, extrapolated to N -> infinity, and
+# Paper analysis: measured versus predicted times, extrapolated to N -> infinity, and
 # figures (a)-(g), from the sweep store alone (ds.diffmem accessor; diffmem.plots.paper_figures).
 # Needs common.smk (STORE, RESULTS, SWEEP, get_block_markers). Target: `snakemake paper`.
 from diffmem.plots.paper_figures import ANSWERS as PAPER_ANSWERS
@@ -37,7 +37,7 @@ rule analyze_paper:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m diffmem.plots.paper_figures --store {params.store} --out {params.outdir} > {log} 2>&1 || (s=$?; tail -n 1 {log} >&2; exit $s)"
+        "diffmem paper --store {params.store} --out {params.outdir} > {log} 2>&1 || (s=$?; tail -n 1 {log} >&2; exit $s)"
 
 
 rule paper:

@@ -1,7 +1,10 @@
 """Command line: ``diffmem <command> ...`` (also ``python -m diffmem``).
 
-Each command lives in its own module of this package exposing ``add_parser(subparsers)`` (which
-registers the sub-parser and sets ``func``) so that commands stay independent. Invalid input raises
+Each command lives in its own module of this package exposing ``add_parser(subparsers, help)``
+(which registers the sub-parser and sets ``func``). Only the module of the command being run is
+imported (every Snakemake job is one command, and the others' imports, the theory's scipy for one,
+cost seconds per job): the others appear in ``diffmem --help`` through :data:`COMMANDS` alone, so a
+command never pays for (or needs the dependencies of) another. Invalid input raises
 :class:`diffmem.errors.ParameterError`; it is printed as one line ``diffmem <command>: error: ...``
 and the exit status is 2, never a traceback. So is a missing or malformed file (config, store):
 :mod:`diffmem.cli.files` opens them.
@@ -13,10 +16,17 @@ import sys
 
 from diffmem.errors import ParameterError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "COMMANDS"]
 
-# Sub-command modules, in the order `diffmem --help` lists them.
-COMMANDS = ("cell", "theory", "sweep", "status", "bench")
+# Sub-commands in the order `diffmem --help` lists them, with their one-line help.
+COMMANDS = {
+    "cell": "simulate one cell (data set, time grid) and print its observables",
+    "theory": "large-N theory: t_c, t_o, t_g, t_S and the curves f, rho_b, loss",
+    "sweep": "steps of a parameter sweep (init, run-block, theory, phase, plot)",
+    "status": "cells done / total of a sweep store, per block and overall",
+    "bench": "benchmark the streamed kernel against matmul and a naive baseline",
+    "paper": "the paper analysis of a sweep store: measured versus predicted times, figures (a)-(g)",
+}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -27,11 +37,9 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def build_parser(only=None):
-    """The ``diffmem`` parser; ``only`` registers just that command (its module alone is imported:
-    every Snakemake job is one command, and the others' imports, the theory's scipy for one, cost
-    seconds per job)."""
-    from diffmem import __version__
+def build_parser(command=None):
+    """The parser, with the full sub-parser of ``command`` only (the others are listed, not imported)."""
+    from diffmem.version import __version__
 
     parser = OneLineParser(
         prog="diffmem",
@@ -40,21 +48,22 @@ def build_parser(only=None):
     parser.add_argument("--version", action="version", version=f"diffmem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in (only,) if only in COMMANDS else COMMANDS:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"{__name__}.{name}":
-                continue  # command not installed in this build
-            raise
-        module.add_parser(sub)
+    for name, help_text in COMMANDS.items():
+        if name == command:
+            importlib.import_module(f"{__name__}.{name}").add_parser(sub, help_text)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
+def _command_of(argv):
+    """The sub-command named in ``argv`` (the first word that is not an option), or None."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def main(argv=None):
-    words = sys.argv[1:] if argv is None else list(argv)
-    command = next((word for word in words if not word.startswith("-")), None)
-    parser = build_parser(only=command)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

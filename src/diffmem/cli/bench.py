@@ -9,10 +9,10 @@ from diffmem.errors import ParameterError
 __all__ = ["add_parser", "run"]
 
 
-def add_parser(subparsers):
+def add_parser(subparsers, help_text):
     parser = subparsers.add_parser(
         "bench",
-        help="benchmark the streamed kernel against matmul and a naive baseline",
+        help=help_text,
         description=(
             "Measure, in one run and on the same shapes, the kernel's effective FLOP rate (2 M P N per "
             "GEMM pass, 2 passes per call), the backend's plain matmul rate chunk by chunk, their ratio, "

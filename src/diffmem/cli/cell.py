@@ -23,10 +23,10 @@ TABLE_COLUMNS = ("phi", "phi_se", "y2", "y2_fresh", "g_num", "loss", "loss_raw",
 SCALARS = ("d_nn", "d_nn_se", "t_g_nn", "memorization_fraction", "memorization_fraction_se", "n_samples", "steps")
 
 
-def add_parser(subparsers):
+def add_parser(subparsers, help_text):
     p = subparsers.add_parser(
         "cell",
-        help="simulate one cell (data set, time grid) and print its observables",
+        help=help_text,
         description="Simulate one cell: P training points on a hidden manifold (or a reference family), "
         "measure phi, y2, g_num, the held-out loss, basins and, in sde/ode mode, reverse trajectories.",
     )

@@ -166,8 +166,8 @@ def cmd_status(args):
     return 0
 
 
-def add_parser(subparsers):
-    parser = subparsers.add_parser("status", help="cells done / total of a sweep store, per block and overall")
+def add_parser(subparsers, help_text):
+    parser = subparsers.add_parser("status", help=help_text)
     parser.add_argument("store", help="path of results/<sweep>/sweep.zarr")
     parser.add_argument("--block-size", type=int, default=None,
                         help="cells per block (default: the store's config)")

@@ -193,9 +193,9 @@ def cmd_plot(args):
         print(path)
 
 
-def add_parser(subparsers):
+def add_parser(subparsers, help_text):
     parser = subparsers.add_parser(
-        "sweep", help="steps of a parameter sweep (init, run-block, theory, phase, plot)",
+        "sweep", help=help_text,
         description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="sweep_command", metavar="STEP")

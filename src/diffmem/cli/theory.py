@@ -12,10 +12,10 @@ TIMES = ("t_c", "t_o", "t_g", "t_s", "t_L")
 CURVES = ("f", "rho_b", "loss")
 
 
-def add_parser(subparsers):
+def add_parser(subparsers, help_text):
     p = subparsers.add_parser(
         "theory",
-        help="large-N theory: t_c, t_o, t_g, t_S and the curves f, rho_b, loss",
+        help=help_text,
         description="Large-N REM theory (THEORY.md section 4). Without --N the N -> infinity "
         "(Marchenko-Pastur) limit; with --N and --seed the quenched spectrum of the cell's feature matrix "
         "and the realized alpha = log(P)/N, alpha_D = D/N.",

@@ -1,6 +1,6 @@
 """Benchmark of the streamed empirical-score kernel against the machine's own matrix multiply.
 
-What one run of :func:`run_benchmark` measures, on the same shapes (issue 7):
+What one run of :func:`run_benchmark` measures, on the same shapes:
 
 - the kernel's effective FLOP rate, counting ``2 M P N`` per GEMM pass; with the weighted mean the
   kernel makes two passes (logits ``X @ A^T`` and weighted sum ``E @ A``), so ``4 M P N`` flops a call;
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffmem import __version__
+from diffmem.version import __version__
 from diffmem.engine.backend import resolve, to_numpy
 from diffmem.engine.data import DataSpec, TrainingSet
 from diffmem.engine.kernels import stream_logits
@@ -617,28 +617,3 @@ def format_markdown(result):
                      f"steps): {r['step_s'] * 1e3:.1f} ms per step, one kernel call "
                      f"{r['kernel_call_s'] * 1e3:.1f} ms, ratio {r['step_over_kernel_call']:.2f}.")]
     return "\n".join(out)
-
-
-def main(argv=None):
-    """``python -m diffmem.engine.bench [options]``: the ``diffmem bench`` command without the other commands.
-
-    Useful where only the kernel's dependencies are installed (e.g. a GPU machine without internet):
-    the full CLI imports every command, this imports only the benchmark.
-    """
-    import argparse
-
-    from diffmem.cli.bench import add_parser
-    from diffmem.errors import ParameterError
-
-    parser = argparse.ArgumentParser(prog="python -m diffmem.engine.bench")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args) or 0)
-    except ParameterError as err:
-        print(f"diffmem bench: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

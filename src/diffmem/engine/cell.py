@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from diffmem import __version__
+from diffmem.version import __version__
 from diffmem.engine import variables
 from diffmem.engine.backend import resolve
 from diffmem.engine.data import DataSpec, TrainingSet

@@ -19,12 +19,11 @@ import numpy as np
 
 from diffmem import nonlinearities
 from diffmem.engine.kernels import AugmentedChunk
-from diffmem.seeding import FEATURES, TRAIN, generator
+from diffmem.seeding import TRAIN, feature_matrix, generator
 
 __all__ = [
     "BLOCK",
     "DataSpec",
-    "feature_matrix",
     "sample_points",
     "training_block",
     "TrainingSet",
@@ -33,14 +32,6 @@ __all__ = [
 # Points per generation block of the training set. Never change it: the training set of a seed
 # depends on it (stores and tests rely on regenerating the same points).
 BLOCK = 4096
-
-
-def feature_matrix(N, D, seed):
-    """Feature matrix F of shape (N, D), i.i.d. N(0, 1), drawn from stream FEATURES of ``seed``.
-
-    The theory's quenched spectrum uses the same call, so one cell's theory and simulation share F.
-    """
-    return generator(seed, FEATURES).standard_normal((int(N), int(D)))
 
 
 @dataclass(frozen=True)
@@ -169,7 +160,7 @@ class TrainingSet:
         self.cached = spec.P * spec.N * 8 <= budget
         self._host = None
         self._device_chunks = None
-        # numpy backends get chunks that carry [A | 1 | |a|^2] for the kernel's fast path (issue 7)
+        # numpy backends get chunks that carry [A | 1 | |a|^2] for the kernel's fast path
         self._numpy_dtype = _numpy_result_dtype(device_put)
         self._last_block = (None, None)  # streaming: chunks smaller than BLOCK reuse the last block
 

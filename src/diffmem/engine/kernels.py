@@ -164,7 +164,7 @@ def _stream_generic(X, chunks, *, c1, c2, delta, index=None, want_mean=False, wa
 
 
 # ---------------------------------------------------------------------------------------------------
-# numpy fast path (issue 7): same results as the array-API loop, fewer passes over the logit block.
+# numpy fast path: same results as the array-API loop, fewer passes over the logit block.
 #
 # Per (query block x training block) the generic loop makes ~9 passes over the M x chunk logit block
 # (GEMM out, bias, max, argmax, subtract, exp, sum, square, sum of squares) on one core, and np.exp

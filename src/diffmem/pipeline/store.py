@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffmem import __version__
+from diffmem.version import __version__
 from diffmem.engine.variables import VARIABLES
 from diffmem.errors import ParameterError
 from diffmem.pipeline.grid import config_hash, science_config
@@ -48,6 +48,7 @@ __all__ = [
     "SweepStore",
     "is_sweep_store",
     "consolidate",
+    "cell_chunk_path",
 ]
 
 STORE_KIND = "sweep"
@@ -487,3 +488,17 @@ class SweepStore:
         lead = (1,) * len(self.dims)
         done = xr.Dataset({"done": (self.dims, np.ones(lead, dtype=bool))})
         done.to_zarr(self.path, region=region, mode="r+", consolidated=False)
+
+
+def cell_chunk_path(path, variable, flat):
+    """Path of the file holding the chunk of ``variable`` for cell ``flat`` (chunks are 1 along every cell dim).
+
+    The one place outside zarr that knows where a cell lives on disk (tests damage chunks through it).
+    """
+    import zarr
+
+    arr = zarr.open_array(Path(path) / variable, mode="r")
+    n_cell_dims = len(json.loads(_read_root_attrs(path)["cell_dims"]))
+    cell = np.unravel_index(int(flat), arr.shape[:n_cell_dims])
+    coords = tuple(int(i) for i in cell) + (0,) * (arr.ndim - n_cell_dims)
+    return Path(path) / variable / arr.metadata.chunk_key_encoding.encode_chunk_key(coords)

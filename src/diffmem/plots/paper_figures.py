@@ -27,11 +27,9 @@ here imports pyplot or changes the matplotlib backend.
 
 Command line (used by ``workflow/rules/paper.smk``)::
 
-    python -m diffmem.plots.paper_figures --store results/paper/sweep.zarr --out results/paper/paper
+    diffmem paper --store results/paper/sweep.zarr --out results/paper/paper
 """
 
-import argparse
-import sys
 import warnings
 from pathlib import Path
 
@@ -40,7 +38,7 @@ import numpy as np
 from diffmem.errors import ParameterError
 from diffmem.plots.figures import figure_axes, finish
 
-__all__ = ["FIGURES", "TABLE", "ANSWERS", "times_table", "answers", "make_paper", "main"]
+__all__ = ["FIGURES", "TABLE", "ANSWERS", "times_table", "answers", "make_paper"]
 
 FIGURES = (
     "a_order_parameters",
@@ -587,32 +585,3 @@ def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN seed means of unfinished cells
             written.extend(draw[name]())
     return written
-
-
-def main(argv=None):
-    """``python -m diffmem.plots.paper_figures --store STORE --out DIR [--figures a_order_parameters ...]``."""
-    import xarray as xr
-
-    from diffmem.analysis import accessor  # noqa: F401 - registers ds.diffmem
-
-    parser = argparse.ArgumentParser(prog="python -m diffmem.plots.paper_figures", description=__doc__.split("\n")[0])
-    parser.add_argument("--store", required=True, help="sweep store (results/<sweep>/sweep.zarr)")
-    parser.add_argument("--out", required=True, help="output folder: times.csv and figures/<name>.{png,pdf}")
-    parser.add_argument("--figures", nargs="+", default=list(FIGURES), help="subset of: " + " ".join(FIGURES))
-    parser.add_argument("--confidence", type=float, default=0.95, help="level of the seed intervals")
-    args = parser.parse_args(argv)
-    try:
-        if not Path(args.store).exists():
-            raise ParameterError("store", f"{args.store} does not exist")
-        ds = xr.open_zarr(args.store, consolidated=False)
-        paths = make_paper(ds, args.out, figures=args.figures, confidence=args.confidence)
-    except ParameterError as err:
-        print(f"paper_figures: error: {err}", file=sys.stderr)
-        return 2
-    for p in paths:
-        print(p)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -154,7 +154,7 @@ def predict(
         Requested latent ratio in (0, 1] (hmm only).
     N, P, seed : int, optional
         With N the realized alpha = log(P)/N and alpha_D = D/N are used (D = floor(alpha_D N + 1/2)),
-        and, for the linear hmm, the quenched spectrum of ``diffmem.engine.data.feature_matrix(N, D, seed)``.
+        and, for the linear hmm, the quenched spectrum of ``diffmem.seeding.feature_matrix(N, D, seed)``.
     m_tilde, sigma : float
         Gaussian mixture: centre scale (>= 0) and per-class standard deviation (> 0).
     t : float or sequence of float, optional

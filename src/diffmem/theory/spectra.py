@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffmem.engine.data import feature_matrix
+from diffmem.seeding import feature_matrix
 from diffmem.errors import ParameterError, check_range
 
 __all__ = [
@@ -120,7 +120,7 @@ def spectrum_of_features(F):
 
 
 def quenched_spectrum(N, D, seed):
-    """Spectrum of F = ``diffmem.engine.data.feature_matrix(N, D, seed)``: the F the simulation of that cell uses."""
+    """Spectrum of F = ``diffmem.seeding.feature_matrix(N, D, seed)``: the F the simulation of that cell uses."""
     N = check_range("N", N, low=1, integer=True)
     D = check_range("D", D, low=1, high=N, integer=True)
     seed = check_range("seed", seed, low=0, integer=True)
