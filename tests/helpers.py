@@ -32,6 +32,26 @@ def tiny_config(**changes):
     return config
 
 
+def small_config(**changes):
+    """The 8-cell sweep of the unit tests (N = 8, P <= 12: cells of milliseconds), as a raw dict.
+
+    Top-level keys are replaced and ``grid`` keys merged from ``changes``; validate it with
+    :func:`diffmem.pipeline.config.validate_config`.
+    """
+    config = {
+        "sweep": "unit",
+        "grid": {"alpha_D": [0.5, 1.0], "N": [8], "alpha": [0.2, 0.3], "seed": [0, 1]},
+        "t": {"start": 0.1, "stop": 2.0, "num": 4, "spacing": "log"},
+        "rho": [0.5, 1.0, 2.0],
+        "samples": 16, "test_samples": 16, "basin_samples": 4, "block_size": 3, "retries": 1,
+        "progress": False, "cluster": {"n_workers": 1},
+    }
+    changes = copy.deepcopy(changes)
+    config["grid"].update(changes.pop("grid", {}))
+    config.update(changes)
+    return config
+
+
 def write_config(directory, config=None, name="config.yaml"):
     """Write ``config`` (default: the tiny sweep) as YAML into ``directory``; returns its path."""
     path = Path(directory) / name
@@ -55,6 +75,19 @@ def diffmem(*args, env=None, timeout=300):
     """Run ``python -m diffmem ARGS``; returns the CompletedProcess (never raises on failure)."""
     return subprocess.run(diffmem_command(*args), capture_output=True, text=True, env=clean_env(env),
                           timeout=timeout)
+
+
+def uninterrupted_run(directory, config, threads=2, timeout=600):
+    """Run the sweep ``config`` (a dict) to the end in ``directory`` with ``diffmem sweep run``: the
+    reference whose numbers any interrupted, resumed or remote run of the same config must reproduce.
+    Returns the store's path."""
+    configfile = write_config(directory, config)
+    store = Path(directory) / "sweep.zarr"
+    result = diffmem("sweep", "run", "--configfile", configfile, "--store", store, "--threads", threads,
+                     timeout=timeout)
+    assert result.returncode == 0, result.stderr
+    assert read_cells(store)[0].all()
+    return store
 
 
 def snakemake(cwd, *args, configfile=TINY_CONFIG, timeout=600, env=None, check=True):

@@ -27,7 +27,8 @@ from diffmem.errors import ParameterError
 from diffmem.pipeline.config import validate_config
 from diffmem.pipeline.grid import Grid
 from diffmem.pipeline.runner import INJECT_ENV
-from helpers import clean_env, damage_chunk, diffmem, diffmem_command, open_store, read_cells, snakemake
+from helpers import (clean_env, damage_chunk, diffmem, diffmem_command, open_store, read_cells, snakemake,
+                     uninterrupted_run)
 
 CONFIG = {
     "sweep": "ft",
@@ -117,14 +118,7 @@ def worker_pids(proc):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted run of CONFIG: the numbers every interrupted run must reproduce."""
-    directory = tmp_path_factory.mktemp("reference")
-    config = write_config(directory)
-    store = directory / "sweep.zarr"
-    result = diffmem("sweep", "run", "--configfile", config, "--store", store, "--threads", 2)
-    assert result.returncode == 0, result.stderr
-    done, _ = read_cells(store)
-    assert done.all()
-    return store
+    return uninterrupted_run(tmp_path_factory.mktemp("reference"), CONFIG)
 
 
 @pytest.fixture
@@ -135,6 +129,14 @@ def sweep_dir(tmp_path):
     result = diffmem("sweep", "init", "--configfile", config, "--store", store)
     assert result.returncode == 0, result.stderr
     return tmp_path, config, store
+
+
+def run_block_of(config, store, threads):
+    """``diffmem sweep run-block`` of the one block to the end; returns the finished process."""
+    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
+                     "--threads", threads)
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 def start_block(config, store, threads, env=None):
@@ -307,16 +309,12 @@ def test_store_of_another_config_is_refused_naming_the_difference(sweep_dir, cha
 
 def test_damaged_done_chunk_is_reported_and_its_cell_recomputed(sweep_dir, reference):
     _, config, store = sweep_dir
-    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
-                 "--threads", 2)
-    assert result.returncode == 0, result.stderr
+    run_block_of(config, store, threads=2)
     damaged = 3
     _, finished_before = read_cells(store)
     damage_chunk(store, "done", damaged)
 
-    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
-                 "--threads", 1)
-    assert result.returncode == 0, result.stderr
+    result = run_block_of(config, store, threads=1)
     assert f"cell {damaged} unreadable" in result.stderr  # said, not silently
     done, finished = read_cells(store)
     assert done.all()
@@ -328,15 +326,11 @@ def test_damaged_done_chunk_is_reported_and_its_cell_recomputed(sweep_dir, refer
 
 def test_damaged_data_chunk_of_a_done_cell_is_reported_and_recomputed(sweep_dir, reference):
     _, config, store = sweep_dir
-    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
-                 "--threads", 2)
-    assert result.returncode == 0, result.stderr
+    run_block_of(config, store, threads=2)
     damaged = 2
     damage_chunk(store, "phi", damaged)
 
-    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
-                 "--threads", 1)
-    assert result.returncode == 0, result.stderr
+    result = run_block_of(config, store, threads=1)
     assert f"cell {damaged}" in result.stderr and "phi" in result.stderr
     assert_same_data(store, reference)
 

@@ -18,7 +18,7 @@ import pytest
 
 import helpers
 from diffmem.engine.variables import VARIABLES
-from helpers import ROOT, SNAKEFILE, SNAKEMAKE, diffmem, open_store, read_cells
+from helpers import ROOT, SNAKEFILE, SNAKEMAKE, open_store, read_cells, uninterrupted_run
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -68,12 +68,7 @@ def assert_complete_and_equal(store, reference):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("reference")
-    config = write_config(directory)
-    store = directory / "sweep.zarr"
-    result = diffmem("sweep", "run", "--configfile", config, "--store", store, "--threads", 2)
-    assert result.returncode == 0, result.stderr
-    return store
+    return uninterrupted_run(tmp_path_factory.mktemp("reference"), CONFIG)
 
 
 def test_snakemake_slurm_executor_runs_blocks_as_jobs(local_slurm, reference, tmp_path):

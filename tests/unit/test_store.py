@@ -12,17 +12,14 @@ import xarray as xr
 from diffmem.pipeline import store as st
 from diffmem.pipeline.config import validate_config
 from diffmem.pipeline.grid import Grid
+from helpers import small_config
 from diffmem.errors import ParameterError
 from diffmem.engine.variables import VARIABLES
 
 
 def config_for(**grid):
-    g = {"alpha_D": [0.5, 1.0], "N": [8], "alpha": [0.2, 0.3], "seed": [0, 1]}
-    g.update(grid)
-    return Grid(validate_config({
-        "sweep": "store-test", "grid": g, "t": {"start": 0.1, "stop": 2.0, "num": 4},
-        "rho": [0.5, 1.0, 2.0], "samples": 16, "test_samples": 16, "basin_samples": 4, "block_size": 4,
-    }))
+    """The grid of the unit tests' small sweep, with ``grid`` axes replaced."""
+    return Grid(validate_config(small_config(grid=grid)))
 
 
 def synthetic_result(grid, flat):
@@ -158,15 +155,21 @@ def test_none_becomes_nan(tmp_path):
     assert np.isnan(cell["d_nn"].values)
 
 
-def test_damaged_done_chunk_counts_as_not_done(tmp_path):
+def filled_store(path):
+    """The store of :func:`config_for` at ``path`` with every cell written."""
     grid = config_for()
-    path = tmp_path / "sweep.zarr"
     st.create(path, grid)
     store = st.SweepStore.open(path, grid)
-    for flat in range(8):
+    for flat in range(grid.n_cells):
         store.write_cell(flat, synthetic_result(grid, flat))
-    chunk = path / "done" / "c" / "0" / "1" / "0" / "0" / "1"  # cell (0, 1, 0, 0, 1) = flat 5
-    assert chunk.exists()
+    return store
+
+
+def test_damaged_done_chunk_counts_as_not_done(tmp_path):
+    path = tmp_path / "sweep.zarr"
+    store = filled_store(path)
+    chunk = _chunk(path, "done", 5)  # cell (0, 1, 0, 0, 1)
+    assert chunk == path / "done" / "c" / "0" / "1" / "0" / "0" / "1" and chunk.exists()
     chunk.write_bytes(b"garbage")
     assert store.done_flat().tolist() == [f != 5 for f in range(8)]
 
@@ -179,12 +182,8 @@ def _chunk(path, name, flat, shape=(1, 2, 1, 2, 2)):
 
 
 def test_unreadable_cells_names_the_first_damaged_variable(tmp_path):
-    grid = config_for()
     path = tmp_path / "sweep.zarr"
-    st.create(path, grid)
-    store = st.SweepStore.open(path, grid)
-    for flat in range(8):
-        store.write_cell(flat, synthetic_result(grid, flat))
+    store = filled_store(path)
     assert store.unreadable_cells(range(8)) == {}
     # a data variable over (t,), a scalar one, a string provenance variable, two in one cell
     damage = {1: "phi", 4: "d_nn", 6: "backend"}

@@ -12,21 +12,12 @@ from diffmem.pipeline.grid import Grid, config_hash
 from diffmem.pipeline.runner import CellError, INJECT_ENV, maybe_inject_failure, run_block
 from diffmem.errors import ParameterError
 from diffmem.pipeline.store import create
-from helpers import damage_chunk
+from helpers import damage_chunk, small_config
 
 
-def tiny_config(**overrides):
-    """A 2 x 2 x 2 grid of sub-second cells (N = 8, P <= 12)."""
-    raw = {
-        "sweep": "unit",
-        "grid": {"alpha_D": [0.5, 1.0], "N": [8], "alpha": [0.2, 0.3], "seed": [0, 1]},
-        "t": {"start": 0.1, "stop": 2.0, "num": 4, "spacing": "log"},
-        "rho": [0.5, 1.0, 2.0],
-        "samples": 16, "test_samples": 16, "basin_samples": 4, "block_size": 3, "retries": 1,
-        "progress": False, "cluster": {"n_workers": 1},
-    }
-    raw.update(overrides)
-    return validate_config(raw)
+def tiny_config(**changes):
+    """The unit tests' small sweep (a 2 x 2 x 2 grid of millisecond cells), validated."""
+    return validate_config(small_config(**changes))
 
 
 def test_axes_ranges_expand_and_round():

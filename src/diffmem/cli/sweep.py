@@ -156,17 +156,25 @@ def cmd_theory(args):
     print(f"theory for {ds.sizes} written to {args.out}", file=sys.stderr)
 
 
-def cmd_phase(args):
+def _open_sweep(args):
+    """(store path, the sweep store as a dataset), refusing a store of another config."""
     import xarray as xr
 
-    from diffmem.analysis.phase import extract, write_dataset
-    from diffmem.cli.files import open_dataset, require_sweep_store
-    from diffmem.pipeline.store import check_compatible, consolidate
+    from diffmem.cli.files import require_sweep_store
+    from diffmem.pipeline.store import check_compatible
 
     grid, store = _load(args)
     require_sweep_store(store, "--store")
     check_compatible(store, grid.config)
-    sweep_ds = xr.open_zarr(store, consolidated=False)
+    return store, xr.open_zarr(store, consolidated=False)
+
+
+def cmd_phase(args):
+    from diffmem.analysis.phase import extract, write_dataset
+    from diffmem.cli.files import open_dataset
+    from diffmem.pipeline.store import consolidate
+
+    store, sweep_ds = _open_sweep(args)
     if bool(sweep_ds["done"].all()):
         consolidate(store)  # the sweep is assembled: metadata will not change any more
     theory = open_dataset(args.theory, "--theory") if args.theory else None
@@ -176,16 +184,10 @@ def cmd_phase(args):
 
 
 def cmd_plot(args):
-    import xarray as xr
-
-    from diffmem.cli.files import open_dataset, require_sweep_store
+    from diffmem.cli.files import open_dataset
     from diffmem.plots.figures import plot_all
-    from diffmem.pipeline.store import check_compatible
 
-    grid, store = _load(args)
-    require_sweep_store(store, "--store")
-    check_compatible(store, grid.config)
-    sweep_ds = xr.open_zarr(store, consolidated=False)
+    _, sweep_ds = _open_sweep(args)
     theory = open_dataset(args.theory, "--theory")
     phase = open_dataset(args.phase, "--phase")
     paths = plot_all(sweep_ds, theory, phase, args.outdir)
