@@ -150,3 +150,14 @@ def test_shared_and_independent_schemes_give_the_same_curves():
         assert not np.array_equal(a[1:], b[1:])  # genuinely different draws after stream 0
     # the held-out points are shared by both schemes: identical loss curves
     np.testing.assert_allclose(shared["loss"], independent["loss"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_weights_stay_in_the_unit_interval_for_a_dominant_point(seed):
+    """Tiny training sets (P = 6 and 55) at small t: one term dominates its row, phi and y2 stay <= 1."""
+    for N, alpha in ((12, 0.15), (16, 0.25)):
+        res = run_cell(family="hmm", N=N, alpha=alpha, alpha_D=0.5, t=list(np.geomspace(0.05, 3.0, 8)),
+                       samples=32, basin_samples=8, rho=[0.2, 1.0, 5.0], seed=seed)
+        for name in ("phi", "y2", "y2_fresh", "trap"):
+            values = np.array(res[name])
+            assert ((values >= 0) & (values <= 1)).all(), (name, values)

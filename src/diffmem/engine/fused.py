@@ -25,9 +25,9 @@ exp2. Exactness (compared with :func:`diffmem.engine.kernels.stream_logits` in t
 - the shift of a row is the running maximum of the previous blocks: a block is summed once with it,
   and only when the block sum exceeds 2^HEADROOM (or overflows) is it summed again at the block's
   exact maximum. So there is one pass per element almost always;
-- ``contract`` (FMA) and, for the two block sums, ``reassoc`` (vectorized partial sums in a fixed
-  order, deterministic for a given binary) are the only fast-math flags: the split d = k + f is
-  exact under any association, no approximate functions are allowed.
+- ``reassoc`` for the two block sums (vectorized partial sums in a fixed order, deterministic for a
+  given binary) is the only fast-math flag: the split d = k + f is exact under any association, no
+  approximate functions or FMA contraction (the logits round the same way in every loop).
 """
 
 import math
@@ -98,7 +98,9 @@ if HAVE_NUMBA:
             m = v if v > m else m
         return m
 
-    @njit(fastmath={"reassoc", "nsz", "contract"}, cache=True)
+    # No "contract" here: the logits must round exactly as in _row_max and in the scalar pick of the
+    # designated logit, else the row maximum could come out a few ulp below 1 in shift units.
+    @njit(fastmath={"reassoc", "nsz"}, cache=True)
     def _row_sums(Ga, Gb, sq, ca, cb, cs, shift):
         """sum_mu 2^(l - shift) and sum_mu 2^(2 (l - shift)) over the block (fixed vector order)."""
         t1 = 0.0

@@ -273,8 +273,11 @@ def stream_shared(ctx, V, table, *, progress=False):
             pool.shutdown()
     log2_z = shift + np.log2(s1)
     with np.errstate(under="ignore"):
-        w_index = np.exp2(logit_index - log2_z)
-    return {"log_z": log2_z * _LN2, "sum_w2": s2 / (s1 * s1), "w_index": w_index}
+        # a weight is <= 1; the designated logit is evaluated apart from the vectorized sums, so a
+        # lone dominant term can come out an ulp above its share of the sum
+        w_index = np.minimum(np.exp2(logit_index - log2_z), 1.0)
+    sum_w2 = np.minimum(s2 / (s1 * s1), 1.0)  # <= 1 as well, whatever the last-bit rounding
+    return {"log_z": log2_z * _LN2, "sum_w2": sum_w2, "w_index": w_index}
 
 
 def _block(res, table, name):
