@@ -6,7 +6,7 @@ issue's criterion), or to half a unit of the last printed digit where fewer digi
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import optimize
 
@@ -181,6 +181,10 @@ def test_functions_accept_arrays_and_scalars():
 @settings(max_examples=25, deadline=None)
 @given(alpha=st.floats(0.02, 1.0), alpha_D=st.floats(0.05, 1.0))
 def test_properties_of_the_times(alpha, alpha_D):
+    # Past log(P)/D = alpha/alpha_D ~ 12 every time is below ~1e-10 (t_c ~ e^{-2 alpha/alpha_D}/(2 alpha_D)),
+    # the four roots differ by less than the root finder's absolute tolerance and their order is noise:
+    # at alpha = 1, alpha_D = 0.055 they all lie near 1e-15.
+    assume(alpha / alpha_D <= 12)
     sp = marchenko_pastur_spectrum(alpha_D)
     t_g, t_L = generalization_time(sp, alpha), loss_condensation_time(sp, alpha)
     t_c, t_o = collapse_time(sp, alpha), onset_time(sp, alpha)
