@@ -1,7 +1,7 @@
 """diffmem: memorization and generalization of diffusion models on hidden manifolds.
 
 Simulation with the exact empirical score of P training points (streamed kernels on numpy or cupy),
-the large-N random-energy-model theory of ``THEORY.md``, and reproducible Snakemake/dask sweeps into
+the large-N random-energy-model theory of ``docs/theory.md``, and reproducible Snakemake/dask sweeps into
 labelled xarray/zarr stores.
 """
 

@@ -1,4 +1,4 @@
-"""Registry of the elementwise nonlinearities sigma of the hidden manifold model (THEORY.md section 1).
+"""Registry of the elementwise nonlinearities sigma of the hidden manifold model (docs/theory.md#nonlinearities).
 
 Adding a nonlinearity is one call::
 
@@ -7,7 +7,7 @@ Adding a nonlinearity is one call::
 
 Functions act on numpy arrays (data are generated with numpy, then moved to the compute backend, so
 every backend sees the same training set). ``kink`` lists the points where sigma is not smooth; the
-theory uses it to split quadratures there (THEORY.md section 4, nonlinear sigma).
+theory uses it to split quadratures there (docs/theory.md#replica-symmetric).
 """
 
 from dataclasses import dataclass, field
@@ -88,7 +88,7 @@ def second_moment(name):
 
 
 def apply(name, h, normalize=False):
-    """sigma(h), divided by sqrt(E[sigma(g)^2]) when ``normalize`` (THEORY.md section 1)."""
+    """sigma(h), divided by sqrt(E[sigma(g)^2]) when ``normalize`` (docs/theory.md#nonlinearities)."""
     out = get(name).fn(h)
     if normalize:
         out = out / sqrt(second_moment(name))

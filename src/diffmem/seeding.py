@@ -2,7 +2,7 @@
 
 ``generator(seed, STREAM, k)`` returns the same ``numpy.random.Generator`` on any worker, in any
 order, so chunk k of the training set, the feature matrix or the query batch of one time point can be
-regenerated without storing anything (THEORY.md section 1).
+regenerated without storing anything (docs/theory.md#seeding).
 """
 
 import numpy as np

@@ -17,7 +17,7 @@ SMALL = dict(family="hmm", nonlinearity="tanh", N=12, P=300, alpha_D=0.5, t=[0.0
 
 
 def quenched_t_c(N, D, P, seed):
-    """t_c from the quenched spectrum of the actual F (THEORY.md section 4), computed independently."""
+    """t_c from the quenched spectrum of the actual F (docs/theory.md#collapse-time), computed independently."""
     F = feature_matrix(N, D, seed)
     lam = np.linalg.eigvalsh(F.T @ F / D)  # D <= N: all D eigenvalues are the nonzero ones
     alpha = log(P) / N

@@ -6,14 +6,14 @@ Sweep: linear and tanh (normalized), alpha_D = 0.5, alpha = 0.2, N = 24, 32, 40,
 
 Tolerances (what "agrees" means here):
 - measured t_c (phi = 1/2 crossing, mean over seeds) at the largest N against the quenched theory of
-  the same cells (same F): 3 standard errors plus 15 % finite-size tolerance. THEORY.md section 5:
+  the same cells (same F): 3 standard errors plus 15 % finite-size tolerance. docs/theory.md#finite-n:
   phi(t_c) = 0.53-0.58 at N = 24-128, i.e. the crossing sits after t_c by a smooth-crossover margin
   of order 10 % at these sizes (the engine issue's test uses the same 15 %);
 - N -> infinity extrapolation of t_c in log(N)/N against the Marchenko-Pastur / RS limit: 3 standard
   errors of the extrapolation plus 10 % (three sizes between 24 and 40 leave curvature in x(N)
   that the linear fit does not see);
 - t_g from the minimum of L(t) against the nearest-neighbour estimate (1/2) log(1 + d_nn) of the same
-  cells (THEORY.md 3.6 says they are close at any N): within one t-grid step (ratio 1.24 here).
+  cells (docs/theory.md#nearest-neighbour says they are close at any N): within one t-grid step (ratio 1.24 here).
 """
 
 import numpy as np

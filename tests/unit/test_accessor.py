@@ -168,7 +168,7 @@ def test_missing_variable_is_named(store):
 
 
 def test_theory_limit_matches_reference_table(store):
-    # THEORY.md section 5, linear HMM, Marchenko-Pastur limit, alpha = 0.1 (given to 1e-4).
+    # docs/theory.md#reference-tables, linear HMM, Marchenko-Pastur limit, alpha = 0.1 (given to 1e-4).
     ds, _ = store
     th = ds.sel(nonlinearity=["linear"]).diffmem.theory(spectrum="limit", at="nominal")
     assert "seed" not in th.dims and "N" not in th.dims

@@ -116,3 +116,18 @@ def test_every_cited_anchor_exists():
     # Links inside docs/theory.md itself are written (#anchor): check those too.
     missing += [f"docs/theory.md: (#{a})" for a in re.findall(r"\]\(#([\w-]+)\)", _doc_text()) if a not in anchors]
     assert not missing, "citations of anchors that docs/theory.md does not define:\n" + "\n".join(missing)
+
+
+def test_no_file_cites_the_external_note():
+    hits = []
+    for path in _repository_files():
+        text = _text_or_none(path)
+        if text is None:
+            continue
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if EXTERNAL_NOTE in line:  # case matters: docs/theory.md is the repository's own
+                hits.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
+    assert not hits, (
+        "the physics is documented in docs/theory.md; cite its sections (docs/theory.md#<anchor>) instead:\n"
+        + "\n".join(hits)
+    )

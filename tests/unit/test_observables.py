@@ -42,7 +42,7 @@ def all_points(ctx):
 
 
 def dense_log_pe(x, A, t):
-    """log P^e_t(x) from the full distance matrix (THEORY.md section 2)."""
+    """log P^e_t(x) from the full distance matrix (docs/theory.md#empirical-score)."""
     c, delta = exp(-t), -expm1(-2 * t)
     d2 = ((x[:, None] - c * A[None]) ** 2).sum(-1)
     N = x.shape[1]
@@ -71,7 +71,7 @@ def test_marginal_observables_match_dense(ctx):
     w = softmax(-d2 / (2 * delta), axis=1)
     assert out["phi"] == pytest.approx(np.mean(w[np.arange(n), mu0]), rel=RTOL)
     assert out["y2"] == pytest.approx(np.mean((w**2).sum(1)), rel=RTOL)
-    g = log_pe / ctx.N + 0.5 * (1 + log(2 * pi * delta)) + log(ctx.P) / ctx.N  # THEORY.md 3.3 as written
+    g = log_pe / ctx.N + 0.5 * (1 + log(2 * pi * delta)) + log(ctx.P) / ctx.N  # docs/theory.md#entropy-gap as written
     assert out["g_num"] == pytest.approx(np.mean(g), rel=1e-9, abs=1e-12)
     assert out["g_num_se"] == pytest.approx(np.std(g, ddof=1) / sqrt(n), rel=1e-8)
     assert 0 < out["phi"] < 1 and 0 < out["y2_fresh"] <= 1

@@ -20,7 +20,7 @@ def test_json_output_with_times(capsys):
     assert code == 0
     data = json.loads(out)
     assert {"t_c", "t_o", "t_g", "t_s", "params", "t", "f", "rho_b", "loss"} <= set(data)
-    assert data["t_c"] == pytest.approx(0.7776, abs=1e-3)  # THEORY.md section 5
+    assert data["t_c"] == pytest.approx(0.7776, abs=1e-3)  # docs/theory.md#reference-tables
     assert len(data["f"]) == len(data["rho_b"]) == len(data["loss"]) == 2
 
 

@@ -1,6 +1,6 @@
-"""REM theory of the linear HMM and isotropic data against THEORY.md sections 4-5.
+"""REM theory of the linear HMM and isotropic data against docs/theory.md (theory, reference-values).
 
-Reference values are printed in THEORY.md to 3-4 digits; they are compared to 1e-3 absolute (the
+Reference values are printed in docs/theory.md#reference-tables to 3-4 digits; they are compared to 1e-3 absolute (the
 issue's criterion), or to half a unit of the last printed digit where fewer digits are given.
 """
 
@@ -30,7 +30,7 @@ from diffmem.theory.linear import (
 )
 from diffmem.theory.spectra import isotropic_spectrum, marchenko_pastur_spectrum
 
-ISOTROPIC_TABLE = [  # alpha, t_g, t_c, t_o  (THEORY.md section 5)
+ISOTROPIC_TABLE = [  # alpha, t_g, t_c, t_o  (docs/theory.md#reference-tables)
     (0.1, 0.3659, 0.8539, 1.1642),
     (0.3, 0.2394, 0.3979, 0.6429),
     (0.5, 0.1637, 0.2293, 0.4187),
@@ -62,21 +62,21 @@ def test_marchenko_pastur_table(alpha_D, t_g, t_c, t_o, t_s):
 
 
 def test_isotropic_closed_form_collapse_time():
-    # THEORY.md 4: isotropic t_c = (1/2) log(1 + 1/(e^{2 alpha} - 1)); root finding to 1e-12.
+    # docs/theory.md#collapse-time: isotropic t_c = (1/2) log(1 + 1/(e^{2 alpha} - 1)); root finding to 1e-12.
     for alpha in (0.02, 0.1, 0.7, 2.0):
         expected = 0.5 * np.log1p(1 / np.expm1(2 * alpha))
         assert collapse_time(isotropic_spectrum(), alpha) == pytest.approx(expected, abs=1e-12)
 
 
 def test_isotropic_chain_of_times():
-    # THEORY.md 4: isotropic alpha = 0.1: 0.366 < 0.529 < 0.854 < 1.164 (3 digits: tolerance 5e-4).
+    # docs/theory.md#reference-tables: isotropic alpha = 0.1: 0.366 < 0.529 < 0.854 < 1.164 (3 digits: tolerance 5e-4).
     sp = isotropic_spectrum()
     got = [generalization_time(sp, 0.1), loss_condensation_time(sp, 0.1), collapse_time(sp, 0.1), onset_time(sp, 0.1)]
     np.testing.assert_allclose(got, [0.366, 0.529, 0.854, 1.164], atol=5e-4)
 
 
 def test_generalization_over_collapse_ratio_at_fixed_alpha():
-    # THEORY.md 4: t_g/t_c = 0.376, 0.331, 0.259, 0.133 for alpha_D = 1, 0.5, 0.25, 0.1 at alpha = 0.1.
+    # docs/theory.md#reference-tables: t_g/t_c = 0.376, 0.331, 0.259, 0.133 for alpha_D = 1, 0.5, 0.25, 0.1 at alpha = 0.1.
     ratios = []
     for alpha_D in (1.0, 0.5, 0.25, 0.1):
         sp = marchenko_pastur_spectrum(alpha_D)
@@ -85,7 +85,7 @@ def test_generalization_over_collapse_ratio_at_fixed_alpha():
 
 
 def test_scaling_variable_at_fixed_log_p_over_d():
-    # THEORY.md 4: alpha_D (e^{2 t_c} - 1) at log(P)/D = 1 (alpha = alpha_D): 0.086, 0.122, 0.139,
+    # docs/theory.md#scaling-variable: alpha_D (e^{2 t_c} - 1) at log(P)/D = 1 (alpha = alpha_D): 0.086, 0.122, 0.139,
     # 0.150, 0.153, approaching 1/(e^2 - 1) = 0.157.
     values = []
     for alpha_D in (1.0, 0.5, 0.25, 0.1, 0.05):
@@ -107,7 +107,7 @@ def test_small_alpha_D_closed_form_is_approached():
 
 
 def test_condensed_basin_reference_values():
-    # THEORY.md 4 (isotropic, alpha = 0.125, t/t_c = 0.8, 0.6, 0.4, 0.2): condensed formula 1.50, 2.39,
+    # docs/theory.md#reference-tables (isotropic, alpha = 0.125, t/t_c = 0.8, 0.6, 0.4, 0.2): condensed formula 1.50, 2.39,
     # 4.25, 10.0, annealed formula 1.35, 1.66, 1.99, 2.48 (3 significant digits: 1 % relative).
     sp = isotropic_spectrum()
     t = collapse_time(sp, 0.125) * np.array([0.8, 0.6, 0.4, 0.2])
@@ -119,7 +119,7 @@ def test_condensed_basin_reference_values():
 def test_condensed_basin_solves_its_fixed_point_and_is_continuous_at_t_c(spectrum):
     alpha = 0.2
     r_star = voronoi_radius(spectrum, alpha)
-    # Fixed point rho = s d_min(y_rho) (THEORY.md 4) with d_min from the generic rate-function solver.
+    # Fixed point rho = s d_min(y_rho) (docs/theory.md#basin-radius) with d_min from the generic rate-function solver.
     assert nearest_distance(spectrum, alpha, r=r_star) == pytest.approx(r_star, rel=1e-9)
     # At t_c the condensed (s r*) and annealed (1) radii meet: the rest condenses exactly there.
     t_c = collapse_time(spectrum, alpha)
@@ -161,7 +161,7 @@ def test_loss_curve_minimum_is_t_g_and_curve_is_continuous_at_t_L(spectrum):
 
 
 def test_loss_raw_minimum_reference_values():
-    # THEORY.md 3.6 (MP, alpha = 0.1): argmin L' = 0.606, 0.448, 0.264, 0.069 for alpha_D = 1 ... 0.1.
+    # docs/theory.md#reference-tables (MP, alpha = 0.1): argmin L' = 0.606, 0.448, 0.264, 0.069 for alpha_D = 1 ... 0.1.
     got = [loss_raw_minimum_time(marchenko_pastur_spectrum(a), 0.1) for a in (1.0, 0.5, 0.25, 0.1)]
     np.testing.assert_allclose(got, [0.606, 0.448, 0.264, 0.069], atol=1e-3)
     # and no interior minimum for isotropic data

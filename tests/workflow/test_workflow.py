@@ -133,7 +133,7 @@ def test_end_to_end_store(finished):
     assert ds["done"].values.all()
     phi = ds["phi"].values
     assert np.isfinite(phi).all() and ((phi >= 0) & (phi <= 1)).all()
-    # Collapse: phi is near 1 at the smallest t and small at the largest (THEORY.md 3.1).
+    # Collapse: phi is near 1 at the smallest t and small at the largest (docs/theory.md#phi).
     assert (phi[..., 0] > 0.9).all() and (phi[..., -1] < 0.5).all()
     assert (ds["wall_time"].values > 0).all() and set(ds["backend"].values.ravel()) == {"numpy"}
     attrs = ds.attrs

@@ -128,7 +128,7 @@ class DiffmemAccessor:
         return da.astype(float).load()
 
     def realized(self):
-        """Realized parameters per (N, grid) (THEORY.md 1): P, D, alpha = log(P)/N, alpha_D = D/N, log(P)/D."""
+        """Realized parameters per (N, grid) (docs/theory.md#sizes): P, D, alpha = log(P)/N, alpha_D = D/N, log(P)/D."""
         ds = self._ds
         # Work on bare Variables: P is a coordinate (over N and alpha, or a dimension itself) and must
         # become a data variable here without clashing with the coordinate of the same name.
@@ -203,7 +203,7 @@ class DiffmemAccessor:
         return self._crossing("trap", "t_o", QUANTITIES["t_o"], level, confidence)
 
     def generalization_time(self, confidence=0.95):
-        """Generalization time t_g: argmin of L(t), refined by a parabola in log t (THEORY.md 3.6).
+        """Generalization time t_g: argmin of L(t), refined by a parabola in log t (docs/theory.md#loss-minimum).
 
         Returns
         -------
@@ -237,7 +237,7 @@ class DiffmemAccessor:
         ----------
         source : {"stored", "static"}
             ``"stored"`` uses the engine's ``basin_radius``; ``"static"`` recomputes it from
-            ``basin_static(t, rho)`` (1/2 crossing in log rho, THEORY.md 3.5).
+            ``basin_static(t, rho)`` (1/2 crossing in log rho, docs/theory.md#crossing-times).
         """
         if source == "stored":
             rb = self._measured("basin_radius")
@@ -482,7 +482,7 @@ class DiffmemAccessor:
         return ex
 
     def scaling_variable(self, t_c=None):
-        """alpha_D (e^{2 t_c} - 1) (THEORY.md section 4), with alpha_D = D/N realized per cell.
+        """alpha_D (e^{2 t_c} - 1) (docs/theory.md#scaling-variable), with alpha_D = D/N realized per cell.
 
         ``t_c`` defaults to the seed-mean measured collapse time; pass a theory ``t_c`` DataArray to
         get the predicted curve. As alpha_D -> 0 it tends to 1/(e^{2 log(P)/D} - 1).

@@ -1,7 +1,7 @@
 """Characteristic times from measured curves, and their extrapolation to N -> infinity.
 
 Everything here is pure numpy on one curve (or one set of sizes); :mod:`diffmem.analysis.accessor` maps it over
-the cells of a sweep store. Conventions follow ``THEORY.md``:
+the cells of a sweep store. Conventions follow ``docs/theory.md#measured-times``:
 
 - a *crossing time* (collapse t_c from phi = 1/2, onset t_o from trap = 1/2) is located by linear
   interpolation in log t between the two grid points that bracket the level (the t grid is log-spaced,
@@ -34,7 +34,7 @@ __all__ = [
     "size_variable",
 ]
 
-# Finite-size variables x(N) in which a measured time is fitted linearly; "logN/N" is THEORY.md's choice.
+# Finite-size variables x(N) in which a measured time is fitted linearly; "logN/N" is the default (docs/theory.md#finite-size).
 FORMS = {
     "logN/N": lambda N: np.log(N) / N,
     "1/N": lambda N: 1.0 / N,
@@ -155,7 +155,7 @@ def minimum_time(t, y):
 
 
 def radius_from_static(rho, prob, level=0.5):
-    """Static basin radius: where P[w_mu0 > 1/2](rho) crosses ``level``, linear in log rho (THEORY.md 3.5).
+    """Static basin radius: where P[w_mu0 > 1/2](rho) crosses ``level``, linear in log rho (docs/theory.md#crossing-times).
 
     Returns NaN when the probability does not cross inside the rho grid.
     """

@@ -1,4 +1,4 @@
-"""``diffmem theory``: large-N predictions of THEORY.md section 4 for one cell (summary or JSON)."""
+"""``diffmem theory``: large-N predictions (docs/theory.md#theory) for one cell (summary or JSON)."""
 
 import json
 import math
@@ -16,7 +16,7 @@ def add_parser(subparsers, help_text):
     p = subparsers.add_parser(
         "theory",
         help=help_text,
-        description="Large-N REM theory (THEORY.md section 4). Without --N the N -> infinity "
+        description="Large-N REM theory (docs/theory.md#theory). Without --N the N -> infinity "
         "(Marchenko-Pastur) limit; with --N and --seed the quenched spectrum of the cell's feature matrix "
         "and the realized alpha = log(P)/N, alpha_D = D/N.",
     )

@@ -260,7 +260,7 @@ def _namespace(X):
 
 
 def _queries(spec, train, M, t, seed):
-    """M marginal-mode queries x = a^mu0 e^{-t} + sqrt(Delta_t) xi (THEORY.md 2) and their mu0."""
+    """M marginal-mode queries x = a^mu0 e^{-t} + sqrt(Delta_t) xi (docs/theory.md#marginal-mode) and their mu0."""
     rng = generator(seed, QUERY, 999)
     index = rng.integers(0, spec.P, size=M)
     noise = rng.standard_normal((M, spec.N))

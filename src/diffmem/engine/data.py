@@ -1,4 +1,4 @@
-"""Training, test and query data: the hidden manifold model and the reference families (THEORY.md 1).
+"""Training, test and query data: the hidden manifold model and the reference families (docs/theory.md#data).
 
 Every array derives from one integer seed through :func:`diffmem.seeding.generator`:
 
@@ -36,7 +36,7 @@ BLOCK = 4096
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Everything that defines a data set: family, sizes and seed (THEORY.md section 1).
+    """Everything that defines a data set: family, sizes and seed (docs/theory.md#data).
 
     Attributes
     ----------

@@ -4,9 +4,9 @@ For M query points X (M, N) and coefficients (c1, c2, delta) the logits over tra
 
     l_mu(x) = (c1 x.a^mu - c2 |a^mu|^2 / 2) / delta .
 
-With c1 = e^{-t}, c2 = e^{-2t}, delta = Delta_t they are the posterior logits of P^e_t (THEORY.md
-section 2): -|x - c1 a|^2 / (2 delta) = l_mu(x) - |x|^2 / (2 delta) when c2 = c1^2. With c1 = c2 = 1
-and delta = h^2 they are the logits of the kernel density estimate of bandwidth h^2 (section 3.6), and
+With c1 = e^{-t}, c2 = e^{-2t}, delta = Delta_t they are the posterior logits of P^e_t
+(docs/theory.md#kernel): -|x - c1 a|^2 / (2 delta) = l_mu(x) - |x|^2 / (2 delta) when c2 = c1^2. With c1 = c2 = 1
+and delta = h^2 they are the logits of the kernel density estimate of bandwidth h^2 (docs/theory.md#loss), and
 with delta = 1 they give squared distances d^2 = |x|^2 - 2 l.
 
 Normalisation: ``log_z`` = log sum_mu exp(l_mu) (no 1/P, no Gaussian constant), so that

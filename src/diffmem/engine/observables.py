@@ -299,7 +299,7 @@ def basin_radius(rho, prob):
 
 
 def kde_loss(ctx, t, b):
-    """L(t) = -(1/N) E_b log p_t(b), KDE of bandwidth h^2 = e^{2t} - 1 (THEORY.md 3.6); (mean, se)."""
+    """L(t) = -(1/N) E_b log p_t(b), KDE of bandwidth h^2 = e^{2t} - 1 (docs/theory.md#loss); (mean, se)."""
     h2 = expm1(2.0 * t)
     res = evaluate(ctx, b, c1=1.0, c2=1.0, delta=h2)
     return kde_loss_from_log_z(ctx, t, b, res["log_z"])

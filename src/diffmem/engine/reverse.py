@@ -1,4 +1,4 @@
-"""Reverse diffusion with the empirical score: backward SDE and probability-flow ODE (THEORY.md 2, 3.4-3.5).
+"""Reverse diffusion with the empirical score: backward SDE and probability-flow ODE (docs/theory.md#reverse).
 
 Both integrators are exponential ("OU-exact") steps with the denoiser m(x, t) = sum_mu w_mu a^mu frozen
 over the step, so that the score is (e^{-t} m - x) / Delta_t:

@@ -26,7 +26,7 @@ _V = Variable
 VARIABLES = {
     v.name: v
     for v in [
-        # marginal mode, per time (THEORY.md section 3)
+        # marginal mode, per time (docs/theory.md#observables)
         _V("phi", ("t",), "collapse order parameter E[w_mu0(x,t)]"),
         _V("phi_se", ("t",), "standard error of phi"),
         _V("y2", ("t",), "participation ratio sum_mu w_mu^2 on planted x"),

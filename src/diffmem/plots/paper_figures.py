@@ -1,7 +1,7 @@
 """The paper analysis of a sweep: figures (a)-(g) and the table of measured versus predicted times.
 
 Each figure answers one question of the paper (arXiv 2502.09578) with the data of a sweep store and
-the theory of ``THEORY.md`` section 4; every measured point is a mean over seeds with its standard
+the large-N theory of ``docs/theory.md#theory``; every measured point is a mean over seeds with its standard
 error (:mod:`diffmem.analysis.accessor`), every extrapolation is in log(N)/N (:mod:`diffmem.analysis.finite_size`).
 
 ========================  ==========================================================================

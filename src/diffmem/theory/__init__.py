@@ -1,4 +1,4 @@
-"""Large-N theory of memorization and generalization (THEORY.md section 4).
+"""Large-N theory of memorization and generalization (docs/theory.md#theory).
 
 :func:`predict` is the entry point the engine, the figures and ``diffmem theory`` use; the formulas
 live in :mod:`.spectra` (quadrature rules for eigenvalue spectra), :mod:`.linear` (REM formulas for a
@@ -102,7 +102,7 @@ def _none_if_nan(x):
 
 
 def _linear_block(spectrum, alpha, t, t_s):
-    """Every time and curve of the REM theory for one spectrum (THEORY.md section 4)."""
+    """Every time and curve of the REM theory for one spectrum (docs/theory.md#theory)."""
     out = {
         "t_c": collapse_time(spectrum, alpha),
         "t_o": onset_time(spectrum, alpha),
@@ -135,7 +135,7 @@ def predict(
     approximation=None,
     method="auto",
 ):
-    """Large-N predictions for one cell: the times and, given ``t``, the curves (THEORY.md section 4).
+    """Large-N predictions for one cell: the times and, given ``t``, the curves (docs/theory.md#predict).
 
     Parameters
     ----------
@@ -176,7 +176,7 @@ def predict(
 
     Notes
     -----
-    For a nonlinear sigma only f and t_c follow from THEORY.md (the RS formula); t_o, t_g, t_L, rho_b,
+    For a nonlinear sigma only f and t_c have a theory (the RS formula); t_o, t_g, t_L, rho_b,
     the loss and t_s need the distance statistics of non-Gaussian data and are None, unless
     ``approximation="gaussian-equivalent"``. The RS formula depends on F only through alpha_D, so
     there is no quenched version of it. For the Gaussian mixture f and t_c are the closed forms; the

@@ -1,8 +1,8 @@
 """Large-N REM theory of the linear hidden manifold (and isotropic data) for a given spectrum.
 
-All formulas are THEORY.md section 4; ``<g>`` is :meth:`Spectrum.mean`, an average over the N
+All formulas are docs/theory.md#theory; ``<g>`` is :meth:`Spectrum.mean`, an average over the N
 eigenvalues of the data covariance (zero for directions off the manifold). Time follows the
-Ornstein-Uhlenbeck convention of section 2: s(t) = 1/(e^{2t} - 1), Delta_t = 1 - e^{-2t}.
+Ornstein-Uhlenbeck convention of docs/theory.md#forward-process: s(t) = 1/(e^{2t} - 1), Delta_t = 1 - e^{-2t}.
 
 Distances and rate functions
 ----------------------------
@@ -50,7 +50,7 @@ _LOG_BRACKET = (-45.0, 45.0)
 
 
 def snr(t):
-    """Signal-to-noise ratio s(t) = 1/(e^{2t} - 1) (THEORY.md section 2)."""
+    """Signal-to-noise ratio s(t) = 1/(e^{2t} - 1) (docs/theory.md#forward-process)."""
     return 1.0 / np.expm1(2.0 * np.asarray(t, dtype=float))
 
 
@@ -70,7 +70,7 @@ def _like(t, values):
 
 
 def excess_entropy(spectrum, t):
-    """f(t) = (1/2) <log(1 + s(t) lam)>, nats per ambient dimension (THEORY.md section 4)."""
+    """f(t) = (1/2) <log(1 + s(t) lam)>, nats per ambient dimension (docs/theory.md#excess-entropy)."""
     x = _x(spectrum, snr(t))
     return _like(t, 0.5 * spectrum.mean(np.log1p(x)))
 
@@ -89,7 +89,7 @@ def _solve_in_log_s(spectrum, per_dim, alpha):
 
 
 def collapse_time(spectrum, alpha):
-    """t_c: f(t_c) = alpha (THEORY.md section 4)."""
+    """t_c: f(t_c) = alpha (docs/theory.md#collapse-time)."""
     return _solve_in_log_s(spectrum, lambda x: 0.5 * np.log1p(x), alpha)
 
 
@@ -133,7 +133,7 @@ def _distance_and_rate(spectrum, theta, kappa=1.0, r=0.0):
 
 
 def rate_function(spectrum, d, kappa=1.0, r=0.0):
-    """I(d) = sup_theta [-theta d - Lambda(theta)] for d = |y - kappa a'|^2/N (THEORY.md section 4).
+    """I(d) = sup_theta [-theta d - Lambda(theta)] for d = |y - kappa a'|^2/N (docs/theory.md#distance-statistics).
 
     Parameters
     ----------
@@ -200,7 +200,7 @@ def basin_radius_annealed(spectrum, alpha, t):
 
 
 def voronoi_radius(spectrum, alpha):
-    """r* = rho_b / s below t_c: the fixed point r = d_min(y_r), y_r = a + sqrt(r) u (THEORY.md 4).
+    """r* = rho_b / s below t_c: the fixed point r = d_min(y_r), y_r = a + sqrt(r) u (docs/theory.md#basin-radius).
 
     With kappa = 1, d(theta) = A(theta) + r B(theta) and I(theta) = C(theta) + r E(theta) are linear in
     r, so the fixed point r = d(theta) gives r = A / (1 - B) and leaves one equation for theta,
@@ -262,7 +262,7 @@ def _rem_log_partition(spectrum, alpha, beta, kappa=1.0):
 
 
 def loss(spectrum, alpha, t):
-    """Large-N held-out cross-entropy L(t) of the contraction-undone KDE (THEORY.md sections 3.6, 4).
+    """Large-N held-out cross-entropy L(t) of the contraction-undone KDE (docs/theory.md#loss-theory).
 
     L(t) = alpha + (1/2) log(2 pi h^2) - (1/N) log sum_mu exp(-N d_mu / (2 h^2)), h^2 = e^{2t} - 1;
     annealed above t_L, condensed (= alpha + (1/2) log(2 pi h^2) + d_min/(2 h^2)) below it. Minimum at
@@ -280,7 +280,7 @@ def loss(spectrum, alpha, t):
 
 
 def loss_raw(spectrum, alpha, t):
-    """Large-N cross-entropy of P^e_t itself, L'(t) = -(1/N) E_b log P^e_t(b) (THEORY.md 3.6).
+    """Large-N cross-entropy of P^e_t itself, L'(t) = -(1/N) E_b log P^e_t(b) (docs/theory.md#loss-raw).
 
     The distance is |b - e^{-t} a|^2/N (kappa = e^{-t}), temperature beta = 1/(2 Delta_t).
     """

@@ -1,4 +1,4 @@
-"""Two-class Gaussian mixture (the case of arXiv 2402.18491): large-N closed forms (THEORY.md 1, 4).
+"""Two-class Gaussian mixture (the case of arXiv 2402.18491): large-N closed forms (docs/theory.md#mixture).
 
 Centres +-m with |m|^2 = N m_tilde^2 and per-class covariance sigma^2 I. Per dimension the class
 spike is O(1/N), so at large N the collapse is that of isotropic data of variance sigma^2:

@@ -1,6 +1,6 @@
 """Excess entropy and collapse time for a nonlinear sigma: the replica-symmetric GLM formula.
 
-THEORY.md section 4 (nonlinear sigma). The data point is a = sigma(F z / sqrt(D)); the noisy point
+docs/theory.md#replica-symmetric. The data point is a = sigma(F z / sqrt(D)); the noisy point
 x_t = e^{-t} a + sqrt(Delta_t) xi is the output of a generalized linear model with N outputs, prior
 z ~ N(0, I_D) and channel P_out(y|h) = N(y; kappa sigma(h), Delta_t), kappa = e^{-t}. With
 
@@ -62,7 +62,7 @@ __all__ = [
 
 METHODS = ("auto", "closed-form", "gauss-hermite", "piecewise", "brute-force")
 
-# Quadrature sizes. THEORY.md: tanh/erf t_c is stable to 1e-9 between 48 and 96 Gauss-Hermite nodes.
+# Quadrature sizes (docs/theory.md#replica-symmetric): tanh/erf t_c is stable to 1e-9 between 48 and 96 Gauss-Hermite nodes.
 DEFAULT_OUTER_NODES = 48
 DEFAULT_INNER_NODES = 48
 # Inner W integration range for the piecewise rule (Gaussian weight e^{-W^2/2} < 2e-22 beyond).
@@ -250,7 +250,7 @@ def _psi(ch, q):
 
 
 def psi_out(q, t, nonlinearity="linear", normalize=False, method="auto", n_outer=None, n_inner=None):
-    """Psi_out(q) at time t (THEORY.md section 4); see the module docstring for the quadrature."""
+    """Psi_out(q) at time t (docs/theory.md#replica-symmetric); see the module docstring for the quadrature."""
     ch = _make_channel(
         nonlinearity, t, normalize, method, n_outer or DEFAULT_OUTER_NODES, n_inner or DEFAULT_INNER_NODES
     )
@@ -301,7 +301,7 @@ def _excess_entropy_cached(t, alpha_D, nonlinearity, fn, normalize, method, n_ou
 def excess_entropy_rs(
     t, alpha_D, nonlinearity="linear", normalize=False, method="auto", n_outer=None, n_inner=None
 ):
-    """f(t) from the replica-symmetric formula, nats per ambient dimension (THEORY.md section 4).
+    """f(t) from the replica-symmetric formula, nats per ambient dimension (docs/theory.md#replica-symmetric).
 
     Parameters
     ----------
@@ -384,7 +384,7 @@ def gaussian_equivalent_spectrum(spectrum, nonlinearity, normalize=False):
     """APPROXIMATION: covariance spectrum of the Gaussian-equivalent model sigma ~ mu0 + mu1 h + mu_* eta.
 
     Eigenvalues mu1^2 lam_i + mu_*^2 on the manifold and mu_*^2 in the N - D other directions
-    (THEORY.md section 4). Feed it to the linear formulas for an approximate t_c, t_o, ...; it is
+    (docs/theory.md#gaussian-equivalent). Feed it to the linear formulas for an approximate t_c, t_o, ...; it is
     full rank, so it over-counts entropy at small t and loses the D-dimensional scaling.
     """
     _, mu1, mu_star = hermite_coefficients(nonlinearity, normalize)

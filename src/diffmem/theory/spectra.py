@@ -1,4 +1,4 @@
-"""Eigenvalue spectra of the data covariance, as quadrature rules (THEORY.md section 4).
+"""Eigenvalue spectra of the data covariance, as quadrature rules (docs/theory.md#spectra).
 
 Every linear-theory formula is an average ``<g> = (1/N) sum_i g(lam_i)`` over the N eigenvalues of the
 covariance of one data point, counting the N - D zero eigenvalues of a rank-D manifold. A
@@ -82,7 +82,7 @@ def marchenko_pastur_spectrum(alpha_D, n_nodes=DEFAULT_MP_NODES):
 
     F^T F / N has the Marchenko-Pastur law of ratio c = alpha_D on [(1 - sqrt c)^2, (1 + sqrt c)^2]
     (density sqrt((b - mu)(mu - a)) / (2 pi c mu)); lam = mu / alpha_D; the N - D zero eigenvalues
-    carry weight 1 - alpha_D (THEORY.md section 4).
+    carry weight 1 - alpha_D (docs/theory.md#spectra).
 
     Parameters
     ----------
