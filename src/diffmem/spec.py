@@ -5,7 +5,7 @@ A *cell* is one data set (family, sigma, sizes, seed) measured on one time grid.
 cell and the store's coordinates are read off them. It is built once, at the boundary (CLI, config
 grid, accessor), and passed down unchanged.
 
-The size rule (docs/theory.md, "Model and conventions") lives here and nowhere else:
+The size rule (docs/theory.md#sizes) lives here and nowhere else:
 
     P = floor(e^{alpha N} + 1/2),    D = floor(alpha_D N + 1/2),
 

@@ -307,7 +307,7 @@ class DiffmemAccessor:
         return cell
 
     def theory(self, spectrum="quenched", at="realized", t=None, approximation=None, limit=None, **overrides):
-        """Theory of every cell (docs/theory.md), through :func:`diffmem.analysis.cell_theory.predict_kwargs`.
+        """Theory of every cell (docs/theory.md#sweep-theory), through :func:`diffmem.analysis.cell_theory.predict_kwargs`.
 
         The same (``spectrum``, ``at``) pair names the same point in ``theory.zarr`` and ``phase.zarr``.
 
@@ -402,7 +402,7 @@ class DiffmemAccessor:
 
     def extrapolate(self, quantity="t_c", method="deviation", form="logN/N", degree=1, confidence=0.95,
                     reference="quenched", relative_to=None):
-        """Extrapolate a measured time to N -> infinity by a fit in x = log(N)/N (docs/theory.md).
+        """Extrapolate a measured time to N -> infinity by a fit in x = log(N)/N (docs/theory.md#finite-size).
 
         Parameters
         ----------

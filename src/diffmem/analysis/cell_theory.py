@@ -2,7 +2,7 @@
 
 ``theory.zarr`` (:func:`diffmem.analysis.phase.theory_dataset`), ``phase.zarr``, ``ds.diffmem.theory``
 and the paper table all build their theory calls with :func:`predict_kwargs`, so that a name means
-the same point everywhere. Two choices name that point (docs/theory.md, sizes and conventions):
+the same point everywhere. Two choices name that point (docs/theory.md#sweep-theory):
 
 ``spectrum``
     ``"quenched"``: the spectrum of the cell's own feature matrix F (same N, D and seed as the

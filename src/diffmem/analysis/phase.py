@@ -1,4 +1,4 @@
-"""Theory for every cell of a sweep, and the times measured from its store (docs/theory.md).
+"""Theory for every cell of a sweep, and the times measured from its store (docs/theory.md#measured-times).
 
 - :func:`theory_dataset` evaluates :func:`diffmem.theory.predict` for every cell at its realized
   alpha = log(P)/N and alpha_D = D/N, twice: with the cell's quenched spectrum (same N, P and seed,
