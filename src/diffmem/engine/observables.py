@@ -1,4 +1,4 @@
-"""Observables of one cell (THEORY.md section 3), each with its standard error std/sqrt(n).
+"""Observables of one cell (docs/theory.md#observables), each with its standard error std/sqrt(n).
 
 Query points are built on the host in float64 from counter-based generators
 ``generator(seed, QUERY, i, k)`` (k names the observable, i the stream index). Two sampling schemes
@@ -102,7 +102,7 @@ def mean_se(values):
 
 
 def posterior_logit_coefficients(t):
-    """(c1, c2, delta) = (e^{-t}, e^{-2t}, Delta_t) of the P^e_t posterior logits (THEORY.md 2)."""
+    """(c1, c2, delta) = (e^{-t}, e^{-2t}, Delta_t) of the P^e_t posterior logits (docs/theory.md#kernel)."""
     return exp(-t), exp(-2.0 * t), -expm1(-2.0 * t)
 
 
@@ -182,7 +182,7 @@ def trap_queries(ctx, t, i, n, seed):
 
 
 def time_observables(ctx, t, i, b, *, samples, seed, rho, basin_samples):
-    """Every marginal-mode observable at time t (index i of the time grid), THEORY.md section 3.
+    """Every marginal-mode observable at time t (index i of the time grid), docs/theory.md#observables.
 
     All queries that use the P^e_t posterior logits (planted x for phi, y2, g_num; fresh x for
     y2_fresh; centres for trap; basin starts; test points for loss_raw) go through ONE streamed
@@ -261,7 +261,7 @@ def summarize_time(ctx, t, part, x, b, *, rho, basin_samples):
 
 
 def basin_queries(ctx, t, i, rho, *, basin_samples, seed):
-    """Basin start points x = a^mu0 e^{-t} + sqrt(rho Delta_t) u for every rho (THEORY.md 3.5).
+    """Basin start points x = a^mu0 e^{-t} + sqrt(rho Delta_t) u for every rho (docs/theory.md#static-basin).
 
     The same mu0 and directions u serve every rho (common random numbers: the curve in rho is
     smooth and its 1/2 crossing well defined). Returns mu0 (len(rho) * n,) and x (len(rho) * n, N),
@@ -339,7 +339,7 @@ def log1p_safe(v):
 
 
 def memorization(ctx, x_final, t_min):
-    """Memorization fraction of generated samples at t_min (THEORY.md 3.7) and nearest indices.
+    """Memorization fraction of generated samples at t_min (docs/theory.md#memorization-fraction) and nearest indices.
 
     x_final (S, N) is rescaled by e^{t_min}; a sample is memorized when the distances d1 < d2 to its
     nearest and second-nearest training points satisfy d1/d2 < 1/3. Returns (fraction, se, mu_star)

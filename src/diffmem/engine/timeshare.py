@@ -126,8 +126,8 @@ def query_table(draws, times, rho):
     """The :class:`QueryTable` of the planted, fresh, trap, basin, test and kde blocks.
 
     Logit of a query (natural units), l = (c1 x.a - c2 |a|^2 / 2) / delta with the block's
-    (c1, c2, delta) at t (THEORY.md section 2; c1 = c2 = 1, delta = h^2 = e^{2t} - 1 for the KDE,
-    section 3.6), and x.a expanded over the rows of G.
+    (c1, c2, delta) at t (docs/theory.md#kernel; c1 = c2 = 1, delta = h^2 = e^{2t} - 1 for the KDE,
+    docs/theory.md#loss), and x.a expanded over the rows of G.
     """
     S, B, T = draws.samples, draws.basin_samples, draws.b.shape[0]
     times = np.asarray(times, dtype=np.float64)
