@@ -19,11 +19,11 @@ setup: $(BIN)/diffmem
 CONFIG ?= config/config.yaml
 
 # Resumable: after any interruption (even SIGKILL) the same `make run` finishes the sweep without
-# recomputing finished cells. A killed Snakemake leaves its directory lock behind, so it is cleared
-# first (do not start two runs of the same sweep at once). Prints the total wall time at the end; the
-# per-cell times are in the summary the workflow prints (results/<sweep>/summary.txt).
+# recomputing finished cells. One run per sweep: a second `make run` while one is running is refused,
+# naming it (host and PID); the lock a killed run leaves is cleared by the next run
+# (workflow/rules/lock.smk). Prints the total wall time at the end; the per-cell times are in the
+# summary the workflow prints (results/<sweep>/summary.txt).
 run: setup
-	@$(BIN)/snakemake --unlock --configfile $(CONFIG) > /dev/null 2>&1 || true
 	@start=$$(date +%s); \
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete --rerun-triggers mtime \
 	&& echo "make run: total wall time $$(( $$(date +%s) - start )) s (workflow, setup excluded)"

@@ -2,8 +2,10 @@
 
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -72,13 +74,37 @@ def test_create_is_idempotent_and_atomic(tmp_path):
     assert not ds["done"].values.any() and np.isnan(ds["phi"].values).all()
 
 
+def _owner_record_of_a_finished_process():
+    """The lock identity of a real process that has exited (its PID is gone or reused)."""
+    code = "import json; from diffmem.pipeline import lock; print(json.dumps(lock.this_process()))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout)
+
+
 def test_create_cleans_up_after_a_killed_creation(tmp_path):
-    # A creation killed before its rename leaves .sweep.zarr.tmp-<pid> of a process that is gone.
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".sweep.zarr.tmp-{int(proc.stdout)}"
+    # A creation killed before its rename leaves .sweep.zarr.tmp-<token> and its owner record, of a
+    # process that is gone; an orphan temporary without a record is removed too.
+    stale = tmp_path / ".sweep.zarr.tmp-dead"
     (stale / "phi").mkdir(parents=True)
+    (tmp_path / ".sweep.zarr.tmp-dead.owner").write_text(json.dumps(_owner_record_of_a_finished_process()))
+    (tmp_path / ".sweep.zarr.tmp-orphan" / "phi").mkdir(parents=True)
     assert st.create(tmp_path / "sweep.zarr", config_for())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.zarr"]
+
+
+def test_temporary_of_another_node_is_kept_while_recent(tmp_path):
+    # Same PID as ours, but on another host: a PID says nothing there, only the record's age does.
+    record = {"host": "another-node", "boot_id": "x", "pid": os.getpid(), "start_ticks": "1", "token": "t"}
+    tmp = tmp_path / ".sweep.zarr.tmp-t"
+    (tmp / "phi").mkdir(parents=True)
+    owner = tmp_path / ".sweep.zarr.tmp-t.owner"
+    owner.write_text(json.dumps(record))
+    st._remove_stale_temporaries(tmp_path / "sweep.zarr")
+    assert tmp.exists()
+    old = time.time() - st.STALE_TEMPORARY_S - 60
+    os.utime(owner, (old, old))
+    st._remove_stale_temporaries(tmp_path / "sweep.zarr")
+    assert not tmp.exists() and not owner.exists()
 
 
 def test_refuses_a_store_of_another_config(tmp_path):

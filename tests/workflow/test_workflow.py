@@ -271,8 +271,7 @@ def test_sigkill_mid_sweep_then_rerun_equals_uninterrupted(finished, tmp_path, m
     done_before = killed["done"].values
     assert not done_before.all(), "the sweep finished before it could be killed"
 
-    # Resume: unlock the directory Snakemake left locked, then the same command.
-    snakemake(tmp_path, "--unlock")
+    # Resume: the same command, no `--unlock` (it clears the locks the killed run left).
     snakemake(tmp_path, "--cores", "2")
     resumed = xr.open_zarr(tmp_path / "results/test/sweep.zarr", consolidated=False).load()
     reference = xr.open_zarr(finished[0] / "results/test/sweep.zarr", consolidated=False).load()

@@ -37,6 +37,7 @@ import numpy as np
 from diffmem.version import __version__
 from diffmem.engine.variables import VARIABLES
 from diffmem.errors import ParameterError
+from diffmem.pipeline import lock
 from diffmem.pipeline.grid import config_hash, science_config
 
 __all__ = [
@@ -231,18 +232,33 @@ def check_compatible(path, config):
     return attrs
 
 
+# A creation on another node of a shared file system cannot be checked by PID: its temporary is
+# taken for dead when its owner record is this old (creating a store takes seconds).
+STALE_TEMPORARY_S = 3600.0
+
+
+def _temporary_owner(tmp):
+    return tmp.with_name(tmp.name + ".owner")
+
+
 def _remove_stale_temporaries(path):
-    """Delete half-made stores left by a creation that was killed (their process is gone)."""
-    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if not pid.isdigit():
+    """Delete half-made stores left by a creation that was killed (their process is gone).
+
+    Each temporary ``.<name>.tmp-<token>`` has an owner record beside it (host, boot id, PID and
+    process start time, :mod:`diffmem.pipeline.lock`): on the same host the owner is checked exactly,
+    from another host it is dead once the record is :data:`STALE_TEMPORARY_S` old. A PID alone would
+    not do: PIDs are reused, and the same PID on two nodes is two processes.
+    """
+    for owner_file in path.parent.glob(f".{path.name}.tmp-*.owner"):
+        record, mtime = lock.read(owner_file)
+        if record is not None and lock.holder_alive(record, mtime, path.parent, STALE_TEMPORARY_S):
             continue
-        try:
-            os.kill(int(pid), 0)  # signal 0: only checks that the process exists
-        except ProcessLookupError:
+        shutil.rmtree(owner_file.with_name(owner_file.name[: -len(".owner")]), ignore_errors=True)
+        owner_file.unlink(missing_ok=True)
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        # The owner record is written before the temporary is made: one without it is an orphan.
+        if not tmp.name.endswith(".owner") and not _temporary_owner(tmp).exists():
             shutil.rmtree(tmp, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, owned by someone else
 
 
 def create(path, grid):
@@ -265,8 +281,10 @@ def create(path, grid):
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    owner = lock.this_process()
+    tmp = path.parent / f".{path.name}.tmp-{owner['token']}"
+    owner_file = _temporary_owner(tmp)
+    owner_file.write_text(json.dumps(owner, sort_keys=True))
     ds = template(grid)
     encoding = {name: {"chunks": ds[name].data.chunksize} for name in ds.data_vars}
     with warnings.catch_warnings():
@@ -281,6 +299,8 @@ def create(path, grid):
             raise
         check_compatible(path, config)  # another process created it first
         return False
+    finally:
+        owner_file.unlink(missing_ok=True)
     return True
 
 

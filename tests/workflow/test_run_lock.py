@@ -1,0 +1,66 @@
+"""One sweep, one runner, with real Snakemake processes: a second run of a running sweep is refused
+naming the first (host and PID); the lock of a SIGKILLed run is cleared by the next run, which
+finishes the sweep without `snakemake --unlock`."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
+
+def one_block_config(directory):
+    """The shipped test sweep as one block: one job, so the first run is always mid-block when killed."""
+    config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    config.update(sweep="locktest", block_size=16)
+    path = Path(directory) / "lock.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def command(configfile, *extra):
+    return [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(configfile),
+            "--cores", "1", "--rerun-incomplete", *extra, "sweep"]
+
+
+def wait_for(path, timeout=120):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.2)
+
+
+def test_second_run_refused_and_killed_runs_lock_cleared(tmp_path):
+    configfile = one_block_config(tmp_path)
+    lock_file = tmp_path / "results" / "locktest" / "run.lock"
+    # Its own session, so the kill below takes its jobs (the block and its dask workers) with it.
+    first = subprocess.Popen(command(configfile), cwd=tmp_path, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lock_file)
+        second = subprocess.run(command(configfile), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert first.poll() is None, "the first run ended before the second started: nothing was tested"
+        text = second.stdout + second.stderr
+        assert second.returncode != 0
+        assert f"already being run by PID {first.pid} on host {socket.gethostname()}" in text, text[-2000:]
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert lock_file.exists()  # SIGKILL left it, and Snakemake's own directory lock with it
+
+    third = subprocess.run(command(configfile), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    text = third.stdout + third.stderr
+    assert third.returncode == 0, text[-3000:]
+    assert f"cleared the lock of a run that is gone (PID {first.pid}" in text
+    assert not lock_file.exists()  # released at the end of a run
+    assert not (tmp_path / ".snakemake" / "locks").exists() or not any((tmp_path / ".snakemake" / "locks").iterdir())

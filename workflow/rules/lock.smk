@@ -1,0 +1,34 @@
+# One runner per sweep (diffmem.pipeline.lock): a second executing run of a sweep that is running is
+# refused, naming the running one (host and PID); the lock of a killed run is cleared by the next run,
+# together with the Snakemake directory locks it left, so no `snakemake --unlock` is needed. Only the
+# main Snakemake process takes part: jobs on cluster nodes re-parse this file in another exec mode.
+# Needs common.smk (RESULTS).
+import shlex as _shlex
+import sys as _sys
+
+from diffmem.pipeline import lock as diffmem_lock
+
+_SWEEP_LOCK = {}
+
+if workflow.is_main_process:
+    try:
+        diffmem_lock.workflow_preflight(RESULTS, _sys.argv, _sys.stderr)
+    except diffmem_lock.LockHeld as _held:
+        print(diffmem_lock.refusal(RESULTS, _held.record), file=_sys.stderr, flush=True)
+        _sys.exit(1)
+
+
+onstart:
+    try:
+        _SWEEP_LOCK["record"] = diffmem_lock.workflow_start(RESULTS, _shlex.join(_sys.argv))
+    except diffmem_lock.LockHeld as _held:
+        print(diffmem_lock.refusal(RESULTS, _held.record), file=_sys.stderr, flush=True)
+        raise
+
+
+onsuccess:
+    diffmem_lock.workflow_end(_SWEEP_LOCK.get("record"))
+
+
+onerror:
+    diffmem_lock.workflow_end(_SWEEP_LOCK.get("record"))
