@@ -50,7 +50,9 @@ def test_template_layout():
     np.testing.assert_array_equal(ds["P"].values, np.floor(np.exp(8 * np.array([[0.2, 0.3]])) + 0.5))
     np.testing.assert_array_equal(ds["D"].values, [[4], [8]])
     for name in list(VARIABLES) + list(st.PROVENANCE) + ["done"]:
-        assert ds[name].attrs["long_name"] and "units" in ds[name].attrs, name
+        # Text and datetimes carry no units attribute (CF: a datetime's units are its encoding).
+        has_units = ds[name].dtype.kind not in "OUSM"
+        assert ds[name].attrs["long_name"] and ("units" in ds[name].attrs) == has_units, name
     assert json.loads(ds.attrs["config"]) == grid.config
     assert ds.attrs["config_hash"] == grid.config_hash
     assert "numpy" in json.loads(ds.attrs["package_versions"])
@@ -252,16 +254,18 @@ def test_plain_xarray_opens_the_store_without_diffmem(tmp_path):
     st.SweepStore.open(path, grid).write_cell(3, synthetic_result(grid, 3))
     code = (
         "import json, sys, warnings, xarray as xr\n"
-        "warnings.simplefilter('ignore', RuntimeWarning)  # unconsolidated live store\n"
+        "warnings.simplefilter('error')  # opening a live store must not warn\n"
         f"ds = xr.open_zarr({str(path)!r})\n"
         "assert not any(m.startswith('diffmem') for m in sys.modules)\n"
         "print(json.dumps({'dims': dict(ds.sizes), 'done': int(ds.done.sum()), 'phi': ds.phi.values.ravel().tolist()[12:16],"
-        " 'nl': [str(v) for v in ds.nonlinearity.values], 'units': ds.loss.attrs['units'], 'P': ds.P.values.tolist()}))\n"
+        " 'nl': [str(v) for v in ds.nonlinearity.values], 'units': ds.loss.attrs['units'], 'P': ds.P.values.tolist(),"
+        " 'finished': str(ds.finished_at.dtype), 'n_finished': int(ds.finished_at.notnull().sum())}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     got = json.loads(out.stdout)
     assert got["dims"] == {"nonlinearity": 1, "alpha_D": 2, "N": 1, "alpha": 2, "seed": 2, "t": 4, "rho": 3}
-    assert got["done"] == 1 and got["nl"] == ["linear"] and got["units"] == "nats per dimension"
+    assert got["done"] == 1 and got["nl"] == ["linear"] and got["units"] == "1"
+    assert got["finished"].startswith("datetime64") and got["n_finished"] == 1
     assert got["phi"] == [3000.0] * 4  # cell 3's phi (variable index 0) as encoded
     assert got["P"] == [[5, 11]]
 
@@ -296,3 +300,39 @@ def test_many_cells_written_concurrently_from_several_processes_none_lost(tmp_pa
     k_loss = list(VARIABLES).index("loss")
     np.testing.assert_array_equal(ds["loss"].values.reshape(64, -1)[:, 0], 1000.0 * np.arange(64) + k_loss)
     np.testing.assert_array_equal(ds["wall_time"].values.ravel(), 0.5 + np.arange(64))
+
+
+def test_cf_metadata(tmp_path):
+    # CF conventions: parseable units ("1" for the dimensionless quantities, whose long_name names
+    # the natural unit), standard errors linked to their quantity, the finish time a datetime.
+    config = config_for()
+    path = tmp_path / "sweep.zarr"
+    st.create(path, config)
+    ds = xr.open_zarr(path)
+    assert ds.attrs["Conventions"].startswith("CF-")
+    allowed_units = {"1", "s"}
+    for name, var in {**ds.data_vars, **ds.coords}.items():
+        if var.dtype.kind in "fiub":
+            assert var.attrs.get("units") in allowed_units, (name, var.attrs.get("units"))
+        assert var.attrs.get("long_name"), name
+    assert "nats per dimension" in ds.loss.attrs["long_name"] and "Delta_t" in ds.rho.attrs["long_name"]
+    for name in VARIABLES:
+        if name.endswith("_se"):
+            assert ds[name[:-3]].attrs["ancillary_variables"] == name
+    assert ds.finished_at.dtype.kind == "M" and ds.finished_at.isnull().all()
+
+
+def test_cell_writes_never_touch_the_root_metadata(tmp_path):
+    # Consolidated once at creation; a cell write rewriting the root zarr.json from several processes
+    # at once could corrupt it, so it must stay byte for byte (and mtime) what creation wrote.
+    config = config_for()
+    path = tmp_path / "sweep.zarr"
+    st.create(path, config)
+    root = path / "zarr.json"
+    before = (root.read_bytes(), root.stat().st_mtime_ns)
+    assert "consolidated_metadata" in json.loads(before[0])
+    store = st.SweepStore.open(path, config)
+    for flat in range(3):
+        store.write_cell(flat, synthetic_result(config, flat))
+    assert (root.read_bytes(), root.stat().st_mtime_ns) == before
+    assert int(xr.open_zarr(path)["done"].sum()) == 3  # the consolidated view sees the new cells

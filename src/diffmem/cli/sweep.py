@@ -172,11 +172,8 @@ def _open_sweep(args):
 def cmd_phase(args):
     from diffmem.analysis.phase import extract, write_dataset
     from diffmem.cli.files import open_dataset
-    from diffmem.pipeline.store import consolidate
 
     store, sweep_ds = _open_sweep(args)
-    if bool(sweep_ds["done"].all()):
-        consolidate(store)  # the sweep is assembled: metadata will not change any more
     theory = open_dataset(args.theory, "--theory") if args.theory else None
     ds = extract(sweep_ds, theory)
     write_dataset(ds, args.out)

@@ -8,13 +8,20 @@ measured in a given mode are NaN (e.g. ``phi_dyn`` in marginal mode).
 Extra dims: ``t`` (the time grid of the cell), ``rho`` (basin perturbation radius grid).
 """
 
-__all__ = ["VARIABLES", "Variable", "names_with_dims"]
+__all__ = ["VARIABLES", "Variable", "names_with_dims", "standard_error_of"]
 
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class Variable:
+    """One output variable.
+
+    ``units`` is a UDUNITS-2 string (CF conventions); the quantities here are dimensionless, so it is
+    "1" and ``long_name`` says what the number measures and in which natural unit (nats per
+    dimension, Delta_t, Ornstein-Uhlenbeck time), none of which UDUNITS knows.
+    """
+
     name: str
     dims: tuple  # extra dims beyond the cell dims, subset of ("t", "rho"), in this order
     long_name: str
@@ -33,15 +40,15 @@ VARIABLES = {
         _V("y2_se", ("t",), "standard error of y2"),
         _V("y2_fresh", ("t",), "participation ratio sum_mu w_mu^2 on fresh x ~ P_t (REM order parameter)"),
         _V("y2_fresh_se", ("t",), "standard error of y2_fresh"),
-        _V("g_num", ("t",), "entropy gap estimator", "nats per dimension"),
-        _V("g_num_se", ("t",), "standard error of g_num", "nats per dimension"),
-        _V("loss", ("t",), "held-out cross-entropy L(t) of the contraction-undone KDE", "nats per dimension"),
-        _V("loss_se", ("t",), "standard error of loss", "nats per dimension"),
-        _V("loss_raw", ("t",), "held-out cross-entropy of P^e_t without undoing the contraction", "nats per dimension"),
-        _V("loss_raw_se", ("t",), "standard error of loss_raw", "nats per dimension"),
+        _V("g_num", ("t",), "entropy gap estimator, in nats per dimension"),
+        _V("g_num_se", ("t",), "standard error of g_num, in nats per dimension"),
+        _V("loss", ("t",), "held-out cross-entropy L(t) of the contraction-undone KDE, in nats per dimension"),
+        _V("loss_se", ("t",), "standard error of loss, in nats per dimension"),
+        _V("loss_raw", ("t",), "held-out cross-entropy of P^e_t without undoing the contraction, in nats per dimension"),
+        _V("loss_raw_se", ("t",), "standard error of loss_raw, in nats per dimension"),
         _V("trap", ("t",), "fraction of training points whose centre a e^{-t} has w_mu0 > 1/2 (traps, onset t_o)"),
         _V("trap_se", ("t",), "standard error of trap"),
-        _V("basin_radius", ("t",), "static basin radius rho_b_sim(t): P[w_mu0 > 1/2] = 1/2 crossing in log rho", "Delta_t per dimension"),
+        _V("basin_radius", ("t",), "static basin radius rho_b_sim(t): P[w_mu0 > 1/2] = 1/2 crossing in log rho, squared, per dimension, in units of Delta_t"),
         # reverse trajectories (sde / ode modes), per recorded time
         _V("phi_dyn", ("t",), "E[w_mu*(x(t),t)] along reverse trajectories, mu* = final nearest point"),
         _V("phi_dyn_se", ("t",), "standard error of phi_dyn"),
@@ -53,11 +60,11 @@ VARIABLES = {
         # per cell
         _V("d_nn", (), "mean nearest-neighbour squared distance per dimension of a test point to the training set"),
         _V("d_nn_se", (), "standard error of d_nn"),
-        _V("t_g_nn", (), "generalization time from nearest neighbours, (1/2) log(1 + d_nn)", "time (OU units)"),
+        _V("t_g_nn", (), "generalization time from nearest neighbours, (1/2) log(1 + d_nn), in Ornstein-Uhlenbeck time units"),
         _V("memorization_fraction", (), "fraction of generated samples with d1/d2 < 1/3 at t_min (sde/ode modes)"),
         _V("memorization_fraction_se", (), "standard error of memorization_fraction"),
-        _V("n_samples", (), "samples per time point", "count", "int64"),
-        _V("steps", (), "reverse integration steps (0 in marginal mode)", "count", "int64"),
+        _V("n_samples", (), "number of samples per time point", "1", "int64"),
+        _V("steps", (), "number of reverse integration steps (0 in marginal mode)", "1", "int64"),
     ]
 }
 
@@ -65,3 +72,10 @@ VARIABLES = {
 def names_with_dims(*dims):
     """Names of the variables whose extra dims are exactly ``dims``."""
     return [v.name for v in VARIABLES.values() if v.dims == tuple(dims)]
+
+
+def standard_error_of(name):
+    """The variable whose standard error ``name`` is (``phi`` for ``phi_se``), or None."""
+    if name.endswith("_se") and name[: -len("_se")] in VARIABLES:
+        return name[: -len("_se")]
+    return None

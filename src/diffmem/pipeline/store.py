@@ -14,8 +14,10 @@ Layout (opens with plain ``xarray.open_zarr``, no diffmem needed):
   chunks, written by exactly one process, so concurrent writers never touch the same chunk;
 - dataset attrs: ``diffmem_store`` (= "sweep", marks a diffmem store), ``config`` (JSON),
   ``config_hash`` (:func:`diffmem.pipeline.grid.config_hash`), ``git_revision``, ``package_versions``,
-  ``family``, ``mode``, ``sweep``, ``cell_dims``, ``created``. Attributes are written only at creation
-  (rewriting root metadata concurrently is unsafe); the live store is unconsolidated.
+  ``family``, ``mode``, ``sweep``, ``cell_dims``, ``created``, ``Conventions`` (CF). Attributes are
+  written only at creation (rewriting root metadata concurrently is unsafe);
+- metadata consolidated once, at creation (every array exists then, and cell writes never change
+  array metadata), so the store opens without warnings at any moment of the sweep.
 
 The store is created from a lazy dask template with ``to_zarr(compute=False)`` (metadata and
 coordinates only) into a temporary directory renamed into place, so a creation killed part-way
@@ -35,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from diffmem.version import __version__
-from diffmem.engine.variables import VARIABLES
+from diffmem.engine.variables import VARIABLES, standard_error_of
 from diffmem.errors import ParameterError
 from diffmem.pipeline import lock
 from diffmem.pipeline.grid import config_hash, science_config
@@ -48,35 +50,49 @@ __all__ = [
     "create",
     "SweepStore",
     "is_sweep_store",
-    "consolidate",
     "cell_chunk_path",
+    "CONVENTIONS",
+    "DATETIME_ENCODING",
 ]
 
 STORE_KIND = "sweep"
 FORMAT_VERSION = 1
 
-# Per-cell provenance: name -> (dtype, long_name, units).
+# CF conventions version the stores follow (units parseable by UDUNITS-2, ancillary_variables
+# linking each standard error to its quantity, times as datetimes).
+CONVENTIONS = "CF-1.10"
+
+# Per-cell provenance: name -> (dtype, long_name, units); text and datetimes have no ``units``
+# attribute (a datetime's units are its CF encoding, :data:`DATETIME_ENCODING`).
 PROVENANCE = {
     "wall_time": ("float64", "wall-clock time of the cell in the engine", "s"),
-    "finished_at": ("float64", "time the cell finished, seconds since the Unix epoch", "s"),
+    "finished_at": ("datetime64[ns]", "time the cell finished (UTC)", ""),
     "backend": ("str", "array backend of the cell", ""),
     "device": ("str", "device the cell ran on", ""),
     "sampling": ("str", "marginal-mode sampling scheme: shared (same draws at every t) or independent", ""),
     "version": ("str", "diffmem version that computed the cell", ""),
 }
 
+# Stored as float seconds since the epoch, so a never-finished cell is NaN (read as NaT) and the raw
+# numbers stay readable without a CF decoder.
+DATETIME_ENCODING = {
+    "units": "seconds since 1970-01-01T00:00:00",
+    "calendar": "proleptic_gregorian",
+    "dtype": "float64",
+}
+
 COORD_ATTRS = {
-    "nonlinearity": ("elementwise nonlinearity sigma of the hidden manifold", ""),
+    "nonlinearity": ("elementwise nonlinearity sigma of the hidden manifold", None),
     "alpha_D": ("latent dimension ratio D/N (nominal)", "1"),
     "N": ("ambient dimension", "1"),
-    "alpha": ("log(P)/N", "nats per dimension"),
+    "alpha": ("log(P)/N, in nats per dimension", "1"),
     "P": ("number of training points", "1"),
     "seed": ("data seed of the cell (its simulation seed)", "1"),
-    "t": ("diffusion time (Ornstein-Uhlenbeck units)", "1"),
-    "rho": ("squared basin perturbation radius per dimension", "Delta_t"),
+    "t": ("diffusion time, in Ornstein-Uhlenbeck time units", "1"),
+    "rho": ("squared basin perturbation radius per dimension, in units of Delta_t", "1"),
     "D": ("latent dimension floor(alpha_D N + 1/2)", "1"),
     "alpha_D_realized": ("realized latent ratio D/N", "1"),
-    "alpha_realized": ("realized log(P)/N", "nats per dimension"),
+    "alpha_realized": ("realized log(P)/N, in nats per dimension", "1"),
 }
 
 
@@ -119,6 +135,11 @@ def package_versions():
 # creation
 
 
+def _attrs(long_name, units):
+    """``long_name`` and, where it has one, ``units`` (text and datetimes have none)."""
+    return {"long_name": long_name, **({"units": units} if units else {})}
+
+
 def _coords(grid):
     """Dimension coordinates (cell dims, t, rho) and the derived size coordinates of ``grid``."""
     coords = {dim: grid.axes[dim] for dim in (*grid.dims, "t", "rho")}
@@ -138,28 +159,35 @@ def template(grid):
     ds = xr.Dataset(coords={**coords, **extra})
     for name, (long_name, units) in COORD_ATTRS.items():
         if name in ds.coords:
-            ds[name].attrs.update(long_name=long_name, units=units)
+            ds[name].attrs.update(_attrs(long_name, units))
 
     def lazy(dtype, extra_dims=()):
         full_shape = shape + tuple(len(coords[d]) for d in extra_dims)
         full_chunks = chunks + tuple(len(coords[d]) for d in extra_dims)
         if dtype == "str":
             return da.full(full_shape, "", dtype=object, chunks=full_chunks)
+        if np.dtype(dtype).kind == "M":
+            return da.full(full_shape, np.datetime64("NaT", "ns"), chunks=full_chunks)
         if np.dtype(dtype).kind == "f":
             return da.full(full_shape, np.nan, dtype=dtype, chunks=full_chunks)
         return da.zeros(full_shape, dtype=dtype, chunks=full_chunks)
 
     for var in VARIABLES.values():
         ds[var.name] = (dims + var.dims, lazy(var.dtype, var.dims))
-        ds[var.name].attrs.update(long_name=var.long_name, units=var.units)
+        ds[var.name].attrs.update(_attrs(var.long_name, var.units))
+    for var in VARIABLES.values():
+        quantity = standard_error_of(var.name)
+        if quantity is not None:
+            ds[quantity].attrs["ancillary_variables"] = var.name
     for name, (dtype, long_name, units) in PROVENANCE.items():
         ds[name] = (dims, lazy(dtype))
-        ds[name].attrs.update(long_name=long_name, units=units)
+        ds[name].attrs.update(_attrs(long_name, units))
     ds["done"] = (dims, lazy("bool"))
     ds["done"].attrs.update(
         long_name="cell complete (set after its data were written)", units="1"
     )
     ds.attrs.update(
+        Conventions=CONVENTIONS,
         diffmem_store=STORE_KIND,
         diffmem_format=FORMAT_VERSION,
         sweep=config["sweep"],
@@ -287,10 +315,17 @@ def create(path, grid):
     owner_file.write_text(json.dumps(owner, sort_keys=True))
     ds = template(grid)
     encoding = {name: {"chunks": ds[name].data.chunksize} for name in ds.data_vars}
+    for name in ds.data_vars:
+        if ds[name].dtype.kind == "M":
+            encoding[name].update(DATETIME_ENCODING)
     with warnings.catch_warnings():
         # The lazy all-"" string arrays are evaluated to pick their on-disk dtype: tiny, harmless.
         warnings.filterwarnings("ignore", message=".*dtype=object.*", category=Warning)
-        ds.to_zarr(tmp, mode="w-", compute=False, consolidated=False, encoding=encoding)
+        # zarr warns that consolidated metadata is not in the v3 spec yet; xarray reads it fine.
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        # Consolidated here, once: every array exists from now on and cell writes never change array
+        # metadata, so this view stays valid and no process ever rewrites the root metadata again.
+        ds.to_zarr(tmp, mode="w-", compute=False, consolidated=True, encoding=encoding)
     try:
         os.rename(tmp, path)  # atomic: the store appears complete or not at all
     except OSError:
@@ -302,20 +337,6 @@ def create(path, grid):
     finally:
         owner_file.unlink(missing_ok=True)
     return True
-
-
-def consolidate(path):
-    """Consolidate the metadata of a finished store, so plain ``xarray.open_zarr`` opens it directly.
-
-    Only metadata is consolidated and cell writes never change metadata, so the consolidated view
-    stays valid if cells are written later (e.g. a recomputed damaged cell).
-    """
-    import zarr
-
-    with warnings.catch_warnings():
-        # zarr warns that consolidated metadata is not in the v3 spec yet; xarray reads it fine.
-        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        zarr.consolidate_metadata(str(path))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,7 +509,7 @@ class SweepStore:
             data[var.name] = (self.dims + var.dims, arr.reshape(lead + want))
         provenance = {
             "wall_time": float(result.get("wall_time", np.nan)),
-            "finished_at": time.time(),
+            "finished_at": np.datetime64(time.time_ns(), "ns"),
             "backend": str(params.get("backend", self.config.get("backend", ""))),
             "device": str(params.get("device", "")),
             "sampling": str(params.get("sampling", "")),
