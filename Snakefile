@@ -28,6 +28,7 @@ rule all:
         PHASE,
         get_figures(),
         SUMMARY,
+        ANALYSIS,
         rules.paper.input,
     default_target: True
 

@@ -41,3 +41,24 @@ rule simulate_block:
         # failure) is live on the terminal and kept in the log.
         "diffmem sweep run-block --configfile {params.config:q} --store {params.store:q} "
         "--block {wildcards.block} --threads {threads} {params.progress} --marker {output:q} 2>&1 | tee {log:q}"
+
+
+# The analysis copy (diffmem.pipeline.pack): the finished store in a few large chunks, about 0.1 file
+# per cell instead of 30, for fast loading. Written whole into a temporary and renamed, never cell by
+# cell, so it needs none of the live store's single-writer rules.
+ANALYSIS = f"{RESULTS}/analysis.zarr"
+
+
+rule pack_store:
+    input:
+        get_block_markers(),
+    output:
+        directory(ANALYSIS),
+    log:
+        f"logs/pack_store/{SWEEP}.log",
+    params:
+        store=STORE,
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "python -m diffmem.pipeline.pack --store {params.store:q} --out {output:q} > {log:q} 2>&1"

@@ -114,6 +114,14 @@ class DiffmemAccessor:
         """The sweep config recorded in the store attributes ({} when absent)."""
         return _store_config(self._ds)
 
+    def complete(self, how="seeds"):
+        """Only finished data: ``how="seeds"`` keeps the seeds done in every cell, ``how="mask"``
+        makes NaN every group of seeds with a cell not done (:mod:`diffmem.analysis.completeness`),
+        so that ``.mean("seed")`` never averages a varying subset of seeds."""
+        from diffmem.analysis.completeness import complete
+
+        return complete(self._ds, how=how)
+
     def _require(self, name):
         if name not in self._ds.data_vars:
             have = ", ".join(sorted(self._ds.data_vars)) or "none"

@@ -1,0 +1,69 @@
+"""The analysis copy (diffmem.pipeline.pack): the same values as the live store, bit for bit, in a
+few files, opening without warnings, and never writable by a block."""
+
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from diffmem.errors import ParameterError
+from diffmem.pipeline import pack as pk
+from diffmem.pipeline import store as st
+
+from test_store import config_for, synthetic_result
+
+
+def test_pack_copies_every_value_into_a_few_files(tmp_path):
+    config = config_for()
+    live = tmp_path / "sweep.zarr"
+    st.create(live, config)
+    store = st.SweepStore.open(live, config)
+    for flat in (0, 3, 5):  # a partial sweep: cells not done stay NaN / False / NaT in the copy
+        store.write_cell(flat, synthetic_result(config, flat))
+    out = pk.pack(live, tmp_path / "analysis.zarr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = xr.open_zarr(live).load()
+        b = xr.open_zarr(out).load()
+    assert set(a.variables) == set(b.variables)
+    for name in a.variables:
+        assert a[name].dtype == b[name].dtype, name
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)  # NaN == NaN here
+        assert a[name].attrs == b[name].attrs, name
+    assert b.attrs["diffmem_store"] == pk.ANALYSIS_KIND and b.attrs["config"] == a.attrs["config"]
+    files = lambda p: sum(1 for f in p.rglob("*") if f.is_file())  # noqa: E731
+    n_arrays = len(a.variables)
+    # One metadata file per array plus the root, and at most one chunk per array at this size.
+    assert files(out) <= 2 * n_arrays + 1 < files(live)
+    # Repacking replaces the copy atomically, leaving no temporary behind.
+    store.write_cell(7, synthetic_result(config, 7))
+    pk.pack(live, out)
+    assert int(xr.open_zarr(out)["done"].sum()) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["analysis.zarr", "sweep.zarr"]
+
+
+def test_a_block_cannot_write_into_the_analysis_copy(tmp_path):
+    config = config_for()
+    live = tmp_path / "sweep.zarr"
+    st.create(live, config)
+    out = pk.pack(live, tmp_path / "analysis.zarr")
+    with pytest.raises(ParameterError):
+        st.SweepStore.open(out, config)
+    with pytest.raises(ParameterError):
+        pk.pack(out, tmp_path / "again.zarr")
+
+
+@pytest.mark.parametrize(
+    "shape, itemsize, limit, expected",
+    [
+        ((3, 5, 5, 3, 4, 48, 14), 8, pk.CHUNK_BYTES, (3, 5, 5, 3, 4, 48, 14)),  # paper size: one chunk
+        ((10, 10, 100), 8, 8000, (1, 10, 100)),
+        ((10, 10, 100), 8, 800, (1, 1, 100)),
+        ((10, 10, 100), 8, 80, (1, 1, 10)),
+    ],
+)
+def test_analysis_chunks_fit_the_limit(shape, itemsize, limit, expected):
+    chunks = pk.analysis_chunks(shape, itemsize, limit)
+    assert chunks == expected
+    assert np.prod(chunks) * itemsize <= max(limit, itemsize)
