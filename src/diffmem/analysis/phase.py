@@ -222,8 +222,13 @@ def extract(sweep_ds, theory=None, confidence=estimators.CONFIDENCE):
 
 
 def write_dataset(ds, path):
-    """Write a small derived dataset as a fresh, consolidated zarr store (replacing ``path``)."""
+    """Write a small derived dataset as a fresh, consolidated zarr store (replacing ``path``), with CF
+    metadata (:func:`diffmem.analysis.cf.to_cf`)."""
     import shutil
+
+    from diffmem.analysis.cf import to_cf
+
+    ds = to_cf(ds)
 
     shutil.rmtree(path, ignore_errors=True)
     with warnings.catch_warnings():
