@@ -18,10 +18,10 @@ Command line (the workflow's ``pack_store`` rule)::
 """
 
 import argparse
+import json
 import os
 import shutil
 import sys
-import uuid
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -77,7 +77,8 @@ def pack(store, out):
     """
     import xarray as xr
 
-    from diffmem.pipeline.store import STORE_KIND, _read_root_attrs
+    from diffmem.pipeline import lock
+    from diffmem.pipeline.store import STORE_KIND, _read_root_attrs, _remove_stale_temporaries, _temporary_owner
 
     store, out = Path(store), Path(out)
     attrs = _read_root_attrs(store)
@@ -92,7 +93,15 @@ def pack(store, out):
         packed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex}"
+    # What killed packs left: temporaries of dead processes (judged by their owner records, as for
+    # the store) and previous copies renamed away just before a kill.
+    _remove_stale_temporaries(out)
+    for old in out.parent.glob(f".{out.name}.old-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    owner = lock.this_process()
+    tmp = out.parent / f".{out.name}.tmp-{owner['token']}"
+    owner_file = _temporary_owner(tmp)
+    owner_file.write_text(json.dumps(owner, sort_keys=True))
     try:
         with warnings.catch_warnings():
             # zarr warns that consolidated metadata is not in the v3 spec yet; xarray reads it fine.
@@ -100,13 +109,14 @@ def pack(store, out):
             ds.to_zarr(tmp, mode="w-", consolidated=True)
         old = None
         if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex}"
+            old = out.parent / f".{out.name}.old-{owner['token']}"
             os.rename(out, old)
         os.rename(tmp, out)  # atomic: the copy appears complete or not at all
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        owner_file.unlink(missing_ok=True)
     return out
 
 
