@@ -75,22 +75,23 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from diffmem.pipeline import store as st
-    from diffmem.pipeline import sweep
+    from diffmem.pipeline.config import load_config, validate_config
+    from diffmem.pipeline.grid import Grid
     from diffmem.pipeline.pack import pack
 
-    config = sweep.validate_config(sweep.load_config(args.config))
+    grid = Grid(validate_config(load_config(args.config)))
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         live = Path(tmp) / "sweep.zarr"
         t0 = time.perf_counter()
-        st.create(live, config)
+        st.create(live, grid)
         fill_synthetic(live)
         t1 = time.perf_counter()
         packed = pack(live, Path(tmp) / "analysis.zarr")
         t2 = time.perf_counter()
         results = {
             "config": str(args.config),
-            "cells": sweep.n_cells(config),
-            "grid_shape": list(sweep.grid_shape(config)),
+            "cells": grid.n_cells,
+            "grid_shape": list(grid.shape),
             "build_live_s": round(t1 - t0, 2),
             "pack_s": round(t2 - t1, 2),
             "layouts": {},
