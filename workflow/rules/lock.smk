@@ -9,6 +9,9 @@ import sys as _sys
 from diffmem.pipeline import lock as diffmem_lock
 
 _SWEEP_LOCK = {}
+# Snakemake keeps one handler of each kind: the lock's handlers call those registered before them
+# (common.smk's onstart records the run's start), so both keep working.
+_PREVIOUS_HOOKS = {"start": workflow._onstart, "success": workflow._onsuccess, "error": workflow._onerror}
 
 if workflow.is_main_process:
     try:
@@ -24,11 +27,18 @@ onstart:
     except diffmem_lock.LockHeld as _held:
         print(diffmem_lock.refusal(RESULTS, _held.record), file=_sys.stderr, flush=True)
         raise
+    _PREVIOUS_HOOKS["start"](log)
 
 
 onsuccess:
-    diffmem_lock.workflow_end(_SWEEP_LOCK.get("record"))
+    try:
+        _PREVIOUS_HOOKS["success"](log)
+    finally:
+        diffmem_lock.workflow_end(_SWEEP_LOCK.get("record"))
 
 
 onerror:
-    diffmem_lock.workflow_end(_SWEEP_LOCK.get("record"))
+    try:
+        _PREVIOUS_HOOKS["error"](log)
+    finally:
+        diffmem_lock.workflow_end(_SWEEP_LOCK.get("record"))
