@@ -143,3 +143,81 @@ def test_markdown_tables_from_quick_result(quick_json):
     text = bench.format_markdown(result)
     assert text.count("|---|") >= 3  # by_N, scaling_M, scaling_P tables
     assert f"| {bench.QUICK.P_values[-1]:.0e} |" in text
+
+
+def test_best_gemm_reference_is_reported_beside_todays(quick_json):
+    """by_N rows carry the best-GEMM search; its best includes today's reference, so it is never slower."""
+    result, _ = quick_json
+    assert result["ratio_vs_best_gemm"] == min(r["ratio_vs_best_gemm"] for r in result["by_N"])
+    for row in result["by_N"]:
+        names = set(row["gemm_variants_gflops"])
+        assert names == {bench.variant_name(v) for v in bench.gemm_variants(bench._blas_threads())}
+        assert row["best_gemm_gflops"] >= row["matmul_gflops"] * (1 - 1e-12)
+        assert row["ratio_vs_best_gemm"] <= row["ratio_vs_matmul"] * (1 + 1e-12)
+        assert row["best_gemm_variant"] in names | {"matmul reference"}
+
+
+def test_float32_table_in_quick_run(quick_json):
+    result, _ = quick_json
+    rows = result["float32_vs_float64"]
+    assert [r["N"] for r in rows] == list(bench.QUICK.N_values)
+    assert result["float32_speedup"] == min(r["float32_speedup"] for r in rows)
+    for row in rows:
+        # float32 logits of size N / Delta_t ~ 50 rounded to eps32 sqrt(N): log Z within 1e-5 relative
+        assert 0 < row["float32_log_z_max_rel_dev"] < 1e-5
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("rows, cols", [(None, 7), (3, 4), (64, 1000)])
+def test_gemm_pass_matches_the_flop_count_shapes(threads, rows, cols, monkeypatch):
+    """Every (query, training point) pair is multiplied exactly once per GEMM, whatever the blocking."""
+    rng = np.random.default_rng(1)
+    X, A = rng.standard_normal((5, 3)), rng.standard_normal((23, 3))
+    seen = np.zeros((5, 23), int)
+    real_matmul = np.matmul
+
+    def offset(view, base):  # first row of a row-block view of base
+        return (view.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // base.strides[0]
+
+    def counting_matmul(a, b, out=None):
+        if a.shape[1] == 3:  # the logits GEMM X_rows @ A_cols^T (b is A_cols^T)
+            i, j = offset(a, X), offset(b.T, A)
+            seen[i : i + a.shape[0], j : j + b.shape[1]] += 1
+        return real_matmul(a, b, out=out)
+
+    monkeypatch.setattr(np, "matmul", counting_matmul)
+    bench.gemm_pass(X, A, threads=threads, rows=rows, cols=cols)
+    assert (seen == 1).all()
+
+
+def test_streamed_child_reports_regeneration_share():
+    """A set over the cache budget is regenerated on the pass; the generator's time is part of it."""
+    row = bench.measure_P_in_child(resolve("numpy"), N=8, M=4, P=3000, t=0.5, chunk_size=512, memory_budget=0)
+    assert row["mode"] == "streamed"
+    assert 0 < row["regeneration_s"] <= row["kernel_s"] and 0 < row["regeneration_share"] <= 1
+
+
+def test_p_max_extends_the_decades():
+    from diffmem.cli.bench import add_parser, config_from_args
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    config = config_from_args(parser.parse_args(["bench", "--p-max", "1e8"]))
+    assert config.P_values == (10**3, 10**4, 10**5, 10**6, 10**7, 10**8)
+    assert config_from_args(parser.parse_args(["bench", "--p-max", "1e8", "--P", "500"])).P_values == (500,)
+    assert config_from_args(parser.parse_args(["bench", "--no-float32"])).compare_float32 is False
+
+
+def test_bad_p_max_exits_2(capsys):
+    assert main(["bench", "--quick", "--p-max", "10"]) == 2
+    assert "--p-max" in capsys.readouterr().err
+
+
+def test_gemm_pass_runs_on_a_strict_namespace():
+    """The device branch (any array-API namespace, e.g. cupy) of the best-GEMM search."""
+    be = resolve("array_api_strict")
+    rng = np.random.default_rng(2)
+    X, A = be.put(rng.standard_normal((5, 3))), be.put(rng.standard_normal((23, 3)))
+    for threads, rows, cols in bench.gemm_variants(2):
+        bench.gemm_pass(X, A, threads=threads, rows=rows, cols=cols)

@@ -1,6 +1,7 @@
 """``diffmem bench``: kernel FLOP rate against the machine's matmul, naive baseline, memory, scaling."""
 
 import json
+import math
 import sys
 from dataclasses import replace
 
@@ -28,6 +29,11 @@ def add_parser(subparsers, help_text):
                         help="query counts of the scaling_M table (default 16 64 256 1024)")
     parser.add_argument("--P", type=int, nargs="+", metavar="P",
                         help="training-set sizes of the scaling_P table (default 1e3 .. 1e7)")
+    parser.add_argument("--p-max", type=float, metavar="P",
+                        help="extend (or cut) the scaling_P decades 1e3, 1e4, ... up to P, e.g. 1e8 for the "
+                             "streamed P = 10^8 row (minutes); --P overrides")
+    parser.add_argument("--no-float32", action="store_true",
+                        help="skip the float32-vs-float64 table (timed beside the by_N shapes)")
     parser.add_argument("--M-ref", type=int, help="queries for by_N and scaling_P (default 256)")
     parser.add_argument("--P-ref", type=int, help="training points for by_N and scaling_M (default 1e5)")
     parser.add_argument("--N-scale", type=int, help="dimension of the scaling_P table (default 100)")
@@ -68,6 +74,12 @@ def config_from_args(args):
         values = _positive_ints(f"--{attr}", getattr(args, attr))
         if values:
             changes[name] = values
+    if args.p_max is not None and "P_values" not in changes:
+        if not args.p_max >= 1000:
+            raise ParameterError("--p-max", f"must be >= 1000, got {args.p_max:g}")
+        changes["P_values"] = tuple(10**k for k in range(3, int(math.floor(math.log10(args.p_max) + 1e-9)) + 1))
+    if args.no_float32:
+        changes["compare_float32"] = False
     if changes.get("P_values") and min(changes["P_values"]) < 2:
         raise ParameterError("--P", "must be integers >= 2")
     for attr, low in (("M_ref", 1), ("P_ref", 2), ("N_scale", 1), ("chunk_size", 1), ("repeats", 1)):

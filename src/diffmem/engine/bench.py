@@ -9,12 +9,17 @@ What one run of :func:`run_benchmark` measures, on the same shapes:
   reference is the faster of two loops: whole chunks with the BLAS library's own threading, and the
   numpy kernel's own scheme (sub-blocks of ``ROW_BLOCK x COL_BLOCK``, chunks split over threads with
   single-threaded BLAS), so that the ratio never credits the kernel for a blocking the plain loop lacks;
+- the best GEMM rate the machine reaches on the same flop count and shapes (:func:`gemm_variants`:
+  block shapes, BLAS threading against blocks split over Python threads, preallocated outputs), the
+  honest roofline ``ratio_vs_best_gemm``, reported beside the older reference's ratio;
+- float32 against float64 on the same data (``float32_vs_float64``);
 - a naive baseline, what a user writes first: the full (M, P) distance matrix with
   ``scipy.spatial.distance.cdist`` and ``scipy.special.logsumexp``, and the kernel's speed-up over it;
 - peak resident memory (``VmHWM``, else ``resource.getrusage``), measured for each training-set
   size in a fresh child process so that one row's caches do not hide another's: with the training set
   streamed (regenerated block by block from the seed) peak memory does not grow with P;
-- scaling in P (10^3 .. 10^7) and in M, and the cost of one reverse-integration step against one
+- scaling in P (10^3 .. 10^7, up to 10^8 with ``--p-max``; streamed rows report the share of the pass
+  spent regenerating the data) and in M, and the cost of one reverse-integration step against one
   kernel call.
 
 Timings are best-of-``repeats`` with the kernel and the reference interleaved, because the machine
@@ -82,6 +87,12 @@ class BenchConfig:
         Best of this many interleaved timings.
     reverse_steps : int
         Steps of the reverse-integration measurement (0 skips it).
+    compare_float32 : bool
+        Also time the float32 kernel beside the float64 one on the ``by_N`` shapes (table
+        ``float32_vs_float64``; numpy and cupy only).
+    cache_budget_bytes : int or None
+        Largest training set the ``scaling_P`` children cache in memory (None: the default budget of
+        :class:`diffmem.engine.data.TrainingSet`); larger sets are regenerated from the seed on every pass.
     """
 
     N_values: tuple = (64, 128, 256)
@@ -95,6 +106,8 @@ class BenchConfig:
     chunk_size: int = 4096
     repeats: int = 5
     reverse_steps: int = 20
+    compare_float32: bool = True
+    cache_budget_bytes: object = None
 
 
 # A tiny run for tests and smoke checks: every key, a few seconds.
@@ -209,6 +222,11 @@ def naive_scores(X, A, *, c1, c2, delta, index=None):
 def matmul_reference(X, chunks, *, threads=1, block=None):
     """The plain GEMMs of one kernel call: per chunk ``L = X @ A^T`` then ``L @ A``; returns nothing.
 
+    This is the reference of ``ratio_vs_matmul``, kept as it was measured before the best-GEMM search
+    (:func:`gemm_pass`) existed. Note that ``array_namespace`` returns array_api_compat's numpy
+    wrapper, not numpy, so its preallocated-output branch never runs: every GEMM allocates its result,
+    one reason this reference is slower than the best the machine does.
+
     ``threads > 1`` splits the chunks over that many Python threads with single-threaded BLAS (the
     kernel's own scheme on numpy); ``threads = 1`` leaves threading to the BLAS library.
     ``block = (rows, cols)`` also cuts each chunk into GEMMs of at most ``rows`` queries by ``cols``
@@ -251,6 +269,68 @@ def matmul_reference(X, chunks, *, threads=1, block=None):
 
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
         list(pool.map(sweep, [pieces[i::threads] for i in range(threads)]))
+
+
+# The candidate ways of doing a kernel call's GEMMs (threads, rows, cols) searched for the best GEMM
+# rate: threads = 1 leaves threading to the BLAS library; threads > 1 splits the column blocks over
+# that many Python threads, each with single-threaded BLAS. rows = None means all M queries per GEMM.
+# Block sizes span what fits the caches (a 256 x 512 float64 block is 1 MiB) to whole chunks and more.
+GEMM_SHAPES = ((None, 4096), (None, 16384), (256, 512), (256, 1024), (256, 2048), (256, 4096), (128, 1024))
+
+
+def gemm_variants(threads):
+    """The (threads, rows, cols) candidates of :func:`best_gemm`: BLAS threading and, when the BLAS
+    library has more than one thread, the same block shapes split over that many Python threads."""
+    variants = [(1, rows, cols) for rows, cols in GEMM_SHAPES[:2]]
+    variants += [(threads, rows, cols) for rows, cols in GEMM_SHAPES[2:]]
+    return variants
+
+
+def variant_name(variant):
+    threads, rows, cols = variant
+    scheme = "blas-threads" if threads == 1 else f"{threads}-python-threads"
+    return f"{scheme} {'M' if rows is None else rows}x{cols}"
+
+
+def gemm_pass(X, A, *, threads=1, rows=None, cols=4096):
+    """The two GEMMs of one kernel call on the whole training set ``A`` (P, N), in blocks.
+
+    For every (rows x cols) block: ``L = X_rows @ A_cols^T`` then ``L @ A_cols`` into preallocated
+    outputs (2 M P N flops each, as the kernel). ``threads > 1`` deals the column blocks round-robin
+    to that many Python threads with single-threaded BLAS; ``threads = 1`` leaves threading to BLAS.
+    """
+    on_host = isinstance(X, np.ndarray)  # array_namespace(X) is array_api_compat's wrapper, not numpy
+    M = X.shape[0]
+    row_step = M if rows is None else min(rows, M)
+    col_starts = list(range(0, A.shape[0], cols))
+
+    def sweep(starts):
+        if not on_host:
+            P = A.shape[0]
+            for j in starts:  # in-bounds 2-D slices: the array API leaves anything else unspecified
+                B = A[j : min(j + cols, P), :]
+                for i in range(0, M, row_step):
+                    (X[i : min(i + row_step, M), :] @ B.T) @ B
+            return
+        logits = np.empty((row_step, cols), dtype=X.dtype)
+        product = np.empty((row_step, X.shape[1]), dtype=X.dtype)
+        for j in starts:
+            B = A[j : j + cols]
+            for i in range(0, M, row_step):
+                Xb = X[i : i + row_step]
+                L = logits[: Xb.shape[0], : B.shape[0]]
+                np.matmul(Xb, B.T, out=L)
+                np.matmul(L, B, out=product[: Xb.shape[0]])
+
+    if threads <= 1 or not on_host:
+        sweep(col_starts)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        list(pool.map(sweep, [col_starts[i::threads] for i in range(threads)]))
 
 
 def _namespace(X):
@@ -298,12 +378,17 @@ def _blas_threads():
         return 1
 
 
-def measure_shape(backend, *, N, M, P, t, chunk_size, repeats, naive=True, seed=0):
+def measure_shape(backend, *, N, M, P, t, chunk_size, repeats, naive=True, search_gemm=True, seed=0):
     """Kernel, matmul reference and (optionally) naive baseline on one shape, cached training set.
 
     Returns a dict: shape, seconds, GFLOP/s of each, ``ratio_vs_matmul`` (kernel rate over the better
     of the two matmul references), ``speedup_vs_naive`` (None when the naive baseline was skipped or
     would not fit), and the kernel's largest relative error against the naive result.
+
+    With ``search_gemm`` the same run also times every :func:`gemm_variants` candidate on the whole
+    training set: ``gemm_variants_gflops`` (each), ``best_gemm_gflops`` (the fastest of them and of the
+    matmul references), ``best_gemm_variant`` and ``ratio_vs_best_gemm`` = kernel rate / best rate,
+    the honest roofline; without it these are None.
     """
     spec, train = _make_training_set(backend, N, P, chunk_size, seed)
     chunks = list(train.chunks())  # generate and cache before timing
@@ -329,12 +414,25 @@ def measure_shape(backend, *, N, M, P, t, chunk_size, repeats, naive=True, seed=
     contenders = [kernel, plain]
     if threads > 1 or block is not None:
         contenders.append(split)
+    n_reference = len(contenders)
+    # the best-GEMM search runs on the whole training set in one contiguous array (as the cache holds it)
+    variants = gemm_variants(_blas_threads() if backend.name == "numpy" else 1) if search_gemm else []
+    # one contiguous copy of the training set on the backend, from the cached chunks themselves
+    A_all = _namespace(X).concat([A for _, A, _ in chunks], axis=0) if variants else None
+    for variant in variants:
+        def one(variant=variant):
+            gemm_pass(X, A_all, threads=variant[0], rows=variant[1], cols=variant[2])
+            _sync(backend)
+        contenders.append(one)
     for fn in contenders:  # warm-up: first calls allocate and fault pages in
         fn()
     times = time_best(contenders, repeats, settle=SETTLE_S)
     flops = GEMM_PASSES * 2.0 * M * P * N
     t_kernel, t_plain = times[0], times[1]
-    t_matmul = min(times[1:])
+    t_matmul = min(times[1:n_reference])
+    variant_times = dict(zip((variant_name(v) for v in variants), times[n_reference:]))
+    best_variant = min(variant_times, key=variant_times.get) if variant_times else None
+    t_best = min(t_matmul, variant_times[best_variant]) if variant_times else None
     row = {
         "N": N,
         "M": M,
@@ -347,6 +445,11 @@ def measure_shape(backend, *, N, M, P, t, chunk_size, repeats, naive=True, seed=
         "matmul_plain_gflops": flops / t_plain / 1e9,
         "matmul_blocked_threaded_gflops": flops / times[2] / 1e9 if len(times) > 2 else None,
         "ratio_vs_matmul": t_matmul / t_kernel,
+        "gemm_variants_gflops": {name: flops / sec / 1e9 for name, sec in variant_times.items()} or None,
+        "best_gemm_gflops": flops / t_best / 1e9 if t_best else None,
+        "best_gemm_variant": (None if t_best is None else
+                              best_variant if variant_times[best_variant] <= t_matmul else "matmul reference"),
+        "ratio_vs_best_gemm": t_best / t_kernel if t_best else None,
         "naive_s": None,
         "speedup_vs_naive": None,
         "max_rel_error_vs_naive": None,
@@ -367,6 +470,40 @@ def measure_shape(backend, *, N, M, P, t, chunk_size, repeats, naive=True, seed=
             np.max(np.abs(to_numpy(res.log_z) - result["log_z"]) / np.abs(result["log_z"]))
         )
     return row
+
+
+def measure_dtypes(backend_name, *, N, M, P, t, chunk_size, repeats, seed=0):
+    """float64 and float32 kernel calls on the same shape and data, timed interleaved in one run.
+
+    Returns a dict with both rates, ``float32_speedup`` (float64 time / float32 time) and the float32
+    log Z's largest relative deviation from float64 (the documented float32 bound applies).
+    """
+    calls, results = {}, {}
+    for dtype in ("float64", "float32"):
+        be = resolve(backend_name, dtype)
+        spec, train = _make_training_set(be, N, P, chunk_size, seed)
+        chunks = list(train.chunks())
+        X_host, index = _queries(spec, train, M, t, seed)
+        c1, c2, delta = _coefficients(t)
+        X, idx = be.put(X_host), be.put(index)
+
+        def call(be=be, X=X, chunks=chunks, idx=idx, dtype=dtype):
+            results[dtype] = stream_logits(X, chunks, c1=c1, c2=c2, delta=delta, index=idx, want_mean=True)
+            _sync(be)
+
+        call()
+        calls[dtype] = call
+    t64, t32 = time_best([calls["float64"], calls["float32"]], repeats, settle=SETTLE_S)
+    flops = GEMM_PASSES * 2.0 * M * P * N
+    log_z64 = to_numpy(results["float64"].log_z)
+    log_z32 = to_numpy(results["float32"].log_z).astype(np.float64)
+    return {
+        "N": N, "M": M, "P": P,
+        "float64_gflops": flops / t64 / 1e9,
+        "float32_gflops": flops / t32 / 1e9,
+        "float32_speedup": t64 / t32,
+        "float32_log_z_max_rel_dev": float(np.max(np.abs(log_z32 - log_z64) / np.abs(log_z64))),
+    }
 
 
 def measure_reverse_step(backend, *, N, M, P, chunk_size, steps, repeats, seed=0):
@@ -397,15 +534,17 @@ def measure_reverse_step(backend, *, N, M, P, chunk_size, steps, repeats, seed=0
             "step_over_kernel_call": per_step / t_call}
 
 
-def measure_P_in_child(backend, *, N, M, P, t, chunk_size, seed=0, timeout=3600):
+def measure_P_in_child(backend, *, N, M, P, t, chunk_size, seed=0, memory_budget=None, timeout=7200):
     """One scaling-in-P row, measured in a fresh Python process so its peak RSS is its own.
 
     The child uses the default :class:`diffmem.engine.data.TrainingSet` policy: cached when the set fits the
     memory budget, else regenerated block by block from the seed on every pass ("streamed"). The
-    timing of a streamed row includes that generation.
+    timing of a streamed row includes that generation, and ``regeneration_s`` says how much of it
+    the chunk generator took (``regeneration_share`` of the pass; 0 when cached). ``memory_budget``
+    (bytes) overrides the cache budget, e.g. to stream a small set in a test.
     """
     request = {"backend": backend.name, "dtype": backend.dtype, "N": N, "M": M, "P": P, "t": t,
-               "chunk_size": chunk_size, "seed": seed}
+               "chunk_size": chunk_size, "seed": seed, "memory_budget": memory_budget}
     proc = subprocess.run(
         [sys.executable, "-c", "from diffmem.engine.bench import _child_main; _child_main()"],
         input=json.dumps(request), capture_output=True, text=True, timeout=timeout, check=False,
@@ -438,7 +577,8 @@ def _child_main():
     request = json.loads(sys.stdin.read())
     backend = resolve(request["backend"], request["dtype"])
     N, M, P, t = request["N"], request["M"], request["P"], request["t"]
-    spec, train = _make_training_set(backend, N, P, request["chunk_size"], request["seed"])
+    spec, train = _make_training_set(backend, N, P, request["chunk_size"], request["seed"],
+                                     memory_budget=request.get("memory_budget"))
     X_host, index = _queries(spec, train, M, t, request["seed"])
     c1, c2, delta = _coefficients(t)
     X, idx = backend.put(X_host), backend.put(index)
@@ -446,9 +586,23 @@ def _child_main():
     if train.cached:
         list(train.chunks())
     setup = time.perf_counter() - start
+    regeneration = [0.0]
+
+    def timed_chunks():
+        """train.chunks(), adding the time spent producing each chunk (regenerating it when streamed)."""
+        chunks = train.chunks()
+        while True:
+            begin = time.perf_counter()
+            chunk = next(chunks, None)
+            regeneration[0] += time.perf_counter() - begin
+            if chunk is None:
+                return
+            yield chunk
+
     def call():
+        regeneration[0] = 0.0
         begin = time.perf_counter()
-        stream_logits(X, train.chunks(), c1=c1, c2=c2, delta=delta, index=idx, want_mean=True)
+        stream_logits(X, timed_chunks(), c1=c1, c2=c2, delta=delta, index=idx, want_mean=True)
         _sync(backend)
         return time.perf_counter() - begin
 
@@ -462,6 +616,7 @@ def _child_main():
         "N": N, "M": M, "P": P, "chunk_size": request["chunk_size"],
         "mode": "cached" if train.cached else "streamed",
         "setup_s": setup, "kernel_s": seconds, "kernel_gflops": flops / seconds / 1e9,
+        "regeneration_s": regeneration[0], "regeneration_share": regeneration[0] / seconds,
         "peak_rss_mb": peak_rss_mb(),
     }
     print(json.dumps(row))
@@ -470,9 +625,10 @@ def _child_main():
 def run_benchmark(config=BenchConfig(), *, backend="auto", dtype="float64", progress=_progress):
     """Run every measurement of ``config`` and return one JSON-serializable dict.
 
-    Keys: ``ratio_vs_matmul`` and ``speedup_vs_naive`` (the worst row of ``by_N``, a conservative
-    headline), ``peak_rss_mb`` (the child at the largest P), the tables ``by_N``, ``scaling_M``,
-    ``scaling_P``, ``reverse``, and ``machine``, ``config``, ``wall_s``.
+    Keys: ``ratio_vs_matmul``, ``ratio_vs_best_gemm`` and ``speedup_vs_naive`` (the worst row of
+    ``by_N``, a conservative headline), ``float32_speedup`` (the worst row of ``float32_vs_float64``),
+    ``peak_rss_mb`` (the child at the largest P), the tables ``by_N``, ``scaling_M``, ``scaling_P``,
+    ``float32_vs_float64``, ``reverse``, and ``machine``, ``config``, ``wall_s``.
     """
     start = time.perf_counter()
     be = resolve(backend, dtype)
@@ -489,15 +645,25 @@ def run_benchmark(config=BenchConfig(), *, backend="auto", dtype="float64", prog
     for M in config.M_values:
         progress(f"scaling_M: N={config.N_ref} M={M} P={config.P_ref}")
         scaling_M.append(measure_shape(be, N=config.N_ref, M=M, P=config.P_ref, t=config.t,
-                                       chunk_size=config.chunk_size, repeats=config.repeats, naive=False))
+                                       chunk_size=config.chunk_size, repeats=config.repeats, naive=False,
+                                       search_gemm=False))
         progress(_row_text(scaling_M[-1]))
     scaling_P = []
     for P in config.P_values:
         progress(f"scaling_P: N={config.N_scale} M={config.M_ref} P={P} (child process)")
         scaling_P.append(measure_P_in_child(be, N=config.N_scale, M=config.M_ref, P=P, t=config.t,
-                                            chunk_size=config.chunk_size))
+                                            chunk_size=config.chunk_size, memory_budget=config.cache_budget_bytes))
         row = scaling_P[-1]
-        progress(f"  {row['mode']}: {row['kernel_gflops']:.1f} GF/s, peak RSS {row['peak_rss_mb']:.0f} MB")
+        progress(f"  {row['mode']}: {row['kernel_s']:.1f} s, {row['kernel_gflops']:.1f} GF/s, regeneration "
+                 f"{100 * row['regeneration_share']:.0f} %, peak RSS {row['peak_rss_mb']:.0f} MB")
+    dtypes = []
+    if config.compare_float32 and be.name in ("numpy", "cupy"):
+        for N in config.N_values:
+            progress(f"float32 vs float64: N={N} M={config.M_ref} P={config.P_ref}")
+            dtypes.append(measure_dtypes(be.name, N=N, M=config.M_ref, P=config.P_ref, t=config.t,
+                                         chunk_size=config.chunk_size, repeats=config.repeats))
+            progress(f"  float64 {dtypes[-1]['float64_gflops']:.1f} GF/s, float32 {dtypes[-1]['float32_gflops']:.1f} "
+                     f"GF/s, speed-up {dtypes[-1]['float32_speedup']:.2f}")
     reverse = None
     if config.reverse_steps > 0:
         progress(f"reverse: {config.reverse_steps} ODE steps vs one kernel call")
@@ -513,6 +679,9 @@ def run_benchmark(config=BenchConfig(), *, backend="auto", dtype="float64", prog
             "gemm_passes": GEMM_PASSES,
             "flops_per_call": "2 * GEMM passes * M * P * N",
             "ratio_vs_matmul": min(r["ratio_vs_matmul"] for r in by_N),
+            "ratio_vs_best_gemm": min(r["ratio_vs_best_gemm"] for r in by_N),
+            "float32_speedup": min(r["float32_speedup"] for r in dtypes) if dtypes else None,
+            "float32_vs_float64": dtypes,
             "speedup_vs_naive": min(speedups) if speedups else None,
             "peak_rss_mb": largest["peak_rss_mb"] if largest else None,
             "peak_rss_P": largest["P"] if largest else None,
@@ -530,6 +699,9 @@ def run_benchmark(config=BenchConfig(), *, backend="auto", dtype="float64", prog
 def _row_text(row):
     text = (f"  kernel {row['kernel_gflops']:.1f} GF/s, matmul {row['matmul_gflops']:.1f} GF/s, "
             f"ratio {row['ratio_vs_matmul']:.2f}")
+    if row.get("best_gemm_gflops"):
+        text += (f"; best GEMM {row['best_gemm_gflops']:.1f} GF/s ({row['best_gemm_variant']}), "
+                 f"ratio {row['ratio_vs_best_gemm']:.2f}")
     if row.get("speedup_vs_naive"):
         text += f", {row['speedup_vs_naive']:.1f}x naive"
     return text
@@ -545,25 +717,33 @@ def format_report(result):
         ),
         f"kernel GEMM passes per call: {result['gemm_passes']} (2 M P N flops each)",
         f"ratio vs matmul (worst N): {result['ratio_vs_matmul']:.3f}",
+        f"ratio vs best GEMM (worst N): {result['ratio_vs_best_gemm']:.3f}",
         "speed-up vs naive (worst N): "
         + ("n/a" if result["speedup_vs_naive"] is None else f"{result['speedup_vs_naive']:.1f}x"),
         f"peak RSS at P={result['peak_rss_P']}: {result['peak_rss_mb']:.0f} MB",
         "",
-        "by N:        N      M        P   kernel GF/s  matmul GF/s  ratio  naive s  speed-up",
+        "by N:        N      M        P   kernel GF/s  matmul GF/s  ratio  best GEMM GF/s  ratio  naive s  speed-up",
     ]
     for r in result["by_N"]:
         naive = "-" if r["naive_s"] is None else f"{r['naive_s']:.3f}"
         speed = "-" if r["speedup_vs_naive"] is None else f"{r['speedup_vs_naive']:.1f}"
         lines.append(f"{'':9}{r['N']:6d} {r['M']:6d} {r['P']:8d} {r['kernel_gflops']:12.1f} "
-                     f"{r['matmul_gflops']:12.1f} {r['ratio_vs_matmul']:6.2f} {naive:>8} {speed:>9}")
+                     f"{r['matmul_gflops']:12.1f} {r['ratio_vs_matmul']:6.2f} {r['best_gemm_gflops']:15.1f} "
+                     f"{r['ratio_vs_best_gemm']:6.2f} {naive:>8} {speed:>9}")
+        lines.append(f"{'':14}best GEMM: {r['best_gemm_variant']}")
     lines.append("scaling M:   N      M        P   kernel GF/s  matmul GF/s  ratio")
     for r in result["scaling_M"]:
         lines.append(f"{'':9}{r['N']:6d} {r['M']:6d} {r['P']:8d} {r['kernel_gflops']:12.1f} "
                      f"{r['matmul_gflops']:12.1f} {r['ratio_vs_matmul']:6.2f}")
-    lines.append("scaling P:   N      M         P  mode      kernel s  kernel GF/s  peak RSS MB")
+    lines.append("scaling P:   N      M         P  mode      kernel s  kernel GF/s  regeneration  peak RSS MB")
     for r in result["scaling_P"]:
         lines.append(f"{'':9}{r['N']:6d} {r['M']:6d} {r['P']:9d}  {r['mode']:8} {r['kernel_s']:9.3f} "
-                     f"{r['kernel_gflops']:12.1f} {r['peak_rss_mb']:12.0f}")
+                     f"{r['kernel_gflops']:12.1f} {100 * r['regeneration_share']:11.0f}% {r['peak_rss_mb']:12.0f}")
+    if result.get("float32_vs_float64"):
+        lines.append("float32:     N      M        P  float64 GF/s  float32 GF/s  speed-up  log Z rel. dev.")
+        for r in result["float32_vs_float64"]:
+            lines.append(f"{'':9}{r['N']:6d} {r['M']:6d} {r['P']:8d} {r['float64_gflops']:13.1f} "
+                         f"{r['float32_gflops']:13.1f} {r['float32_speedup']:9.2f} {r['float32_log_z_max_rel_dev']:16.1e}")
     if result["reverse"]:
         r = result["reverse"]
         lines.append(f"reverse step: {r['step_s'] * 1e3:.2f} ms vs one kernel call {r['kernel_call_s'] * 1e3:.2f} ms "
@@ -588,8 +768,9 @@ def format_markdown(result):
             f"wall time {result['wall_s']:.0f} s."
         ),
         "",
-        "| N | M | P | kernel GF/s | matmul GF/s (plain / blocked+threads) | ratio | naive s | speed-up vs naive |",
-        "|---|---|---|---|---|---|---|---|",
+        "| N | M | P | kernel GF/s | matmul GF/s (plain / blocked+threads) | ratio | best GEMM GF/s (variant) "
+        "| ratio vs best | naive s | speed-up vs naive |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["by_N"]:
         blocked = r.get("matmul_blocked_threaded_gflops")
@@ -597,7 +778,8 @@ def format_markdown(result):
         naive = "-" if r["naive_s"] is None else f"{r['naive_s']:.2f}"
         speed = "-" if r["speedup_vs_naive"] is None else f"{r['speedup_vs_naive']:.1f}x"
         out.append(f"| {r['N']} | {r['M']} | {r['P']:.0e} | {r['kernel_gflops']:.1f} | {plain} | "
-                   f"{r['ratio_vs_matmul']:.2f} | {naive} | {speed} |")
+                   f"{r['ratio_vs_matmul']:.2f} | {r['best_gemm_gflops']:.1f} ({r['best_gemm_variant']}) | "
+                   f"{r['ratio_vs_best_gemm']:.2f} | {naive} | {speed} |")
     if result["scaling_M"]:
         first = result["scaling_M"][0]
         out += ["", f"| M (N = {first['N']}, P = {first['P']:.0e}) | kernel GF/s | matmul GF/s | ratio |",
@@ -606,11 +788,18 @@ def format_markdown(result):
         out.append(f"| {r['M']} | {r['kernel_gflops']:.1f} | {r['matmul_gflops']:.1f} | {r['ratio_vs_matmul']:.2f} |")
     if result["scaling_P"]:
         first = result["scaling_P"][0]
-        out += ["", f"| P (N = {first['N']}, M = {first['M']}) | training set | kernel s | kernel GF/s | peak RSS MB |",
-                "|---|---|---|---|---|"]
+        out += ["", f"| P (N = {first['N']}, M = {first['M']}) | training set | kernel s | kernel GF/s "
+                "| regeneration share | peak RSS MB |",
+                "|---|---|---|---|---|---|"]
     for r in result["scaling_P"]:
         out.append(f"| {r['P']:.0e} | {r['mode']} | {r['kernel_s']:.2f} | {r['kernel_gflops']:.1f} | "
-                   f"{r['peak_rss_mb']:.0f} |")
+                   f"{100 * r['regeneration_share']:.0f} % | {r['peak_rss_mb']:.0f} |")
+    if result.get("float32_vs_float64"):
+        out += ["", "| N (float32 vs float64, same data) | float64 GF/s | float32 GF/s | float32 speed-up "
+                "| log Z rel. dev. |", "|---|---|---|---|---|"]
+    for r in result.get("float32_vs_float64") or []:
+        out.append(f"| {r['N']} | {r['float64_gflops']:.1f} | {r['float32_gflops']:.1f} | "
+                   f"{r['float32_speedup']:.2f} | {r['float32_log_z_max_rel_dev']:.1e} |")
     if result["reverse"]:
         r = result["reverse"]
         out += ["", (f"Reverse integration (N = {r['N']}, M = {r['M']}, P = {r['P']:.0e}, {r['steps']} ODE "

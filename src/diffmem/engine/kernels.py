@@ -17,6 +17,8 @@ Logits come from one GEMM per chunk (X @ A^T), the weighted mean from a second (
 O(M chunk + chunk N) whatever P is. The code uses only the array API standard (via
 ``array_api_compat``), so one implementation serves numpy, cupy and array_api_strict.
 
+On cupy (without ``want_second``) it takes the device path of :mod:`diffmem.engine.device_kernel`: the bias
+folded into the GEMMs, one fused exponential pass and one reduction per block, no host round trips.
 On numpy (float64 or float32, without ``want_second``) :func:`stream_logits` takes a fast path with
 the same results that removes most passes over the (M, chunk) logit block and uses every BLAS thread
 for the exponential too (see the comment above :class:`AugmentedChunk`; figures in
@@ -91,6 +93,11 @@ def stream_logits(X, chunks, *, c1, c2, delta, index=None, want_mean=False, want
     """
     if _fast_path_applies(X, want_second):
         return _stream_numpy(X, chunks, c1=c1, c2=c2, delta=delta, index=index, want_mean=want_mean)
+    if not want_second:
+        from diffmem.engine.device_kernel import is_cupy_array, stream_device
+
+        if is_cupy_array(X):
+            return stream_device(X, chunks, c1=c1, c2=c2, delta=delta, index=index, want_mean=want_mean)
     return _stream_generic(
         X, chunks, c1=c1, c2=c2, delta=delta, index=index, want_mean=want_mean, want_second=want_second
     )
@@ -189,12 +196,20 @@ def _stream_generic(X, chunks, *, c1, c2, delta, index=None, want_mean=False, wa
 # Passes left: GEMM out, argmax, (clip), exp2, sum of squares (np.vecdot), GEMV, GEMM in.
 # ---------------------------------------------------------------------------------------------------
 
-# dtype -> (clip, headroom), in base-2 logit units. clip: 2^clip is a normal number (exp2 of anything
-# lower returns a subnormal or zero on a slow path: 7-40x per element, measured here); a clipped
-# entry adds at most 2^clip (2^-1000 float64, 2^-120 float32) against a row sum >= 1, far below
-# rounding. headroom: 2^(2 headroom) P must stay finite (sum of squared weights): P < 2^224
-# (float64), P < 2^48 (float32).
-_FAST_LIMITS = {np.dtype(np.float64): (-1000.0, 400.0), np.dtype(np.float32): (-120.0, 40.0)}
+# dtype -> (clip, headroom, look), in base-2 logit units. clip: every weight that reaches the GEMMs
+# and the sum of squares is at least 2^clip. x86 cores take a slow path for every subnormal result
+# (measured here: exp2 into subnormals 7-40x slower per element; with a float32 clip of 2^-120 the
+# sum of squares took 2.3 ns per element instead of 0.09 and the E @ A GEMM 4x longer, products of a
+# weight with a coordinate below 2^-6 being subnormal). float32 therefore clips at 2^-60: squares
+# (2^-120) and products with any |a| > 2^-66 stay normal. float64 clips at 2^-1000 so that the
+# clipping pass is rarely needed at all (squares of the few weights near 2^-520 may be subnormal;
+# measured, that costs less than clipping higher). A clipped entry adds at most 2^clip to a row sum
+# >= 1: P 2^-1000 (float64) and P 2^-60 (float32), below float32 rounding (2^-24) for P < 2^36.
+# headroom: 2^(2 headroom) P must stay finite (sum of squared weights): P < 2^224 (float64), P < 2^48
+# (float32). look: when the Cauchy-Schwarz bound cannot rule clipping out, first look (one min pass)
+# whether an entry is really below clip; float32 at 2^-60 nearly always has one, so looking would
+# only add a pass.
+_FAST_LIMITS = {np.dtype(np.float64): (-1000.0, 400.0, True), np.dtype(np.float32): (-60.0, 40.0, False)}
 _LOG2E = 1.4426950408889634  # log2(e)
 _LN2 = 0.6931471805599453  # ln(2)
 COL_BLOCK = 1024  # training points per work item: a (ROW_BLOCK x COL_BLOCK) float64 block is 2 MiB
@@ -327,7 +342,7 @@ def _fold_block(acc, scratch, lo, hi, start, B, index, limits, bound):
     lower bound on every logit of the block, l >= -(b_i R + q R^2) with R the largest |a| of B, so the
     clipping pass is skipped when no entry can fall below ``clip``.
     """
-    clip, headroom = limits
+    clip, headroom, look = limits
     n, N = B.shape[0], B.shape[1] - 2
     m = hi - lo
     shift, seen = acc.shift[lo:hi], acc.seen[lo:hi]
@@ -347,9 +362,13 @@ def _fold_block(acc, scratch, lo, hi, start, B, index, limits, bound):
         inside = np.nonzero((local >= 0) & (local < n))[0]
         if inside.size:
             acc.logit_index[lo:hi][inside] = L[inside, local[inside]] + shift[inside]
-    move = np.nonzero(np.where(seen, rel_max > headroom, np.isfinite(rel_max)))[0]
+    moving = np.where(seen, rel_max > headroom, np.isfinite(rel_max))
+    move = np.nonzero(moving)[0]
     if move.size:
-        L[move] -= rel_max[move, None]
+        if 2 * move.size >= m:  # first block of a lane: one in-place pass, no gather/scatter copies
+            L -= np.where(moving, rel_max, 0)[:, None]
+        else:
+            L[move] -= rel_max[move, None]
         new_shift = shift[move] + rel_max[move]
         factor = np.where(seen[move], np.exp2(shift[move] - new_shift), 0).astype(L.dtype)
         acc.s1[lo:hi][move] *= factor
@@ -359,8 +378,8 @@ def _fold_block(acc, scratch, lo, hi, start, B, index, limits, bound):
         shift[move] = new_shift
         seen[move] = True
     x_scale, q, R = bound
-    # clip only if an entry can be (bound, free) or is (one min pass, cheaper than clipping) below clip
-    if not np.min(-(x_scale[lo:hi] * R + q * R * R) - shift) >= clip and not np.min(L) >= clip:
+    # clip only if an entry can be (bound, free) and, where ``look``, is (one min pass) below clip
+    if not np.min(-(x_scale[lo:hi] * R + q * R * R) - shift) >= clip and not (look and np.min(L) >= clip):
         np.maximum(L, clip, out=L)
     np.exp2(L, out=L)
     acc.s2[lo:hi] += np.vecdot(L, L)
