@@ -21,6 +21,7 @@ shifted by the running maximum (no clipping: GPUs process subnormals at full spe
 """
 
 from math import inf
+from types import SimpleNamespace
 
 from array_api_compat import array_namespace
 
@@ -81,11 +82,10 @@ def _row_pick(xp, L, cols):
 def stream_device(X, chunks, *, c1, c2, delta, index=None, want_mean=False):
     """One streamed pass of the logits of X against all chunks (see the module docstring).
 
-    Parameters and result as :func:`diffmem.engine.kernels.stream_logits` (``second_logit`` is not
-    computed: callers needing it use the generic loop).
+    Parameters as :func:`diffmem.engine.kernels.stream_logits`; returns the fields of its
+    ``KernelResult`` as attributes of a namespace (``second_logit`` is not computed: callers needing
+    it use the generic loop). This module does not import the kernels module, which dispatches here.
     """
-    from diffmem.engine.kernels import KernelResult
-
     xp = array_namespace(X)
     M, N = X.shape
     dtype = X.dtype
@@ -129,7 +129,8 @@ def stream_device(X, chunks, *, c1, c2, delta, index=None, want_mean=False):
     safe_max = xp.where(finite, run_max, zero)
     safe_s1 = xp.where(s1 > 0, s1, xp.ones_like(s1))
     log_z = xp.where(finite, safe_max + xp.log(safe_s1), run_max)
-    result = KernelResult(log_z=log_z, max_logit=run_max, argmax=run_arg, sum_w2=s2 / (safe_s1 * safe_s1))
+    result = SimpleNamespace(log_z=log_z, max_logit=run_max, argmax=run_arg, sum_w2=s2 / (safe_s1 * safe_s1),
+                             w_index=None, mean=None, second_logit=None)
     if index is not None:
         result.w_index = xp.exp(logit_index - log_z)
     if want_mean:

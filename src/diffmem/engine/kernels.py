@@ -97,7 +97,8 @@ def stream_logits(X, chunks, *, c1, c2, delta, index=None, want_mean=False, want
         from diffmem.engine.device_kernel import is_cupy_array, stream_device
 
         if is_cupy_array(X):
-            return stream_device(X, chunks, c1=c1, c2=c2, delta=delta, index=index, want_mean=want_mean)
+            fields = stream_device(X, chunks, c1=c1, c2=c2, delta=delta, index=index, want_mean=want_mean)
+            return KernelResult(**vars(fields))
     return _stream_generic(
         X, chunks, c1=c1, c2=c2, delta=delta, index=index, want_mean=want_mean, want_second=want_second
     )
