@@ -202,7 +202,7 @@ def test_p_max_extends_the_decades():
     import argparse
 
     parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
+    add_parser(parser.add_subparsers(), "bench")
     config = config_from_args(parser.parse_args(["bench", "--p-max", "1e8"]))
     assert config.P_values == (10**3, 10**4, 10**5, 10**6, 10**7, 10**8)
     assert config_from_args(parser.parse_args(["bench", "--p-max", "1e8", "--P", "500"])).P_values == (500,)
