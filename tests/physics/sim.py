@@ -2,7 +2,7 @@
 
 Every comparison is made with :func:`diffmem.theory.predict` at the cell's realized (N, P, D) and,
 for the hidden manifold, the quenched spectrum of the cell's own feature matrix (docs/theory.md,
-"Finite N"), so that D rounding and the sample spectrum are not mistaken for finite-size effects.
+sections 1.2 and 4.1), so that D rounding and the sample spectrum are not mistaken for finite-size effects.
 """
 
 import numpy as np

@@ -1,5 +1,5 @@
 """Static basin radius rho_b(t) (P[w_mu0 > 1/2] = 1/2 in log rho) against the quenched theory
-(docs/theory.md, "Basins of attraction"): annealed for t_c <= t <= t_o, condensed for t < t_c.
+(docs/theory.md, sections 3.5 and 4.6): annealed for t_c <= t <= t_o, condensed for t < t_c.
 
 Measured offsets (basin_radius / rho_b - 1, isotropic, alpha = 0.15, mean +- standard error over
 seeds 0-3, basin_samples = 128, 16 radii in 0.05-50):

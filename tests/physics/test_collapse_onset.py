@@ -1,5 +1,5 @@
 """Collapse time t_c (phi crossing 1/2) and onset time t_o (trap fraction crossing 1/2) against the
-quenched theory at the cell's realized sizes (docs/theory.md, "Collapse time" and "Onset time").
+quenched theory at the cell's realized sizes (docs/theory.md, sections 4.3, 4.4 and 6.1).
 
 Measured offsets (crossing / theory - 1, mean +- standard error over seeds 0-3, alpha = 0.15,
 samples = 256, time grid 0.75-1.35 t_c in 13 steps or 0.8-1.2 t_o in 9 steps; the same under

@@ -1,5 +1,5 @@
 """Entropy gap g_num against max(alpha - f(t), 0) above t_c, and the participation ratios Y2 planted
-and fresh (docs/theory.md, "Entropy gap" and "Order parameters").
+and fresh (docs/theory.md, sections 3.2, 3.3 and 4.2).
 
 Sign convention: g_num estimates alpha - f(t) per dimension, with f the excess entropy of the
 theory; it is positive above t_c (f < alpha there) and the theory value is max(alpha - f, 0).

@@ -1,6 +1,6 @@
 """Generalization time t_g: argmin of the held-out loss L(t) and the nearest-neighbour estimate
 (1/2) log(1 + d_NN) against the quenched theory and against each other (docs/theory.md,
-"Generalization time").
+sections 3.6 and 4.7).
 
 Measured offsets (estimate / t_g - 1, mean +- standard error over seeds 0-3, alpha = 0.15,
 test_samples = 256, L on 13 times in 0.7-1.3 t_g, minimum from a parabola through the lowest three):

@@ -1,5 +1,5 @@
 """Memorization fraction of the reverse SDE against the marginal law it should sample
-(docs/theory.md, "Memorization fraction").
+(docs/theory.md, sections 2.5 and 3.7).
 
 At t_min the reverse SDE samples the empirical marginal P^e_{t_min}, a mixture of Gaussians centred
 on a^mu e^{-t_min}; the fraction of its samples with d1/d2 < 1/3 (nearest and second-nearest
