@@ -11,16 +11,17 @@ family     N     t_c offset        t_o offset
 isotropic  32    +0.091 +- 0.014   -0.002 +- 0.005
 isotropic  48    +0.034 +- 0.009   -0.003 +- 0.002
 isotropic  64    +0.025 +- 0.006   -0.004 +- 0.001
-hmm 0.5    32    +0.106 +- 0.010
-hmm 0.5    48    +0.067 +- 0.015
-hmm 0.5    64    +0.063 +- 0.011
+hmm 0.5    32    +0.106 +- 0.010   -0.029 +- 0.007
+hmm 0.5    48    +0.067 +- 0.015   -0.013 +- 0.003
+hmm 0.5    64    +0.063 +- 0.011   -0.008 +- 0.001
 =========  ====  ================  ================
 
 The phi crossing lies above t_c at every N and the offset shrinks with N: at finite N the collapse
 is a smooth crossover whose midpoint sits on the high-t side of the REM transition (the planted
 point keeps an O(1) weight while the free-entropy gap is O(1/N)). The trap fraction tracks t_o to
 better than 1 % already at N = 32, because it is set by the typical-centre free energy, which has no
-condensation correction.
+condensation correction; for the hidden manifold (t_o offsets measured with samples = 512 on
+0.8-1.6 t_o) it lies slightly below t_o and converges from below.
 """
 
 import numpy as np
@@ -74,9 +75,13 @@ def test_collapse_offset_shrinks_with_N():
 
 
 @pytest.mark.parametrize("sampling", ["shared", "independent"])
-@pytest.mark.parametrize("N", [32, 48])
-def test_trap_fraction_crosses_half_at_the_quenched_t_o(N, sampling):
-    # Measured |offset| <= 0.004 with standard errors <= 0.005 at N = 32-64: a 2 % band is 4
-    # standard errors at N = 32 and still fails a 3 % error in t_o.
-    mean, error = onset_offsets("isotropic", N, sampling)
-    assert abs(mean) < 0.02, (mean, error)
+@pytest.mark.parametrize(
+    "family, N, low, high",
+    # Isotropic: measured |offset| <= 0.004 with standard errors <= 0.005 at N = 32-64, a 2 % band
+    # (4 standard errors at N = 32). Hmm: -0.013 +- 0.003 at N = 48 (seed 0 alone with 256 samples:
+    # -0.022), band of about 5 standard errors. Both fail a 3-4 % error in t_o.
+    [("isotropic", 32, -0.02, 0.02), ("isotropic", 48, -0.02, 0.02), ("hmm", 48, -0.035, 0.01)],
+)
+def test_trap_fraction_crosses_half_at_the_quenched_t_o(family, N, low, high, sampling):
+    mean, error = onset_offsets(family, N, sampling)
+    assert low < mean < high, (mean, error)
