@@ -129,3 +129,26 @@ def damage_chunk(store, variable, flat):
     from diffmem.pipeline.store import cell_chunk_path
 
     cell_chunk_path(store, variable, flat).write_bytes(b"\x00garbage, not a zstd frame")
+
+
+def small_grid(**changes):
+    """The :class:`~diffmem.pipeline.grid.Grid` of :func:`small_config` with ``changes`` applied."""
+    from diffmem.pipeline.config import validate_config
+    from diffmem.pipeline.grid import Grid
+
+    return Grid(validate_config(small_config(**changes)))
+
+
+def synthetic_result(grid, flat):
+    """A contract-conforming result whose every value encodes the cell number (not an engine run)."""
+    from diffmem.engine.variables import VARIABLES
+
+    ax = grid.axes
+    n_t, n_rho = len(ax["t"]), len(ax["rho"])
+    out = {"t": ax["t"].tolist(), "rho": ax["rho"].tolist(), "wall_time": 0.5 + flat,
+           "params": {"backend": "numpy", "device": "cpu", "version": "test", "P": grid.coords(flat)["P"]}}
+    for k, var in enumerate(VARIABLES.values()):
+        shape = {(): (), ("t",): (n_t,), ("t", "rho"): (n_t, n_rho)}[var.dims]
+        value = np.full(shape, 1000.0 * flat + k)
+        out[var.name] = int(value) if var.dtype == "int64" else value.tolist()
+    return out

@@ -7,35 +7,17 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from helpers import small_grid, synthetic_result
 from diffmem.errors import ParameterError
 from diffmem.pipeline import pack as pk
 from diffmem.pipeline import store as st
-from diffmem.engine.variables import VARIABLES
-from diffmem.pipeline.config import validate_config
-from diffmem.pipeline.grid import Grid
 
 
 def config_for(**grid):
-    """A small sweep grid (the shape the store tests use)."""
-    g = {"alpha_D": [0.5, 1.0], "N": [8], "alpha": [0.2, 0.3], "seed": [0, 1]}
-    g.update(grid)
-    return Grid(validate_config({
-        "sweep": "store-test", "grid": g, "t": {"start": 0.1, "stop": 2.0, "num": 4},
-        "rho": [0.5, 1.0, 2.0], "samples": 16, "test_samples": 16, "basin_samples": 4, "block_size": 4,
-    }))
+    """The small sweep grid of the store tests, with ``grid`` axes replaced."""
+    return small_grid(grid=grid, sweep="store-test", block_size=4)
 
 
-def synthetic_result(grid, flat):
-    """A contract-conforming result whose every value encodes the cell number (not an engine run)."""
-    ax = grid.axes
-    n_t, n_rho = len(ax["t"]), len(ax["rho"])
-    out = {"t": ax["t"].tolist(), "rho": ax["rho"].tolist(), "wall_time": 0.5 + flat,
-           "params": {"backend": "numpy", "device": "cpu", "version": "test", "P": grid.coords(flat)["P"]}}
-    for k, var in enumerate(VARIABLES.values()):
-        shape = {(): (), ("t",): (n_t,), ("t", "rho"): (n_t, n_rho)}[var.dims]
-        value = np.full(shape, 1000.0 * flat + k)
-        out[var.name] = int(value) if var.dtype == "int64" else value.tolist()
-    return out
 
 
 def test_pack_copies_every_value_into_a_few_files(tmp_path):

@@ -12,30 +12,16 @@ import pytest
 import xarray as xr
 
 from diffmem.pipeline import store as st
-from diffmem.pipeline.config import validate_config
-from diffmem.pipeline.grid import Grid
-from helpers import small_config
+from helpers import small_grid, synthetic_result
 from diffmem.errors import ParameterError
 from diffmem.engine.variables import VARIABLES
 
 
 def config_for(**grid):
-    """The grid of the unit tests' small sweep, with ``grid`` axes replaced."""
-    return Grid(validate_config(small_config(grid=grid)))
+    """The small sweep grid of the store tests, with ``grid`` axes replaced."""
+    return small_grid(grid=grid)
 
 
-def synthetic_result(grid, flat):
-    """A contract-conforming result whose every value encodes the cell number (not an engine run)."""
-    ax = grid.axes
-    n_t, n_rho = len(ax["t"]), len(ax["rho"])
-    out = {"t": ax["t"].tolist(), "rho": ax["rho"].tolist(), "wall_time": 0.5 + flat,
-           "params": {"backend": "numpy", "device": "cpu", "version": "test",
-                      "P": grid.coords(flat)["P"]}}
-    for k, var in enumerate(VARIABLES.values()):
-        shape = {(): (), ("t",): (n_t,), ("t", "rho"): (n_t, n_rho)}[var.dims]
-        value = np.full(shape, 1000.0 * flat + k)
-        out[var.name] = int(value) if var.dtype == "int64" else value.tolist()
-    return out
 
 
 def test_template_layout():
