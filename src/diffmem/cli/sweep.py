@@ -1,7 +1,7 @@
 """``diffmem sweep ...``: the steps of a sweep, called by the Snakemake rules (and usable by hand).
 
-Sub-commands (each takes the sweep config as ``--configfile FILE`` or ``--config-json TEXT``; the
-store defaults to ``results/<sweep>/sweep.zarr``)::
+Sub-commands (each takes the sweep config as ``--configfile FILE``, the file the workflow writes once
+under ``results/<sweep>/config/``; the store defaults to ``results/<sweep>/sweep.zarr``)::
 
     diffmem sweep init      --configfile C [--store S] [--marker M]   create the store (idempotent)
     diffmem sweep run-block --configfile C --block b0003 [--threads n] [--marker M]
@@ -12,20 +12,16 @@ store defaults to ``results/<sweep>/sweep.zarr``)::
     diffmem sweep plot      --configfile C --theory T --phase P --outdir results/<sweep>/figures
 """
 
-import json
 import sys
 import time
 from pathlib import Path
 
-from diffmem.errors import ParameterError
 
 __all__ = ["add_parser"]
 
 
 def _config_args(parser):
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--configfile", help="sweep config (YAML), validated against the schema")
-    src.add_argument("--config-json", help="sweep config as JSON text (what the Snakemake rules pass)")
+    parser.add_argument("--configfile", required=True, help="sweep config (YAML), validated against the schema")
     parser.add_argument("--store", help="sweep store (default results/<sweep>/sweep.zarr)")
 
 
@@ -35,14 +31,7 @@ def _load(args):
     from diffmem.pipeline.config import validate_config
     from diffmem.pipeline.grid import Grid
 
-    if args.configfile:
-        raw = read_config_file(args.configfile)
-    else:
-        try:
-            raw = json.loads(args.config_json)
-        except ValueError as err:
-            raise ParameterError("--config-json", f"is not valid JSON: {err}") from None
-    config = validate_config(raw)
+    config = validate_config(read_config_file(args.configfile))
     store = Path(args.store) if args.store else Path("results") / config["sweep"] / "sweep.zarr"
     return Grid(config), store
 
