@@ -15,9 +15,12 @@ test points' row of G with its own coefficients.
 
 The numbers equal those of :func:`diffmem.engine.observables.time_observables` called with stream
 index SHARED_STREAM at every t, to rounding (tested to 1e-12 relative): the fused pass is an
-implementation of the shared scheme, not a different estimator. :func:`shared_time_observables` uses
-it on the numpy float64 backend with numba, and falls back to that per-time loop otherwise (cupy,
-float32, array_api_strict, no numba): same scheme, same numbers to rounding, per-time speed.
+implementation of the shared scheme, not a different estimator. :func:`shared_time_observables`
+picks the pass with :func:`shared_path`: the numba pass on the numpy float64 backend; on cupy (and
+array_api_strict, which the tests use to run the same code on a CPU) the array-API pass of
+:mod:`diffmem.engine.timeshare_device`, with the same structure (one GEMM per training block, the
+combination per time on the device); otherwise (numpy float32, no numba) the per-time loop: same
+scheme, same numbers to rounding, per-time speed.
 """
 
 import contextlib
@@ -47,6 +50,7 @@ __all__ = [
     "SharedDraws",
     "fused_applies",
     "query_table",
+    "shared_path",
     "shared_draws",
     "shared_time_observables",
     "stream_shared",
@@ -199,6 +203,23 @@ def fused_applies(ctx):
     return fused.HAVE_NUMBA
 
 
+def shared_path(ctx):
+    """Which implementation of the shared scheme runs on ``ctx``'s backend.
+
+    Returns
+    -------
+    str
+        ``"fused"`` (numba pass: numpy float64 with numba), ``"device"`` (array-API pass of
+        :mod:`diffmem.engine.timeshare_device`: cupy, array_api_strict) or ``"per-time"`` (one
+        streamed pass per t: numpy float32, or numpy without numba).
+    """
+    if fused_applies(ctx):
+        return "fused"
+    if ctx.backend.name != "numpy":
+        return "device"
+    return "per-time"
+
+
 def _base_products(V, A, out, pool):
     """out = V A^T with single-threaded GEMMs over fixed row blocks of V (thread-count independent)."""
     calls = [(lo, min(lo + GEMM_ROWS, V.shape[0])) for lo in range(0, V.shape[0], GEMM_ROWS)]
@@ -292,14 +313,20 @@ def shared_time_observables(ctx, times, b, *, samples, seed, rho, basin_samples,
 
     Returns a list (one per t, in order) of the dicts :func:`time_observables` returns.
     """
-    if not fused_applies(ctx):
+    path = shared_path(ctx)
+    if path == "per-time":
         return [
             time_observables(ctx, t, SHARED_STREAM, b, samples=samples, seed=seed, rho=rho, basin_samples=basin_samples)
             for t in times
         ]
     draws = shared_draws(ctx, b, samples=samples, seed=seed, basin_samples=basin_samples)
     table = query_table(draws, times, rho)
-    res = stream_shared(ctx, draws.V, table, progress=progress)
+    if path == "fused":
+        res = stream_shared(ctx, draws.V, table, progress=progress)
+    else:
+        from diffmem.engine.timeshare_device import stream_shared_device
+
+        res = stream_shared_device(ctx, draws.V, table, progress=progress)
     planted = _block(res, table, "planted")
     fresh = _block(res, table, "fresh")
     trap = _block(res, table, "trap")
