@@ -16,9 +16,11 @@ from diffmem.engine.timeshare import (
     fused_applies,
     query_table,
     shared_draws,
+    shared_path,
     shared_time_observables,
     stream_shared,
 )
+from diffmem.engine.timeshare_device import block_shape, stream_shared_device
 
 numba = pytest.importorskip("numba")
 
@@ -82,6 +84,123 @@ def test_fused_pass_is_exact_against_per_time_kernel(ctx):
             np.testing.assert_allclose(res["sum_w2"][rows], ref.sum_w2, rtol=RTOL_LOGZ, err_msg=f"{name} t={t}")
             if index is not None:
                 np.testing.assert_allclose(res["w_index"][rows], ref.w_index, rtol=0, atol=ATOL_WEIGHT)
+
+
+def _per_time_reference(ctx, draws, table):
+    """log_z, sum_w2, w_index of every query of the table from the per-time kernel (stream_logits)."""
+    ref = {k: np.full(table.size, np.nan) for k in ("log_z", "sum_w2", "w_index")}
+    index_of = {"planted": draws.mu0, "trap": draws.mu_trap}
+    for name, (first, count) in table.blocks.items():
+        for i, t in enumerate(TIMES):
+            rows = (first + np.arange(count)) * table.n_t + i
+            X = explicit_queries(draws, name, t, int(name[5:]) if name.startswith("basin") else None)
+            if name == "kde":
+                coeffs = dict(c1=1.0, c2=1.0, delta=expm1(2 * t))
+            else:
+                coeffs = dict(c1=exp(-t), c2=exp(-2 * t), delta=-expm1(-2 * t))
+            index = index_of.get(name, draws.mu_basin if name.startswith("basin") else None)
+            res = stream_logits(X, ctx.train.chunks(), index=index, **coeffs)
+            ref["log_z"][rows], ref["sum_w2"][rows] = res.log_z, res.sum_w2
+            ref["w_index"][rows] = 0.0 if index is None else res.w_index
+    return ref
+
+
+def _assert_pass_equal(got, want):
+    np.testing.assert_allclose(got["log_z"], want["log_z"], rtol=RTOL_LOGZ)
+    np.testing.assert_allclose(got["sum_w2"], want["sum_w2"], rtol=RTOL_LOGZ)
+    np.testing.assert_allclose(got["w_index"], want["w_index"], rtol=0, atol=ATOL_WEIGHT)
+
+
+# block_elements: the default (one column block per chunk, all six times in one logit block) and
+# 1024 (64 columns per GEMM, one time per logit block: every loop of the pass runs several times).
+@pytest.mark.parametrize("block_elements", [None, 1024])
+@pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
+def test_device_pass_equals_numba_pass_and_per_time_kernel(backend, block_elements):
+    """The array-API time-shared pass (what cupy runs) against the numba pass and the per-time kernel.
+
+    Same tolerances as the numba pass against the per-time kernel (RTOL_LOGZ, ATOL_WEIGHT above: the
+    three sum the same terms in different orders and units). Measured here: 9e-16 relative on log Z,
+    1.3e-14 on sum w^2, 4e-14 absolute on the weights against the numba pass.
+    """
+    ctx = make_ctx(backend=backend)
+    b = held_out_points(ctx.spec, 20, 3)
+    draws = shared_draws(ctx, b, samples=24, seed=3, basin_samples=8)
+    table = query_table(draws, TIMES, RHO)
+    got = stream_shared_device(ctx, draws.V, table, block_elements=block_elements)
+    assert set(got) == {"log_z", "sum_w2", "w_index"}
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.float64 and v.shape == (table.size,) for v in got.values())
+    numpy_ctx = make_ctx()
+    _assert_pass_equal(got, stream_shared(numpy_ctx, draws.V, table))
+    _assert_pass_equal(got, _per_time_reference(numpy_ctx, draws, table))
+
+
+def test_device_pass_in_float32():
+    """float32 (the GPU's fast type) on the generic code: rounding of logits up to ~170, measured.
+
+    Measured against the float64 numba pass: 7e-7 relative on log Z, 1.5e-5 relative on sum w^2,
+    2.7e-6 absolute on weights (float32 eps 6e-8 times logits ~1e2); bounds at ~10x those.
+    """
+    ctx = make_ctx()
+    be32 = resolve("numpy", "float32")
+    ctx32 = Context(ctx.spec, be32, TrainingSet(ctx.spec, chunk_size=256, device_put=be32.put))
+    b = held_out_points(ctx.spec, 20, 3)
+    draws = shared_draws(ctx, b, samples=24, seed=3, basin_samples=8)
+    table = query_table(draws, TIMES, RHO)
+    got = stream_shared_device(ctx32, draws.V, table)
+    want = stream_shared(ctx, draws.V, table)
+    np.testing.assert_allclose(got["log_z"], want["log_z"], rtol=1e-5)
+    np.testing.assert_allclose(got["sum_w2"], want["sum_w2"], rtol=2e-4)
+    np.testing.assert_allclose(got["w_index"], want["w_index"], rtol=0, atol=3e-5)
+
+
+def test_block_shape_bounds_the_logit_block():
+    # the largest paper cell on the device: R = 1856 base vectors, 2240 base queries, 48 times
+    columns, times = block_shape(1856, 2240, 48, 4096, 1 << 27)
+    assert columns == 4096 and times == 14 and 2240 * times * columns <= 1 << 27
+    assert block_shape(156, 136, 6, 256, 1024) == (64, 1)  # at least 64 columns and one time
+    assert block_shape(10, 10, 3, 5, 1 << 22) == (5, 3)  # never more columns than the chunk
+
+
+def test_shared_path_dispatch():
+    """numba pass on numpy float64, array-API pass on every other namespace (cupy), per-time on numpy float32."""
+    assert shared_path(make_ctx(N=10, P=50, chunk_size=16)) == "fused"
+    assert shared_path(make_ctx(N=10, P=50, chunk_size=16, backend="array_api_strict")) == "device"
+    be32 = resolve("numpy", "float32")
+    spec = DataSpec("hmm", 10, 5, 50, 3, "tanh")
+    assert shared_path(Context(spec, be32, TrainingSet(spec, chunk_size=16, device_put=be32.put))) == "per-time"
+
+
+@pytest.mark.gpu
+def test_cupy_time_shared_pass_matches_numba_pass():
+    """The cupy pass (fused ElementwiseKernel + ReductionKernels) against the CPU numba pass, and a cell.
+
+    float64: the tolerances of the CPU comparison (the GPU sums in another order and may contract to
+    FMA, both within the same rounding budget). float32: those of test_device_pass_in_float32.
+    """
+    from diffmem.engine.backend import cupy_available
+
+    if not cupy_available():
+        pytest.skip("no CUDA GPU / cupy")
+    ctx = make_ctx()
+    b = held_out_points(ctx.spec, 20, 3)
+    draws = shared_draws(ctx, b, samples=24, seed=3, basin_samples=8)
+    table = query_table(draws, TIMES, RHO)
+    want = stream_shared(ctx, draws.V, table)
+    gpu = make_ctx(backend="cupy")
+    assert shared_path(gpu) == "device"
+    for block_elements in (None, 1024):
+        _assert_pass_equal(stream_shared_device(gpu, draws.V, table, block_elements=block_elements), want)
+    be32 = resolve("cupy", "float32")
+    gpu32 = Context(ctx.spec, be32, TrainingSet(ctx.spec, chunk_size=256, device_put=be32.put))
+    got = stream_shared_device(gpu32, draws.V, table)
+    np.testing.assert_allclose(got["log_z"], want["log_z"], rtol=1e-5)
+    np.testing.assert_allclose(got["sum_w2"], want["sum_w2"], rtol=2e-4)
+    np.testing.assert_allclose(got["w_index"], want["w_index"], rtol=0, atol=3e-5)
+    # the whole cell: backend=cupy with shared sampling takes this pass (observables as test_fallback_...)
+    on_gpu, on_cpu = run_cell(**CELL, backend="cupy"), run_cell(**CELL)
+    assert on_gpu["params"]["backend"] == "cupy" and on_gpu["params"]["sampling"] == "shared"
+    for name in ("phi", "y2", "y2_fresh", "g_num", "trap", "loss", "loss_raw", "basin_static"):
+        np.testing.assert_allclose(on_gpu[name], on_cpu[name], rtol=0, atol=1e-10, err_msg=name)
 
 
 def _compare(got, want, atol):
