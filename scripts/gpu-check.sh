@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# GPU check of diffmem: the cupy tests, the cupy benchmark (float64 and float32) and the largest cell of
-# config/paper.yaml on the GPU. Runs unchanged on the GPU machine's image, from the repository root:
+# GPU check of diffmem: the cupy tests, the cupy benchmark (float64 and float32), the largest cell of
+# config/paper.yaml on the GPU, and that cell's time-shared pass (shared sampling: one GEMM per training
+# block serves all 48 times) timed against its own GEMMs. Runs unchanged on the GPU machine's image,
+# from the repository root:
 #
 #     OUT=/some/dir bash scripts/gpu-check.sh
 #
@@ -12,7 +14,8 @@
 # working tree, and installed here into /tmp/site without touching the image's packages.
 #
 # Writes to $OUT: gpu-check.log (everything), nvidia-smi.txt, pip.txt, pytest-gpu.txt,
-# bench-cupy-float64.json, bench-cupy-float32.json, paper-cell.json, summary.txt.
+# bench-cupy-float64.json, bench-cupy-float32.json, paper-cell.json, shared-pass-float64.json,
+# shared-pass-float32.json, summary.txt.
 # Exits non-zero if a step failed. Sized for about 10 minutes of device time.
 set -u -o pipefail
 
@@ -94,6 +97,7 @@ result = run_cell(family="hmm", nonlinearity="linear", normalize=True, N=128, al
                   samples=256, test_samples=512, basin_samples=32, seed=0, backend="cupy")
 wall = time.perf_counter() - start
 summary = {"N": 128, "alpha": 0.12, "alpha_D": 0.5, "times": len(t), "wall_s": wall,
+           "sampling": result["params"]["sampling"], "backend": result["params"]["backend"],
            "phi_first_last": [float(np.asarray(result["phi"])[0]), float(np.asarray(result["phi"])[-1])]}
 json.dump(summary, open(sys.argv[1], "w"))
 print(f"largest paper cell on the GPU (N=128, alpha=0.12, 48 times): {wall:.1f} s")
@@ -102,5 +106,25 @@ PYEOF
 else
     note "FAIL largest paper cell (exit $?)"; status=1
 fi
+# 4. the time-shared pass of that cell alone (the array-API pass with the cupy fused kernels), against
+#    its own GEMMs: shared_path must be "device"; ratio_vs_gemm is the diffmem-bench ratio of the
+#    shared scheme (per-time kernel flops over the pass time, against the GEMM rate)
+for dtype in float64 float32; do
+    if timeout 300 $PY scripts/gpu_shared_pass.py --backend cupy --dtype "$dtype" \
+        > "$OUT/shared-pass-$dtype.json" 2> "$OUT/shared-pass-$dtype.err"; then
+        $PY - "$OUT/shared-pass-$dtype.json" <<'PYEOF' | tee -a "$OUT/summary.txt"
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"shared pass {r['dtype']} (path {r['shared_path']}, {r['queries']} queries x P={r['P']}): "
+      f"{r['pass_s']:.2f} s (first {r['first_pass_s']:.2f} s), GEMMs alone {r['gemm_s']:.2f} s "
+      f"({r['gemm_gflops']:.0f} GF/s), ratio vs GEMM {r['ratio_vs_gemm']:.2f}, "
+      f"repeatable {r['repeatable']}, finite {r['finite']}")
+sys.exit(0 if r["shared_path"] == "device" and r["finite"] else 1)
+PYEOF
+        [ $? -eq 0 ] || { note "FAIL shared pass $dtype: wrong path or non-finite results"; status=1; }
+    else
+        note "FAIL shared pass $dtype (exit $?): $(tail -n 3 "$OUT/shared-pass-$dtype.err")"; status=1
+    fi
+done
 note "gpu-check done, status $status"
 exit $status
