@@ -182,7 +182,8 @@ def stream_shared_device(ctx, V, table, *, progress=False, block_elements=None):
                 s1[k] = s1[k] * rescale + t1 * scale_up
                 s2[k] = s2[k] * (rescale * rescale) + t2 * (scale_up * scale_up)
                 run_max[k] = new_max
-                designated = ca[k][..., 0] * pick_a[:, None] + cb[k][..., 0] * pick_b[:, None] - cs[k][..., 0] * pick_sq[:, None]
+                ca_k, cb_k, cs_k = ca[k][..., 0], cb[k][..., 0], cs[k][..., 0]
+                designated = ca_k * pick_a[:, None] + cb_k * pick_b[:, None] - cs_k * pick_sq[:, None]
                 logit_index[k] = xp.where(inside, designated, logit_index[k])
 
     log_z = xp.concat([m + xp.log(s) for m, s in zip(run_max, s1)], axis=1)
