@@ -187,7 +187,7 @@ def stream_shared_device(ctx, V, table, *, progress=False, block_elements=None):
                 logit_index[k] = xp.where(inside, designated, logit_index[k])
 
     log_z = xp.concat([m + xp.log(s) for m, s in zip(run_max, s1)], axis=1)
-    sum_w2 = xp.concat([b / (a * a) for a, b in zip(s1, s2)], axis=1)
+    sum_w2 = xp.concat([sq_sum / (w_sum * w_sum) for w_sum, sq_sum in zip(s1, s2)], axis=1)
     logit = xp.concat(logit_index, axis=1)
     # weights are <= 1; the designated logit is combined apart from the block sums (and on a GPU the
     # compiler may contract ca ga + cb gb into an FMA), so it can come out an ulp above its share
