@@ -110,7 +110,7 @@ fi
 #    its own GEMMs: shared_path must be "device"; ratio_vs_gemm is the diffmem-bench ratio of the
 #    shared scheme (per-time kernel flops over the pass time, against the GEMM rate)
 for dtype in float64 float32; do
-    if timeout 300 $PY scripts/gpu_shared_pass.py --backend cupy --dtype "$dtype" \
+    if timeout "$STEP_TIMEOUT" $PY scripts/gpu_shared_pass.py --backend cupy --dtype "$dtype" \
         > "$OUT/shared-pass-$dtype.json" 2> "$OUT/shared-pass-$dtype.err"; then
         $PY - "$OUT/shared-pass-$dtype.json" <<'PYEOF' | tee -a "$OUT/summary.txt"
 import json, sys
