@@ -136,6 +136,55 @@ def test_paper_outputs(reduced_store, tmp_path):
     assert "3. t_g < t_c < t_o: 18/18 cells" in text
 
 
+def test_docs_written_from_the_store(reduced_store, tmp_path):
+    """``--docs``: summary.csv from the paper table, the basin radius at t_c computed independently,
+    the page's generated sections equal to their rendering of the written files."""
+    import pandas as pd
+
+    from diffmem.plots import paper_docs
+
+    ds = reduced_store
+    paper_figures.make_paper(ds, tmp_path / "paper", figures=("c_phase_diagram", "f_finite_size"))
+    page = tmp_path / "docs" / "paper.md"
+    page.parent.mkdir()
+    page.write_text("intro\n\n" + "\n\n".join(
+        f"{paper_docs.BEGIN.format(name=n)}\nold\n{paper_docs.END.format(name=n)}" for n in paper_docs.SECTIONS
+    ) + "\n\noutro\n", encoding="utf-8")
+    written = paper_docs.write_docs(ds, tmp_path / "paper", tmp_path / "docs" / "paper", machine="test machine")
+    assert page in written
+    rows = paper_docs.read_summary(tmp_path / "docs" / "paper")
+    prov = paper_docs.read_provenance(tmp_path / "docs" / "paper")
+    assert prov["cells_done"] == prov["cells"] == 18 and prov["figures"] == ["c_phase_diagram", "f_finite_size"]
+    # the page: static text kept, every section re-rendered from the committed files
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "\nold\n" not in text
+    expected = paper_docs.render_sections(rows, prov, figure_prefix="paper")
+    assert paper_docs.read_sections(text) == expected
+    # the times are the paper table's, rounded to 3 significant digits
+    table = pd.read_csv(tmp_path / "paper" / paper_figures.TABLE)
+    tc = table[(table["nonlinearity"] == "linear") & (table["quantity"] == "t_c")].iloc[0]
+    row = next(r for r in rows if r["nonlinearity"] == "linear" and r["quantity"] == "t_c")
+    assert float(row["extrapolated"]) == pytest.approx(tc["extrapolated"], rel=5e-3)
+    assert float(row["theory_nominal"]) == pytest.approx(predict(alpha=0.2, alpha_D=0.5)["t_c"], rel=5e-3)
+    assert row["measured"] in text and row["theory_N_max"] in text
+    # rho_b at the quenched t_c, per seed by hand: np.interp in log t of the stored basin radius
+    n_max = int(ds["N"].max())
+    for nl in ("linear", "tanh"):
+        cells = ds.sel(nonlinearity=nl, N=n_max, alpha_D=0.5, alpha=0.2)
+        th = cells.diffmem.theory()
+        per_seed = []
+        for seed in ds["seed"].values:
+            t_c = float(th["t_c"].sel(seed=seed).squeeze()) if "seed" in th["t_c"].dims else float(th["t_c"].squeeze())
+            curve = cells["basin_radius"].sel(seed=seed).values
+            per_seed.append(np.interp(np.log(t_c), np.log(ds["t"].values), curve))
+        basin = next(r for r in rows if r["nonlinearity"] == nl and r["quantity"] == paper_docs.BASIN)
+        assert basin["measured"] == paper_docs._value(np.mean(per_seed))
+        assert basin["measured_se"] == paper_docs._error(np.std(per_seed, ddof=1) / np.sqrt(len(per_seed)))
+        assert basin["theory_N_max"] == ("1.00" if nl == "linear" else "")  # REM theory only for linear
+    png = (tmp_path / "docs" / "paper" / "c_phase_diagram.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.workflow
 def test_paper_rule_through_snakemake(tmp_path):
     """workflow/rules/paper.smk run by Snakemake on the pipeline's tiny config, then its report.

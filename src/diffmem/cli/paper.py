@@ -1,5 +1,6 @@
 """``diffmem paper``: the paper analysis of a sweep store (table of measured versus predicted times,
-the answers, figures (a)-(g); :mod:`diffmem.plots.paper_figures`)."""
+the answers, figures (a)-(g); :mod:`diffmem.plots.paper_figures`) and, with ``--docs``, the committed
+results under docs/ with the generated sections of docs/paper.md (:mod:`diffmem.plots.paper_docs`)."""
 
 from pathlib import Path
 
@@ -21,6 +22,15 @@ def add_parser(subparsers, help_text):
     parser.add_argument("--figures", nargs="+", default=list(FIGURES), choices=FIGURES, metavar="NAME",
                         help="subset of: " + " ".join(FIGURES))
     parser.add_argument("--confidence", type=float, default=0.95, help="level of the seed intervals (default 0.95)")
+    parser.add_argument("--docs", metavar="DIR",
+                        help="also write the committed results into DIR (summary.csv, sweep.json, the docs' PNG "
+                        "figures) and regenerate the generated sections of the page DIR.md (e.g. docs/paper)")
+    parser.add_argument("--docs-page", metavar="FILE",
+                        help="the Markdown page with the generated sections (default: DIR.md of --docs)")
+    parser.add_argument("--docs-alpha", type=float, metavar="ALPHA",
+                        help="alpha of the docs' largest-N table (default: the largest alpha of the grid)")
+    parser.add_argument("--machine", metavar="TEXT",
+                        help="the machine the sweep ran on, recorded with the docs (e.g. \"2-core CPU, OpenBLAS\")")
     parser.set_defaults(func=run)
     return parser
 
@@ -32,7 +42,34 @@ def run(args):
 
     if not Path(args.store).exists():
         raise ParameterError("--store", f"{args.store} does not exist")
+    if (args.docs_page or args.docs_alpha is not None) and not args.docs:
+        raise ParameterError("--docs", "--docs-page and --docs-alpha need --docs")
+    if args.docs:
+        from diffmem.plots.paper_docs import read_sections
+
+        page = Path(args.docs_page) if args.docs_page else Path(args.docs).with_suffix(".md")
+        if not page.is_file():
+            raise ParameterError("--docs-page", f"{page} does not exist (the page with the generated sections)")
+        read_sections(page.read_text(encoding="utf-8"))  # broken markers: fail before the long analysis
     ds = xr.open_zarr(args.store, consolidated=False)
     for path in make_paper(ds, args.out, figures=args.figures, confidence=args.confidence):
         print(path)
+    if args.docs:
+        from diffmem.plots.paper_docs import write_docs
+
+        for path in write_docs(ds, args.out, args.docs, page, alpha=args.docs_alpha, machine=args.machine,
+                               command=_docs_command(args), theory=ds.diffmem.theory()):
+            print(path)
     return 0
+
+
+def _docs_command(args):
+    """The command line that wrote the docs, as it would be typed again (recorded in sweep.json)."""
+    parts = ["diffmem paper", f"--store {args.store}", f"--out {args.out}", f"--docs {args.docs}"]
+    if args.docs_page:
+        parts.append(f"--docs-page {args.docs_page}")
+    if args.docs_alpha is not None:
+        parts.append(f"--docs-alpha {args.docs_alpha:g}")
+    if args.machine:
+        parts.append(f"--machine \"{args.machine}\"")
+    return " ".join(parts)
