@@ -42,6 +42,14 @@ def test_mixture_and_isotropic(capsys):
     assert code == 0 and json.loads(out)["t_s"] is not None
     code, out, _ = run(["--family", "isotropic", "--alpha", "0.3", "--json"], capsys)
     assert json.loads(out)["t_g"] == pytest.approx(0.2394, abs=1e-3)
+    assert json.loads(out)["t_s"] is None  # docs/theory.md#speciation-time: no spike, no t_S
+
+
+def test_no_speciation_time_without_a_spike(capsys):
+    code, out, _ = run(["--family", "hmm", "--alpha", "0.1", "--alpha-D", "0.25", "--json"], capsys)
+    assert code == 0 and json.loads(out)["t_s"] is None
+    code, out, _ = run(["--family", "isotropic", "--N", "64", "--P", "1000"], capsys)
+    assert code == 0 and "speciation time t_S: undefined" in out
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,8 @@ def test_large_n_linear_hmm_matches_the_table_and_returns_curves():
     t = np.linspace(0.01, 2.0, 200)
     out = predict(alpha=0.1, alpha_D=0.25, t=t)
     assert set(out) == set(TIMES) | {"params", "t", "f", "rho_b", "loss"}
-    assert out["t_c"] == pytest.approx(0.6982, abs=1e-3) and out["t_s"] == pytest.approx(1.0986, abs=1e-3)
+    assert out["t_c"] == pytest.approx(0.6982, abs=1e-3)
+    assert out["t_s"] is None  # no spike: the top of the Marchenko-Pastur bulk is not a speciation
     for key in ("f", "rho_b", "loss"):
         assert out[key].shape == (200,) and np.all(np.isfinite(out[key]))
     assert out["params"]["spectrum"] == "marchenko-pastur"
@@ -58,7 +59,7 @@ def test_nonlinear_returns_only_what_the_theory_defines():
     assert out["f"].shape == (2,) and out["f"][0] > 0.1 > out["f"][1]  # t_c lies between
     ge = predict(nonlinearity="relu", normalize=True, alpha=0.1, alpha_D=0.5, approximation="gaussian-equivalent")
     assert ge["params"]["approximation"] == "gaussian-equivalent"
-    assert all(ge[k] is not None for k in TIMES)
+    assert all(ge[k] is not None for k in TIMES if k != "t_s") and ge["t_s"] is None  # no spike
 
 
 def test_linear_normalize_is_the_same_as_plain_linear():
@@ -92,3 +93,20 @@ def test_bad_input_raises_parameter_error_naming_the_parameter(kwargs, name):
     with pytest.raises(ParameterError) as err:
         predict(**kwargs)
     assert err.value.name == name
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(family="hmm", alpha=0.1, alpha_D=0.25),
+        dict(family="hmm", N=48, P=900, alpha_D=0.3, seed=5),
+        dict(family="hmm", nonlinearity="tanh", alpha=0.1, alpha_D=0.5, approximation="gaussian-equivalent"),
+        dict(family="isotropic", alpha=0.3),
+        dict(family="isotropic", N=64, P=1000),
+    ],
+)
+def test_speciation_time_is_none_without_a_spike(kwargs):
+    # docs/theory.md#speciation-time: only the Gaussian mixture's class spike gives a t_S
+    out = predict(**kwargs)
+    assert out["t_s"] is None
+    assert out["t_c"] is not None  # the rest of the theory is still there

@@ -33,7 +33,7 @@ THEORY_TIMES = {
     "t_c": "collapse time, f(t_c) = alpha",
     "t_o": "onset time of traps at the centre",
     "t_g": "generalization time (1/2) log(1 + d_min)",
-    "t_s": "speciation time (1/2) log(lambda_max)",
+    "t_s": "speciation time (1/2) log(N m_tilde^2 + sigma^2) of the gaussian mixture (NaN: no spike)",
     "t_L": "condensation time of the test-point REM",
 }
 THEORY_CURVES = {

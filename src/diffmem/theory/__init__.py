@@ -26,7 +26,6 @@ from .linear import (
     onset_time,
     rate_function,
     snr,
-    speciation_time,
     voronoi_radius,
 )
 from .nonlinear import collapse_time_rs, excess_entropy_rs, gaussian_equivalent_spectrum
@@ -57,7 +56,6 @@ __all__ = [
     "nearest_distance",
     "loss_condensation_time",
     "generalization_time",
-    "speciation_time",
     "loss",
     "loss_raw",
     "excess_entropy_rs",
@@ -101,14 +99,18 @@ def _none_if_nan(x):
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-def _linear_block(spectrum, alpha, t, t_s):
-    """Every time and curve of the REM theory for one spectrum (docs/theory.md#theory)."""
+def _linear_block(spectrum, alpha, t):
+    """Every time and curve of the REM theory for one spectrum (docs/theory.md#theory).
+
+    ``t_s`` is None: a speciation time needs a spike (docs/theory.md#speciation-time), which only the
+    Gaussian mixture sets.
+    """
     out = {
         "t_c": collapse_time(spectrum, alpha),
         "t_o": onset_time(spectrum, alpha),
         "t_g": generalization_time(spectrum, alpha),
         "t_L": loss_condensation_time(spectrum, alpha),
-        "t_s": t_s,
+        "t_s": None,
     }
     if t is not None:
         out["f"] = np.asarray(excess_entropy(spectrum, t))
@@ -171,7 +173,8 @@ def predict(
     -------
     dict
         ``t_c, t_o, t_g, t_s, t_L`` (float or None where not defined for that family/sigma, or where
-        no solution exists), ``params`` (what was used), and with ``t``: ``t``, ``f``, ``rho_b``,
+        no solution exists; ``t_s`` only for the Gaussian mixture with N, the one family with a
+        spike), ``params`` (what was used), and with ``t``: ``t``, ``f``, ``rho_b``,
         ``loss`` as float arrays aligned with t (None where not defined).
 
     Notes
@@ -181,7 +184,8 @@ def predict(
     ``approximation="gaussian-equivalent"``. The RS formula depends on F only through alpha_D, so
     there is no quenched version of it. For the Gaussian mixture f and t_c are the closed forms; the
     other times come from the isotropic spectrum of variance sigma^2 (the class spike is O(1/N) per
-    dimension), t_s = (1/2) log(N m_tilde^2 + sigma^2) needs N.
+    dimension), t_s = (1/2) log(N m_tilde^2 + sigma^2) needs N. The hidden manifold and isotropic
+    data have no spike (the top of a bulk is not a speciation transition): t_s is None for them.
     """
     if cell is not None:
         family, nonlinearity, normalize = cell.family, cell.nonlinearity, cell.normalize
@@ -222,7 +226,7 @@ def predict(
     if family == "gaussian-mixture":
         spectrum = isotropic_spectrum(sigma**2)
         params["spectrum"] = "isotropic(sigma^2), N -> infinity"
-        out = _linear_block(spectrum, alpha, times, None)
+        out = _linear_block(spectrum, alpha, times)
         out["t_c"] = mixture.collapse_time(alpha, sigma)
         out["t_s"] = mixture.speciation_time(N, m_tilde, sigma) if N is not None else None
         if times is not None:
@@ -230,17 +234,17 @@ def predict(
     elif family == "isotropic":
         spectrum = isotropic_spectrum()
         params["spectrum"] = "isotropic"
-        out = _linear_block(spectrum, alpha, times, speciation_time(spectrum))
+        out = _linear_block(spectrum, alpha, times)
     else:
         spectrum = quenched_spectrum(N, D, seed) if quenched else marchenko_pastur_spectrum(alpha_D)
         params["spectrum"] = spectrum.kind
         if is_linear:
-            out = _linear_block(spectrum, alpha, times, speciation_time(spectrum))
+            out = _linear_block(spectrum, alpha, times)
         elif approximation == "gaussian-equivalent":
             ge = gaussian_equivalent_spectrum(spectrum, nonlinearity, normalize)
             params["approximation"] = "gaussian-equivalent"
             params["spectrum"] = ge.kind
-            out = _linear_block(ge, alpha, times, speciation_time(ge))
+            out = _linear_block(ge, alpha, times)
         else:
             params["spectrum"] = "replica-symmetric (depends on alpha_D only)"
             params["method"] = nonlinear._resolve_method(nonlinearity, method)

@@ -35,7 +35,6 @@ __all__ = [
     "rate_function",
     "nearest_distance",
     "generalization_time",
-    "speciation_time",
     "voronoi_radius",
     "basin_radius_annealed",
     "basin_radius_condensed",
@@ -101,11 +100,6 @@ def onset_time(spectrum, alpha):
 def loss_condensation_time(spectrum, alpha):
     """t_L: the test-point REM of the loss condenses, alpha = (1/2) <log(1 + s lam) - s lam/(1 + s lam)^2>."""
     return _solve_in_log_s(spectrum, lambda x: 0.5 * (np.log1p(x) - x / (1.0 + x) ** 2), alpha)
-
-
-def speciation_time(spectrum):
-    """t_S = (1/2) log lam_max (largest covariance eigenvalue)."""
-    return 0.5 * float(np.log(spectrum.lam_max))
 
 
 # --- distances: cumulant, rate function, nearest neighbour ------------------------------------------
