@@ -1,5 +1,9 @@
 """The seed summary: one estimate per seed in, mean, standard error and confidence interval out.
 
+Also the crossing time of a measured curve with a level (:func:`level_crossing`), e.g. the
+speciation time where the class agreement phi_S(t) of the Gaussian mixture crosses 3/4
+(docs/theory.md#speciation).
+
 Every place that averages over seeds (``phase.zarr``, ``ds.diffmem``, the paper table and figures)
 calls :func:`summarize_seeds` (or :func:`seed_summary` for one set of values), so a number has the
 same meaning and the same value wherever it is read.
@@ -20,7 +24,7 @@ name                content
 
 import numpy as np
 
-__all__ = ["CONFIDENCE", "SUFFIXES", "seed_summary", "summarize_seeds", "seed_mean"]
+__all__ = ["CONFIDENCE", "SUFFIXES", "seed_summary", "summarize_seeds", "seed_mean", "level_crossing"]
 
 CONFIDENCE = 0.95
 SUFFIXES = ("mean", "mean_se", "lo", "hi", "nseed")
@@ -133,3 +137,51 @@ def seed_mean(per_cell, confidence=CONFIDENCE):
         return per_cell, per_cell * np.nan
     res = summarize_seeds(per_cell, name="v", confidence=confidence)
     return res["v_mean"], res["v_mean_se"]
+
+
+def level_crossing(t, values, se=None, level=0.75):
+    """First time at which a measured curve crosses ``level``, by linear interpolation, with its error.
+
+    Parameters
+    ----------
+    t : array (n,)
+        Times, any order (sorted here), distinct.
+    values : array (n,)
+        The curve at ``t`` (NaN points are dropped).
+    se : array (n,), optional
+        Standard errors of ``values``, independent between times.
+    level : float
+        The level (finite).
+
+    Returns
+    -------
+    (t_cross, t_cross_se) : floats
+        t_cross between the first pair of consecutive times whose values bracket ``level`` (NaN if
+        none does); its error propagated from the two bracketing values,
+        |dt/dv| sqrt((1 - w)^2 se_k^2 + w^2 se_{k+1}^2) with w the interpolation weight (NaN
+        without ``se``).
+    """
+    from diffmem.errors import ParameterError
+
+    t = np.asarray(t, dtype=float)
+    values = np.asarray(values, dtype=float)
+    se = np.full_like(values, np.nan) if se is None else np.asarray(se, dtype=float)
+    if t.ndim != 1 or values.shape != t.shape or se.shape != t.shape:
+        raise ParameterError("values", f"t, values and se must be 1-D of the same length, got {t.shape}, {values.shape}, {se.shape}")
+    if not np.isfinite(level):
+        raise ParameterError("level", f"must be a finite number, got {level!r}")
+    ok = np.isfinite(t) & np.isfinite(values)
+    order = np.argsort(t[ok], kind="stable")
+    t, values, se = t[ok][order], values[ok][order], se[ok][order]
+    above = values - level
+    for k in range(t.size - 1):
+        if above[k] == 0.0:
+            return float(t[k]), float(se[k] / abs((values[k + 1] - values[k]) / (t[k + 1] - t[k])))
+        if above[k] * above[k + 1] < 0.0:
+            dv, dt = values[k + 1] - values[k], t[k + 1] - t[k]
+            w = (level - values[k]) / dv
+            spread = np.hypot((1.0 - w) * se[k], w * se[k + 1])
+            return float(t[k] + w * dt), float(abs(dt / dv) * spread)
+    if t.size and above[-1] == 0.0:
+        return float(t[-1]), float("nan")
+    return float("nan"), float("nan")

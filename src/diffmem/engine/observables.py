@@ -27,6 +27,7 @@ from diffmem.seeding import QUERY, TEST, generator
 __all__ = [
     "Context",
     "SHARED_STREAM",
+    "CLASS",
     "evaluate",
     "mean_se",
     "posterior_logit_coefficients",
@@ -51,6 +52,7 @@ __all__ = [
 
 # Sub-streams of QUERY for time index i: generator(seed, QUERY, i, <sub-stream>).
 PLANTED, FRESH, TRAP, BASIN = 0, 1, 2, 3
+CLASS = 4  # class-agreement queries of the mixture (diffmem.engine.speciation)
 # Sub-streams of TEST: the held-out set (shared by all t) and fresh points per time index.
 HELD_OUT, FRESH_POINTS = 0, 1
 
