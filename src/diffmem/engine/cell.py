@@ -21,6 +21,7 @@ from diffmem.engine.observables import (
     time_observables,
 )
 from diffmem.engine.reverse import DEFAULT_STEPS, default_T, dynamic_basin, reverse_observables
+from diffmem.engine.speciation import class_agreement
 from diffmem.errors import ParameterError
 from diffmem.spec import CellSpec
 
@@ -44,7 +45,7 @@ def run_cell(spec=None, *, progress=False, **parameters):
     dict
         JSON-serializable: params, t, rho, every variable, wall_time (seconds). Marginal
         observables are measured in every mode; sde/ode add phi_dyn and the memorization fraction,
-        ode also the dynamic basin.
+        ode also the dynamic basin; gaussian-mixture cells (m_tilde > 0) add the class agreement.
     """
     start_clock = time.perf_counter()
     if spec is None:
@@ -74,6 +75,11 @@ def run_cell(spec=None, *, progress=False, **parameters):
     ):
         for key, value in at_t.items():
             result[key][i] = value
+
+    if spec.family == "gaussian-mixture" and spec.m_tilde > 0:
+        result["class_agreement"], result["class_agreement_se"] = class_agreement(
+            ctx, times, samples=samples, seed=seed
+        )
 
     if mode != "marginal":
         rev = reverse_observables(ctx, times, mode=mode, samples=samples, seed=seed, steps=reverse_steps, T=T)

@@ -49,6 +49,9 @@ VARIABLES = {
         _V("trap", ("t",), "fraction of training points whose centre a e^{-t} has w_mu0 > 1/2 (traps, onset t_o)"),
         _V("trap_se", ("t",), "standard error of trap"),
         _V("basin_radius", ("t",), "static basin radius rho_b_sim(t): P[w_mu0 > 1/2] = 1/2 crossing in log rho, squared, per dimension, in units of Delta_t"),
+        # gaussian-mixture only (NaN for the other families), per time (docs/theory.md#speciation)
+        _V("class_agreement", ("t",), "class agreement phi_S(t) of two clones of a reverse trajectory at t (posterior class weight, gaussian-mixture)"),
+        _V("class_agreement_se", ("t",), "standard error of class_agreement"),
         # reverse trajectories (sde / ode modes), per recorded time
         _V("phi_dyn", ("t",), "E[w_mu*(x(t),t)] along reverse trajectories, mu* = final nearest point"),
         _V("phi_dyn_se", ("t",), "standard error of phi_dyn"),
