@@ -32,6 +32,7 @@ from diffmem.analysis import cell_theory, estimators
 from diffmem.analysis import finite_size as fs
 from diffmem.errors import ParameterError
 from diffmem.spec import latent_dim as round_latent_dim
+from diffmem.theory.approximation import GE, ge_attrs
 
 __all__ = ["DiffmemAccessor", "CELL_DIMS"]
 
@@ -332,7 +333,9 @@ class DiffmemAccessor:
         t : array, optional
             Times at which to also return ``f``, ``rho_b`` and ``loss``; ``True`` uses the store's t.
         approximation : str, optional
-            Passed to ``predict`` (e.g. ``"gaussian-equivalent"`` for nonlinear sigma).
+            Passed to ``predict``: ``"gaussian-equivalent"`` for the GE approximation of a nonlinear
+            sigma (every variable then carries :func:`diffmem.theory.ge_attrs`; a linear sigma
+            still gets its exact theory).
         limit : bool, optional
             Deprecated: ``limit=True`` is ``spectrum="limit", at="nominal"``.
         **overrides
@@ -379,6 +382,9 @@ class DiffmemAccessor:
         res = xr.Dataset(data, coords=coords)
         res.attrs = {"spectrum": spectrum, "at": at, "approximation": approximation or "none",
                      **{k: str(v) for k, v in base.items()}}
+        if approximation == GE:
+            for name in res.data_vars:
+                res[name].attrs = ge_attrs(f"theory {name} ({spectrum}, {at})")
         return res
 
     def limit_at(self, alpha, alpha_D, nonlinearity="linear", approximation=None, **overrides):

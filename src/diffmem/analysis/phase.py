@@ -5,12 +5,19 @@
   hence the same feature matrix F as the simulation) and with the N -> infinity formulas. Dimension
   ``spectrum`` = ("quenched", "limit") tells them apart; the limit does not depend on ``seed`` and is
   repeated along it. The calls are built by :func:`diffmem.analysis.cell_theory.predict_kwargs`, the
-  same as ``ds.diffmem.theory(spectrum=..., at="realized")``.
+  same as ``ds.diffmem.theory(spectrum=..., at="realized")``. When the grid has a nonlinear sigma, the
+  Gaussian-equivalent approximation of every time and curve is stored beside the exact theory as
+  ``<name>_ge`` (NaN for linear cells, whose theory is exact), labelled by
+  :func:`diffmem.theory.ge_attrs` (attr ``approximation: gaussian-equivalent``): for a nonlinear sigma
+  only ``t_c`` and ``f`` are exact, and t_o, t_g, rho_b, the loss exist only as GE values, whose
+  measured error is in docs/theory.md#ge-error.
 - :func:`extract` is ``ds.diffmem`` written to a store: per cell and over seeds (names of
   :mod:`diffmem.analysis.estimators`: ``t_c``, ``t_c_mean``, ``t_c_mean_se``, ``t_c_lo``, ``t_c_hi``,
   ``t_c_nseed``, the same for ``t_o``, ``t_g``, ``t_g_nn``), the seed-averaged basin radius and phi,
   and the theory beside them: ``<q>_quenched`` (mean over seeds), ``<q>_limit`` (N -> infinity at the
-  realized point) and ``<q>_nominal`` (N -> infinity at the requested alpha, alpha_D; alpha grid only).
+  realized point) and ``<q>_nominal`` (N -> infinity at the requested alpha, alpha_D; alpha grid only),
+  and for a nonlinear sigma ``<q>_ge_quenched``, ``<q>_ge_limit``, ``<q>_ge_nominal``: the same points
+  in the Gaussian-equivalent approximation, labelled as such.
 """
 
 import sys
@@ -19,6 +26,7 @@ import warnings
 import numpy as np
 
 from diffmem.analysis import cell_theory, estimators
+from diffmem.theory.approximation import GE, ge_attrs, ge_name
 
 __all__ = [
     "THEORY_TIMES",
@@ -85,13 +93,29 @@ def theory_requests(grid):
     per_cell, unique = [], {}
     for flat, cell in enumerate(grid.cells):
         keys = []
-        for spectrum in SPECTRA:
-            kwargs = cell_theory.predict_kwargs(cell, at="realized", spectrum=spectrum, base=base)
-            key = _key(kwargs)
-            unique.setdefault(key, dict(kwargs, t=t))
-            keys.append(key)
+        for approximation in (None, GE):
+            for spectrum in SPECTRA:
+                if approximation is not None and not _has_ge(cell, base):
+                    keys.append(None)
+                    continue
+                kwargs = cell_theory.predict_kwargs(cell, at="realized", spectrum=spectrum, base=base,
+                                                    approximation=approximation)
+                key = _key(kwargs)
+                unique.setdefault(key, dict(kwargs, t=t))
+                keys.append(key)
         per_cell.append((flat, *keys))
     return per_cell, unique
+
+
+def _has_ge(cell, base):
+    """Whether a cell's exact theory is incomplete, so that its Gaussian-equivalent values are stored."""
+    nonlinearity = getattr(cell, "nonlinearity", None) or "linear"
+    return base["family"] == "hmm" and nonlinearity != "linear"
+
+
+def has_ge(grid):
+    """Whether a sweep has nonlinear hidden-manifold cells (then its theory store has ``<name>_ge``)."""
+    return grid.config["family"] == "hmm" and any(str(v) != "linear" for v in grid.axes["nonlinearity"])
 
 
 def theory_dataset(grid, *, progress=False, workers=1):
@@ -111,7 +135,9 @@ def theory_dataset(grid, *, progress=False, workers=1):
     xarray.Dataset
         ``t_c, t_o, t_g, t_s, t_L`` with dims ``(spectrum, *cell_dims)`` and ``f, rho_b, loss`` with
         ``(spectrum, *cell_dims, t)``; NaN where the theory is undefined (e.g. no collapse for that
-        alpha). The same coordinates as the sweep store.
+        alpha, or t_o of a nonlinear sigma). With a nonlinear sigma in the grid, also ``<name>_ge``
+        for each of them: the Gaussian-equivalent approximation (attr ``approximation:
+        gaussian-equivalent``; NaN for linear cells). The same coordinates as the sweep store.
     """
     import xarray as xr
     from tqdm import tqdm
@@ -131,22 +157,33 @@ def theory_dataset(grid, *, progress=False, workers=1):
     else:
         values = [_predict(unique[k]) for k in tqdm(keys, **bar)]
     results = dict(zip(keys, values))
-    times = {k: np.full((2,) + shape, np.nan) for k in THEORY_TIMES}
-    curves = {k: np.full((2,) + shape + (len(t),), np.nan) for k in THEORY_CURVES}
-    for flat, q_key, l_key in per_cell:
+    kinds = ("", "_ge") if has_ge(grid) else ("",)
+    times = {k + kind: np.full((2,) + shape, np.nan) for k in THEORY_TIMES for kind in kinds}
+    curves = {k + kind: np.full((2,) + shape + (len(t),), np.nan) for k in THEORY_CURVES for kind in kinds}
+    for flat, *keys in per_cell:
         idx = grid.index(flat)
-        for s, result in enumerate((results[q_key], results[l_key])):
-            for name in THEORY_TIMES:
-                times[name][(s,) + idx] = _none_to_nan(result.get(name))
-            for name in THEORY_CURVES:
-                if result.get(name) is not None:
-                    curves[name][(s,) + idx] = _none_to_nan(result[name])
+        for kind, pair in zip(("", "_ge"), (keys[:2], keys[2:])):
+            for s, key in enumerate(pair):
+                if key is None:
+                    continue
+                result = results[key]
+                for name in THEORY_TIMES:
+                    times[name + kind][(s,) + idx] = _none_to_nan(result.get(name))
+                for name in THEORY_CURVES:
+                    if result.get(name) is not None:
+                        curves[name + kind][(s,) + idx] = _none_to_nan(result[name])
     coords = {dim: grid.axes[dim] for dim in (*dims, "t")}
     ds = xr.Dataset(coords={**coords, **grid.size_coords(), "spectrum": np.array(SPECTRA, dtype=object)})
     for name, long_name in THEORY_TIMES.items():
-        ds[name] = (("spectrum",) + dims, times[name], {"long_name": long_name, "units": "time (OU units)"})
+        attrs = {"long_name": long_name, "units": "time (OU units)"}
+        ds[name] = (("spectrum",) + dims, times[name], attrs)
+        if "_ge" in kinds:
+            ds[ge_name(name)] = (("spectrum",) + dims, times[ge_name(name)], ge_attrs(long_name, units="time (OU units)"))
     for name, (long_name, units) in THEORY_CURVES.items():
         ds[name] = (("spectrum",) + dims + ("t",), curves[name], {"long_name": long_name, "units": units})
+        if "_ge" in kinds:
+            ds[ge_name(name)] = (("spectrum",) + dims + ("t",), curves[ge_name(name)],
+                                 ge_attrs(long_name, units=units))
     ds.attrs.update(
         description="diffmem theory per cell at its realized alpha and alpha_D: quenched (same F as the "
         "simulation) and N -> infinity limit",
@@ -209,11 +246,28 @@ def extract(sweep_ds, theory=None, confidence=estimators.CONFIDENCE):
             }
         if acc.has_nominal_limit:
             beside["nominal"] = acc.theory(spectrum="limit", at="nominal")
+            if ge_name("t_c") in th:
+                ge_nominal = acc.theory(spectrum="limit", at="nominal", approximation=GE)
+                # predict() gives a linear sigma its exact theory under any approximation: as in
+                # theory.zarr, a linear cell has no GE value.
+                if "nonlinearity" in ge_nominal.dims:
+                    ge_nominal = ge_nominal.where(ge_nominal["nonlinearity"] != "linear")
+                beside["ge_nominal"] = ge_nominal
         for name in THEORY_TIMES:
             for where, text in THEORY_BESIDE.items():
                 if where in beside:
                     out[f"{name}_{where}"] = beside[where][name].assign_attrs(
                         long_name=f"theory {THEORY_TIMES[name]} ({text})", units="time (OU units)")
+                # The Gaussian-equivalent values of the same point, named and labelled apart.
+                if ge_name(name) not in th:
+                    continue
+                if where == "nominal":
+                    ge = beside.get("ge_nominal", {}).get(name)
+                else:
+                    ge = beside[where][ge_name(name)] if where in beside else None
+                if ge is not None:
+                    out[f"{ge_name(name)}_{where}"] = ge.assign_attrs(
+                        ge_attrs(f"theory {THEORY_TIMES[name]} ({text})", units="time (OU units)"))
     out["n_done"] = ((), int(done.sum()), {"long_name": "cells done", "units": "1"})
     out["n_cells"] = ((), int(done.size), {"long_name": "cells in the sweep", "units": "1"})
     out.attrs = {k: v for k, v in ds.attrs.items() if k in ("sweep", "config_hash", "family", "mode")}

@@ -14,6 +14,7 @@ from diffmem.spec import FAMILIES, CellSpec
 from diffmem.theory import linear
 from diffmem.theory import mixture
 from diffmem.theory import nonlinear
+from .approximation import GE, GE_LABEL, GE_NOTE, GE_SHORT, ge_attrs, ge_name
 from .linear import (
     basin_radius,
     collapse_time,
@@ -61,12 +62,18 @@ __all__ = [
     "excess_entropy_rs",
     "collapse_time_rs",
     "gaussian_equivalent_spectrum",
+    "GE",
+    "GE_LABEL",
+    "GE_SHORT",
+    "GE_NOTE",
+    "ge_name",
+    "ge_attrs",
     "linear",
     "nonlinear",
     "mixture",
 ]
 
-APPROXIMATIONS = (None, "gaussian-equivalent")
+APPROXIMATIONS = (None, GE)
 
 
 def _choice(name, value, choices):
@@ -240,9 +247,9 @@ def predict(
         params["spectrum"] = spectrum.kind
         if is_linear:
             out = _linear_block(spectrum, alpha, times)
-        elif approximation == "gaussian-equivalent":
+        elif approximation == GE:
             ge = gaussian_equivalent_spectrum(spectrum, nonlinearity, normalize)
-            params["approximation"] = "gaussian-equivalent"
+            params["approximation"] = GE
             params["spectrum"] = ge.kind
             out = _linear_block(ge, alpha, times)
         else:
