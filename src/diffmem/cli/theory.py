@@ -4,6 +4,7 @@ import json
 import math
 
 from diffmem import theory
+from diffmem.theory.approximation import GE, GE_NOTE, GE_SHORT
 from diffmem.theory.nonlinear import METHODS
 
 __all__ = ["add_parser", "run", "to_json", "to_text"]
@@ -33,8 +34,9 @@ def add_parser(subparsers, help_text):
     p.add_argument("--sigma", type=float, default=1.0, help="gaussian-mixture per-class standard deviation")
     p.add_argument("--t", type=float, nargs="+", default=None, help="times (> 0) for f, rho_b, loss")
     p.add_argument(
-        "--approximation", choices=["gaussian-equivalent"], default=None,
-        help="nonlinear sigma: use the Gaussian-equivalent spectrum (an approximation) instead of the RS formula",
+        "--approximation", choices=[GE], default=None,
+        help="nonlinear sigma: use the Gaussian-equivalent spectrum instead of the RS formula; an approximation "
+        "(every value is labelled so), the only source of t_o, t_g, rho_b and the loss for nonlinear sigma",
     )
     p.add_argument("--method", choices=METHODS, default="auto", help="inner quadrature of the RS formula")
     p.add_argument("--json", action="store_true", help="print one JSON object (undefined -> null)")
@@ -77,9 +79,16 @@ def _plain(value):
     return value
 
 
+def _is_ge(result):
+    return result["params"].get("approximation") == GE
+
+
 def to_json(result):
-    """One-line strict JSON of a :func:`diffmem.theory.predict` result."""
-    return json.dumps(_plain(result), allow_nan=False)
+    """One-line strict JSON of a :func:`diffmem.theory.predict` result (a GE result carries ``approximation_note``)."""
+    out = _plain(result)
+    if _is_ge(result):
+        out["approximation_note"] = GE_NOTE
+    return json.dumps(out, allow_nan=False)
 
 
 def _fmt(value):
@@ -99,6 +108,11 @@ def to_text(result):
     if prm["approximation"]:
         head += f" APPROXIMATION={prm['approximation']}"
     lines = [head]
+    if _is_ge(result):
+        lines.append(f"# {GE_NOTE}")
+    elif prm["nonlinearity"] not in (None, "linear") and result["t_o"] is None and prm["method"] is not None:
+        lines.append(f"# nonlinear sigma: only t_c and f are exact (replica-symmetric); --approximation {GE} "
+                     "gives the rest as an approximation")
     labels = {
         "t_c": "collapse time t_c",
         "t_o": "onset time t_o",
@@ -106,9 +120,10 @@ def to_text(result):
         "t_s": "speciation time t_S",
         "t_L": "loss condensation t_L",
     }
-    lines += [f"{labels[k]:>24}: {_fmt(result[k])}" for k in TIMES]
+    mark = f"  ({GE_SHORT})" if _is_ge(result) else ""
+    lines += [f"{labels[k]:>24}: {_fmt(result[k])}{mark if result[k] is not None else ''}" for k in TIMES]
     if "t" in result:
-        lines.append(f"{'t':>10}" + "".join(f"{c:>14}" for c in CURVES))
+        lines.append(f"{'t':>10}" + "".join(f"{c:>14}" for c in CURVES) + mark)
         for i, t in enumerate(result["t"]):
             row = "".join(f"{'-' if result[c] is None else format(result[c][i], '.6g'):>14}" for c in CURVES)
             lines.append(f"{t:>10.4g}{row}")
