@@ -163,6 +163,7 @@ def summarize(records):
             row[name] = entry
         if sigma != "linear":
             row["t_c_rs"] = _mean_se([_nan(r["measured"]["t_c"]) / _nan(r["t_c_rs"]) - 1 for r in group])
+            row["t_c_rs"]["theory"] = float(np.mean([_nan(r["t_c_rs"]) for r in group]))
         rows.append(row)
     return rows
 
