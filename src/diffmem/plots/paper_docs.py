@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from diffmem.errors import ParameterError
+from diffmem.theory.approximation import GE_SHORT
 
 __all__ = [
     "SUMMARY", "PROVENANCE", "DOC_FIGURES", "SECTIONS", "COLUMNS", "TIMES", "BASIN",
@@ -367,12 +368,13 @@ def _rows_by(rows, quantity):
 
 
 def _theory_cell(row):
+    # A Gaussian-equivalent value is always marked as an approximation (diffmem.theory.approximation).
     if row["theory_nominal"] and row["theory_ge"]:
-        return f"{row['theory_nominal']} (RS), {row['theory_ge']} (GE)"
+        return f"{row['theory_nominal']} (RS), {row['theory_ge']} ({GE_SHORT})"
     if row["theory_nominal"]:
         return row["theory_nominal"]
     if row["theory_ge"]:
-        return f"{row['theory_ge']} (GE)"
+        return f"{row['theory_ge']} ({GE_SHORT})"
     return "-"
 
 
@@ -410,8 +412,8 @@ def _render_extrapolated(rows):
     out = "\n".join(lines) + "\n"
     if raw_used:
         out += ("\n(raw): no realized-size theory exists for this quantity and sigma, so the estimate is the raw "
-                "fit of the seed means in log(N)/N; GE is the Gaussian-equivalent approximation, not a theory of "
-                "the nonlinear model, hence no pull.\n")
+                "fit of the seed means in log(N)/N; GE approx. is the Gaussian-equivalent approximation, not a theory "
+                "of the nonlinear model, hence no pull (its measured error: docs/theory.md#ge-error).\n")
     if notes:
         out += "\n" + "\n".join(f"- {n}." for n in notes) + "\n"
     return out
