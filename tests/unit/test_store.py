@@ -139,6 +139,41 @@ def test_write_cell_roundtrip_with_the_engine(tmp_path):
     assert np.isnan(ds["phi"].isel(seed=0, alpha=0, alpha_D=0).values).all()
 
 
+def test_write_cell_writes_the_chunks_xarray_to_zarr_writes(tmp_path):
+    # write_cell writes with zarr directly; the reference is the xarray region write it replaced, of
+    # the same one-cell dataset. Every chunk file of the cell must hold the same bytes, except
+    # finished_at (the time of each write), which must decode to the write's time.
+    from diffmem.engine.cell import run_cell
+
+    grid = config_for()
+    flat = 6
+    result = run_cell(grid.cell(flat))
+    result["d_nn"] = None  # a NaN among the values
+    direct, reference = tmp_path / "direct.zarr", tmp_path / "reference.zarr"
+    for path in (direct, reference):
+        st.create(path, grid)
+    before = time.time()
+    st.SweepStore.open(direct, grid).write_cell(flat, result)
+    after = time.time()
+    ref_store = st.SweepStore.open(reference, grid)
+    region = ref_store._region(flat)
+    ref_store.cell_dataset(flat, result).to_zarr(reference, region=region, mode="r+", consolidated=False)
+    lead = (1,) * len(grid.dims)
+    xr.Dataset({"done": (grid.dims, np.ones(lead, dtype=bool))}).to_zarr(
+        reference, region=region, mode="r+", consolidated=False)
+    for name in (*VARIABLES, *st.PROVENANCE, "done"):
+        if name == "finished_at":
+            continue
+        ours, theirs = st.cell_chunk_path(direct, name, flat), st.cell_chunk_path(reference, name, flat)
+        assert ours.exists() == theirs.exists(), name
+        if ours.exists():
+            assert ours.read_bytes() == theirs.read_bytes(), name
+    ds = xr.open_zarr(direct, consolidated=False)
+    stamp = ds["finished_at"].isel(dict(zip(grid.dims, grid.index(flat)))).values
+    assert before <= stamp.astype("datetime64[ns]").astype(np.int64) / 1e9 <= after
+    assert np.isnat(ds["finished_at"].isel(dict(zip(grid.dims, grid.index(0)))).values)
+
+
 def test_write_cell_rejects_contract_violations(tmp_path):
     grid = config_for()
     path = tmp_path / "sweep.zarr"

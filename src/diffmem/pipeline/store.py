@@ -390,6 +390,12 @@ def _cells_readable(arr, grid_shape, flats):
     return True
 
 
+async def _gather(coroutines):
+    import asyncio
+
+    await asyncio.gather(*coroutines)
+
+
 class SweepStore:
     """An open sweep store of one :class:`Grid`: reads ``done`` and writes cells by region."""
 
@@ -485,6 +491,10 @@ class SweepStore:
         """
         import xarray as xr
 
+        return xr.Dataset(self._cell_values(flat, result))
+
+    def _cell_values(self, flat, result):
+        """``{name: (dims, one-cell array)}`` of the data and provenance of a cell (:meth:`cell_dataset`)."""
         coords = self.grid.coords(flat)
         if "t" in result and not np.allclose(np.asarray(result["t"], dtype=float), self.t, rtol=1e-12):
             raise ValueError(f"cell {flat}: engine returned a t grid different from the sweep's")
@@ -518,17 +528,41 @@ class SweepStore:
         for name, value in provenance.items():
             dtype = object if PROVENANCE[name][0] == "str" else PROVENANCE[name][0]
             data[name] = (self.dims, np.full(lead, value, dtype=dtype))
-        return xr.Dataset(data)
+        return data
+
+    def _arrays(self):
+        """The store's zarr arrays by name, opened once per store object (their metadata never changes
+        after creation: fixed shapes, one chunk per cell)."""
+        if getattr(self, "_open_arrays", None) is None:
+            import zarr
+
+            group = zarr.open_group(self.path, mode="r+", use_consolidated=False)
+            self._open_arrays = {name: group[name] for name in (*VARIABLES, *PROVENANCE, "done")}
+        return self._open_arrays
 
     def write_cell(self, flat, result):
-        """Write one cell's data, then its ``done`` flag (two separate region writes)."""
-        import xarray as xr
+        """Write one cell's data, then its ``done`` flag: each variable's chunk of the cell, then ``done``.
 
-        region = self._region(flat)
-        self.cell_dataset(flat, result).to_zarr(self.path, region=region, mode="r+", consolidated=False)
-        lead = (1,) * len(self.dims)
-        done = xr.Dataset({"done": (self.dims, np.ones(lead, dtype=bool))})
-        done.to_zarr(self.path, region=region, mode="r+", consolidated=False)
+        The chunks are written with zarr directly, not through ``xarray.Dataset.to_zarr``, whose
+        per-call opening and checking of the whole store cost more than a small cell's compute; the
+        values on disk are the ones ``to_zarr`` writes (the same arrays, dtypes and fill values;
+        ``finished_at`` encoded as :data:`DATETIME_ENCODING` says).
+        """
+        from zarr.core.sync import sync
+
+        arrays = self._arrays()
+        region = tuple(self._region(flat).values())
+        writes = []
+        for name, (_, values) in self._cell_values(flat, result).items():
+            if values.dtype.kind == "M":
+                # CF encoding of DATETIME_ENCODING: float64 seconds since the epoch (NaT -> NaN).
+                values = np.where(np.isnat(values), np.nan,
+                                  (values - np.datetime64(0, "ns")) / np.timedelta64(1, "s"))
+            writes.append(arrays[name].async_array.setitem(region, values))
+        # The data chunks are written concurrently (one trip through zarr's event loop instead of
+        # one per variable); ``done`` only after all of them have been written.
+        sync(_gather(writes))
+        arrays["done"][region] = np.ones((1,) * len(self.dims), dtype=bool)
 
 
 def cell_chunk_path(path, variable, flat):
