@@ -55,6 +55,30 @@ def test_cells_blocks_and_coordinates():
         Grid(config).block_cells("b0009")
 
 
+def test_dealt_blocks_hold_every_cell_once_round_robin():
+    grid = Grid(tiny_config(blocks=3))
+    assert grid.block_names() == ["b0000", "b0001", "b0002"] and grid.block_layout == "dealt3"
+    blocks = [grid.block_cells(b) for b in grid.block_names()]
+    assert blocks == [[0, 3, 6], [1, 4, 7], [2, 5]]  # cell k in block k mod 3
+    # more blocks than cells: one cell each, no empty block
+    assert [Grid(tiny_config(blocks=20)).block_cells(b) for b in Grid(tiny_config(blocks=20)).block_names()] == [
+        [k] for k in range(8)
+    ]
+    # consecutive blocks are named by their size, so markers of the two splits never mix
+    assert Grid(tiny_config()).block_layout == "size3"
+    # "cores" outside the workflow (which resolves it to --cores): block_size applies
+    assert Grid(tiny_config(blocks="cores")).block_cells("b0001") == [3, 4, 5]
+    # the split is an execution setting: it does not change the store's identity
+    assert Grid(tiny_config(blocks=2)).config_hash == Grid(tiny_config()).config_hash
+
+
+@pytest.mark.parametrize("bad", [0, -1, "all", 1.5])
+def test_bad_blocks_is_refused_naming_the_key(bad):
+    with pytest.raises(ParameterError) as info:
+        tiny_config(blocks=bad)
+    assert info.value.name == "blocks"
+
+
 def test_grid_in_P_has_P_dim_and_alpha_coordinate():
     config = validate_config({"grid": {"P": [10, 100], "N": [8, 16]}})
     assert Grid(config).dims[3] == "P"

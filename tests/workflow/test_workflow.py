@@ -103,6 +103,15 @@ def test_slurm_profile_gives_its_threads_and_resources(tmp_path, option):
         assert resources["runtime"] == str(profile["default-resources"]["runtime"]), rule
 
 
+@pytest.mark.parametrize("cores", [2, 3])
+def test_default_sweep_runs_one_block_per_core(tmp_path, cores):
+    # config/config.yaml has `blocks: cores`: one simulate job per core, its cells dealt round-robin
+    out = snakemake(tmp_path, "-n", "--cores", str(cores), configfile=ROOT / "config" / "config.yaml")
+    assert len(_dry_run_jobs(out.stdout + out.stderr)["simulate_block"]) == cores
+    (written,) = (tmp_path / "results" / "default" / "config").glob("*.json")
+    assert json.loads(written.read_text())["blocks"] == cores  # what every job reads
+
+
 def test_default_workflow_profile_holds_no_threads_or_resources():
     """It is loaded together with every --profile and wins key by key: executor settings only there."""
     import yaml
@@ -167,9 +176,12 @@ def test_end_to_end_theory_phase_figures_summary(finished):
         assert pdf[:5] == b"%PDF-"
     summary = (res / "summary.txt").read_text()
     assert "16/16" in summary and "per cell" in summary
-    # the efficiency of the run: the 16 cells computed in it, over the 2 cores and its wall time
-    (efficiency,) = [line for line in summary.splitlines() if line.startswith("efficiency:")]
-    assert "of the 16 cells computed in this run" in efficiency and "(2 cores x" in efficiency
+    # the efficiencies of the run: the 16 cells computed in it, over the 2 cores and the simulation
+    # phase's wall time, then the workflow's, and the phases the wall time splits into
+    for phase in ("simulation", "workflow"):
+        (efficiency,) = [line for line in summary.splitlines() if line.startswith(f"efficiency ({phase}):")]
+        assert "of the 16 cells computed in this run" in efficiency and "(2 cores x" in efficiency
+    assert "s start-up before the first cell +" in summary and "s after the last cell" in summary
     assert "16/16" in log  # the summary is printed at the end of the run
     for rule in ("init_store", "compute_theory", "extract_phase", "plot_figures"):
         assert list((cwd / "logs" / rule).rglob("*.log")), rule
@@ -281,6 +293,30 @@ def test_sigkill_mid_sweep_then_rerun_equals_uninterrupted(finished, tmp_path, m
     for name in resumed.data_vars:
         if name not in TIMING:
             np.testing.assert_array_equal(resumed[name].values, reference[name].values, err_msg=name)
+
+
+@pytest.mark.slow
+def test_one_block_per_core_gives_the_same_store_and_resumes_on_other_cores(finished, tmp_path):
+    # The tiny sweep with `blocks: cores`: 2 blocks on 2 cores, cells dealt round-robin.
+    dealt = tmp_path / "dealt.yaml"
+    dealt.write_text(TEST_CONFIG.read_text() + "\nblocks: cores\n")
+    out = snakemake(tmp_path, "sweep", "--cores", "2", configfile=dealt)
+    assert (out.stdout + out.stderr).count("rule simulate_block:") == 2
+    store = tmp_path / "results/test/sweep.zarr"
+    first = xr.open_zarr(store, consolidated=False).load()
+    reference = xr.open_zarr(finished[0] / "results/test/sweep.zarr", consolidated=False).load()
+    assert first["done"].values.all()
+    # the same cells as consecutive blocks of 4, bit for bit (every cell is seeded by itself)
+    for name in first.data_vars:
+        if name not in TIMING:
+            np.testing.assert_array_equal(first[name].values, reference[name].values, err_msg=name)
+    # Resumed on 3 cores: 3 new blocks (their own markers, never the 2 blocks' ones), nothing recomputed.
+    out = snakemake(tmp_path, "sweep", "--cores", "3", configfile=dealt)
+    assert (out.stdout + out.stderr).count("rule simulate_block:") == 3
+    assert sorted(p.parent.name for p in (tmp_path / "results/test/markers").rglob("b0000.done")) == [
+        "dealt2", "dealt3"]
+    again = xr.open_zarr(store, consolidated=False).load()
+    np.testing.assert_array_equal(again["finished_at"].values, first["finished_at"].values)
 
 
 @pytest.mark.slow

@@ -26,6 +26,24 @@ _validated = validate_config(config)
 config.clear()
 config.update(_validated)
 validate(config, str(schema_path()), set_default=True)
+
+
+def local_cores():
+    """Cores of a local run; None with a cluster executor (no fixed number) or without --cores."""
+    if not workflow.local_exec:
+        return None
+    try:
+        return workflow.cores
+    except Exception:  # noqa: BLE001 - no --cores (lint, dry run): nothing runs
+        return None
+
+
+# `blocks: cores`: one block per core of a local run, its cells dealt round-robin, so that each core
+# starts one Python process and the cores finish together (job start-up and imports cost about as
+# much as a block of small cells). Resolved here, before the config file is written, so that every
+# job sees the same blocks; on a cluster executor (no fixed cores) block_size applies.
+if config.get("blocks") == "cores":
+    config["blocks"] = local_cores() or None
 # The sweep's cells and blocks, built once from the validated config.
 GRID = Grid(config)
 
@@ -54,6 +72,10 @@ STORE = f"{RESULTS}/sweep.zarr"
 CONFIG_HASH = GRID.config_hash[:12]
 MARKERS = f"{RESULTS}/markers/{CONFIG_HASH}"
 INIT_MARKER = f"{MARKERS}/sweep.init"
+# Block markers under the split of the cells into blocks as well (diffmem.pipeline.grid.Grid.block_layout):
+# a run with another split (another block_size, or `blocks: cores` with other --cores) has its own
+# markers, and its blocks skip the cells already done.
+BLOCK_MARKERS = f"{MARKERS}/{GRID.block_layout}"
 THEORY = f"{RESULTS}/theory.zarr"
 PHASE = f"{RESULTS}/phase.zarr"
 FIGURE_DIR = f"{RESULTS}/figures"
@@ -93,16 +115,6 @@ CONFIG_FILE = write_config_file(config, RESULTS)
 # ...`, last) is printed on the terminal as well, and the exit status is kept.
 
 
-def local_cores():
-    """Cores of a local run; None with a cluster executor (no fixed number) or without --cores."""
-    if not workflow.local_exec:
-        return None
-    try:
-        return workflow.cores
-    except Exception:  # noqa: BLE001 - no --cores (lint, dry run): nothing runs
-        return None
-
-
 def blocks_run_in_parallel():
     """Whether several block jobs may run at once (their progress bars would overwrite each other)."""
     if not workflow.local_exec:
@@ -129,7 +141,7 @@ wildcard_constraints:
 
 def get_block_markers():
     """Completion markers of every block of the sweep."""
-    return expand(f"{MARKERS}/blocks/{{block}}.done", block=BLOCKS)
+    return expand(f"{BLOCK_MARKERS}/{{block}}.done", block=BLOCKS)
 
 
 def get_output_dir(wildcards, output):

@@ -22,7 +22,7 @@ rule simulate_block:
     input:
         INIT_MARKER,
     output:
-        f"{MARKERS}/blocks/{{block}}.done",
+        f"{BLOCK_MARKERS}/{{block}}.done",
     log:
         f"logs/simulate_block/{SWEEP}/{{block}}.log",
     params:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from diffmem.errors import ParameterError
 
-__all__ = ["add_parser", "status_report", "sweep_efficiency", "watch"]
+__all__ = ["add_parser", "status_report", "sweep_efficiency", "run_phases", "watch"]
 
 
 def _epoch_seconds(values):
@@ -51,6 +51,81 @@ def sweep_efficiency(wall_time, finished_at, start, end, cores):
     return compute / (cores * span), compute, int(this_run.sum())
 
 
+def run_phases(wall_time, finished_at, start, end, cores):
+    """Where the wall time of a run went, and the two efficiencies of its cells.
+
+    The run's wall time ``end - start`` is split at the first start and the last end of the cells
+    computed in it (those finished in [start, end]; a cell started at its finish time minus its
+    compute time): start-up (the workflow and the first jobs starting), the simulation phase, and
+    what comes after the last cell (the analysis rules and the summary).
+
+    Parameters
+    ----------
+    wall_time, finished_at : array
+        Compute seconds and finish time (epoch seconds) of the done cells.
+    start, end : float
+        When the run started and ended (epoch seconds).
+    cores : int
+        Cores the run had.
+
+    Returns
+    -------
+    dict
+        ``cells`` and ``compute`` (seconds) of the cells of this run; ``startup``, ``simulation``
+        and ``after`` (seconds; they add up to ``workflow``); ``simulation_efficiency`` = compute /
+        (cores x simulation), the sweep's efficiency, and ``workflow_efficiency`` = compute /
+        (cores x workflow). Without a cell computed in the run the phases and the simulation
+        efficiency are NaN.
+    """
+    import numpy as np
+
+    wall_time = np.asarray(wall_time, dtype=float)
+    finished_at = np.asarray(finished_at, dtype=float)
+    workflow_share, compute, count = sweep_efficiency(wall_time, finished_at, start, end, cores)
+    this_run = (finished_at >= start) & (finished_at <= end)
+    if count:
+        first_start = float(np.min(finished_at[this_run] - wall_time[this_run]))
+        last_end = float(np.max(finished_at[this_run]))
+    else:
+        first_start = last_end = float("nan")
+    simulation = last_end - first_start
+    return {
+        "cells": count,
+        "compute": compute,
+        "workflow": end - start,
+        "startup": first_start - start,
+        "simulation": simulation,
+        "after": end - last_end,
+        "simulation_efficiency": compute / (cores * max(simulation, 1e-9)) if count else float("nan"),
+        "workflow_efficiency": workflow_share,
+    }
+
+
+def _efficiency_lines(wall, finished, start, end, cores):
+    """The summary's efficiency lines: the simulation phase's (the sweep's), the workflow's, the phases."""
+    phases = run_phases(wall, finished, start, end, cores)
+    compute, count = phases["compute"], phases["cells"]
+    lines = []
+    if count:
+        lines.append(
+            f"efficiency (simulation): {100 * phases['simulation_efficiency']:.0f} % = {compute:.1f} s of "
+            f"compute of the {count} cells computed in this run / ({cores} cores x "
+            f"{phases['simulation']:.1f} s from the first cell's start to the last cell's end)"
+        )
+    lines.append(
+        f"efficiency (workflow): {100 * phases['workflow_efficiency']:.0f} % = {compute:.1f} s of compute "
+        f"of the {count} cells computed in this run / ({cores} cores x {phases['workflow']:.1f} s of "
+        f"workflow wall time)"
+    )
+    if count:
+        lines.append(
+            f"workflow wall time {phases['workflow']:.1f} s = {phases['startup']:.1f} s start-up before the "
+            f"first cell + {phases['simulation']:.1f} s simulation + {phases['after']:.1f} s after the last "
+            f"cell (analysis: theory, phase, figures, packing, paper, this summary)"
+        )
+    return lines
+
+
 def _read_run_start(path):
     """(start, cores) of a run; cores is None for a run on a cluster executor (no fixed number)."""
     try:
@@ -68,7 +143,8 @@ def status_report(path, *, block_size=None, timing=False, run_start=None, now=No
     """The status text of a sweep store (blocks from the store's own config unless ``block_size``).
 
     ``run_start`` (a JSON file ``{"start": epoch seconds, "cores": n}``, written by the workflow when
-    it starts) adds the efficiency of that run up to ``now`` (default: the current time).
+    it starts) adds the efficiencies of that run up to ``now`` (default: the current time): the
+    simulation phase's and the whole workflow's, and where the wall time went (:func:`run_phases`).
     """
     import numpy as np
     import zarr
@@ -77,15 +153,20 @@ def status_report(path, *, block_size=None, timing=False, run_start=None, now=No
 
     path = require_sweep_store(path)
     group = zarr.open_group(path, mode="r")
+    from diffmem.pipeline.grid import block_members
+
     config = json.loads(group.attrs["config"])
     size = int(block_size or config.get("block_size", 1))
     if size < 1:
         raise ParameterError("--block-size", f"must be >= 1, got {size}")
     done = np.asarray(group["done"][...], dtype=bool).ravel()
     lines = [f"sweep {config.get('sweep', '?')} ({path}): {done.sum()}/{done.size} cells done"]
-    n_blocks = -(-done.size // size)
+    # The split of the run that created the store: dealt blocks (an integer `blocks`) unless
+    # --block-size asks for consecutive ones.
+    dealt = config.get("blocks") if isinstance(config.get("blocks"), int) and not block_size else None
+    n_blocks = min(dealt, done.size) if dealt else -(-done.size // size)
     for k in range(n_blocks):
-        part = done[k * size:(k + 1) * size]
+        part = done[block_members(done.size, k, block_size=size, blocks=n_blocks if dealt else None)]
         state = "complete" if part.all() else ("running/partial" if part.any() else "pending")
         lines.append(f"  b{k:04d}: {part.sum()}/{part.size} {state}")
     if (timing or run_start) and done.any():
@@ -103,11 +184,7 @@ def status_report(path, *, block_size=None, timing=False, run_start=None, now=No
             if cores is None:
                 lines.append("efficiency: not computed (the run had no fixed number of cores: a cluster executor)")
             else:
-                share, compute, count = sweep_efficiency(wall, finished, start, end, cores)
-                lines.append(
-                    f"efficiency: {100 * share:.0f} % = {compute:.1f} s of compute of the {count} cells "
-                    f"computed in this run / ({cores} cores x {end - start:.1f} s of workflow wall time)"
-                )
+                lines.extend(_efficiency_lines(wall, finished, start, end, cores))
     lines.append(f"overall: {done.sum()}/{done.size} ({100.0 * done.mean():.0f} %)")
     return "\n".join(lines)
 
@@ -174,7 +251,8 @@ def add_parser(subparsers, help_text):
     parser.add_argument("--timing", action="store_true", help="also print the time spent per cell and overall")
     parser.add_argument("--run-start", metavar="FILE",
                         help="results/<sweep>/run-start.json (written when the workflow starts): also print "
-                             "the efficiency, cell compute / (cores x workflow wall time), of that run so far")
+                             "the efficiencies of that run so far, cell compute / (cores x wall time) of the "
+                             "simulation phase (first cell's start to last cell's end) and of the workflow")
     parser.add_argument("--watch", action="store_true",
                         help="one live progress bar for the whole sweep (all blocks), until every cell is done")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between reads with --watch")

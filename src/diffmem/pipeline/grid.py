@@ -2,8 +2,11 @@
 
 A sweep is a grid of *cells* over the cell dimensions ``nonlinearity x (alpha_D | D) x N x
 (alpha | P) x seed`` (C order, in that order); every cell is a :class:`diffmem.spec.CellSpec` on the
-same t grid. The grid is split into *blocks* of ``block_size`` consecutive cells: one Snakemake job
-per block.
+same t grid. The grid is split into *blocks*, one Snakemake job each: ``block_size`` consecutive
+cells, or (config ``blocks: n``) ``n`` blocks that deal the cells round-robin, cell k to block
+k mod n. Neighbouring cells differ only in their seed (the last dimension) and cost nearly the same,
+so dealt blocks cost the same to within a cell: with one block per core (``blocks: cores``, which the
+workflow resolves to ``--cores``) the cores finish together and no job starts after the first.
 
 Seeds: the simulation seed of a cell is its ``seed`` coordinate (the engine derives every stream
 from it, :mod:`diffmem.seeding`), so a cell gives the same numbers in any sweep, in any block, on
@@ -27,6 +30,7 @@ __all__ = [
     "grid_axes",
     "expand_axis",
     "describe_cell",
+    "block_members",
     "science_config",
     "config_hash",
     "SCIENCE_KEYS",
@@ -48,6 +52,14 @@ SHARED_KEYS = (
     "family", "normalize", "m_tilde", "sigma", "samples", "mode", "steps", "basin_samples",
     "test_samples", "chunk_size", "backend", "dtype", "sampling",
 )
+
+
+def block_members(n_cells, k, *, block_size, blocks=None):
+    """Flat cell numbers of block ``k`` of ``n_cells``: dealt round-robin over ``blocks`` blocks when
+    given (cell j in block j mod blocks), else ``block_size`` consecutive cells."""
+    if blocks:
+        return list(range(k, n_cells, blocks))
+    return list(range(k * block_size, min((k + 1) * block_size, n_cells)))
 
 
 def expand_axis(name, spec, integer=False):
@@ -157,6 +169,10 @@ class Grid:
         self.shape = tuple(len(axes[d]) for d in self.dims)
         self.n_cells = int(np.prod(self.shape))
         self.block_size = int(config["block_size"])
+        # Dealt blocks (an integer ``blocks``); "cores" left unresolved (outside the workflow) and
+        # null mean consecutive blocks of block_size cells.
+        blocks = config.get("blocks")
+        self.dealt_blocks = min(int(blocks), self.n_cells) if isinstance(blocks, int) else None
         self.config_hash = config_hash(config)
         shared = {key: config[key] for key in SHARED_KEYS}
         shared.update(t=tuple(axes["t"].tolist()), rho=tuple(axes["rho"].tolist()))
@@ -203,9 +219,18 @@ class Grid:
 
     # -- blocks ---------------------------------------------------------------------------------
     def block_names(self):
-        """Names of the blocks ``b0000, b0001, ...``: ``block_size`` consecutive cells each."""
-        count = -(-self.n_cells // self.block_size)
+        """Names of the blocks ``b0000, b0001, ...`` (the module docstring says which cells each holds)."""
+        count = self.dealt_blocks or -(-self.n_cells // self.block_size)
         return [f"b{k:04d}" for k in range(count)]
+
+    @property
+    def block_layout(self):
+        """A name of how cells are split into blocks: ``size<n>`` (consecutive) or ``dealt<n>`` (round-robin).
+
+        The workflow keeps block markers under it, so that a sweep resumed with another split (another
+        ``--cores``) never takes a marker of a block of other cells for its own.
+        """
+        return f"dealt{self.dealt_blocks}" if self.dealt_blocks else f"size{self.block_size}"
 
     def block_cells(self, block):
         """Flat cell numbers of ``block`` (a name like ``b0003`` or its number)."""
@@ -216,7 +241,7 @@ class Grid:
             if block not in names:
                 raise ParameterError("block", f"unknown block {block!r}; this sweep has {names[0]} .. {names[-1]}")
             k = names.index(block)
-        return list(range(k * self.block_size, min((k + 1) * self.block_size, self.n_cells)))
+        return block_members(self.n_cells, k, block_size=self.block_size, blocks=self.dealt_blocks)
 
     # -- realized sizes -------------------------------------------------------------------------
     def size_coords(self):
