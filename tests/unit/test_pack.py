@@ -73,3 +73,32 @@ def test_analysis_chunks_fit_the_limit(shape, itemsize, limit, expected):
     chunks = pk.analysis_chunks(shape, itemsize, limit)
     assert chunks == expected
     assert np.prod(chunks) * itemsize <= max(limit, itemsize)
+
+
+def test_phase_step_reads_the_analysis_copy_like_the_live_store(tmp_path, monkeypatch):
+    # The workflow's extract_phase rule reads analysis.zarr: it must give what the live store gives.
+    import json
+
+    from diffmem.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    config = config_for()
+    live = tmp_path / "sweep.zarr"
+    st.create(live, config)
+    store = st.SweepStore.open(live, config)
+    for flat in range(config.n_cells):
+        store.write_cell(flat, synthetic_result(config, flat))
+    copy = pk.pack(live, tmp_path / "analysis.zarr")
+    configfile = tmp_path / "config.json"
+    configfile.write_text(json.dumps(config.config))
+    for source, out in ((live, "from-live.zarr"), (copy, "from-copy.zarr")):
+        assert main(["sweep", "phase", "--configfile", str(configfile), "--store", str(source), "--out", out]) == 0
+    from_live, from_copy = xr.open_zarr("from-live.zarr").load(), xr.open_zarr("from-copy.zarr").load()
+    assert set(from_live.variables) == set(from_copy.variables)
+    for name in from_live.variables:
+        # the same values in other chunks: the same numbers, bit for bit (NaN == NaN here)
+        np.testing.assert_array_equal(from_live[name].values, from_copy[name].values, err_msg=name)
+    # the analysis copy of another sweep config is refused, naming the option
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**config.config, "samples": config.config["samples"] + 1}))
+    assert main(["sweep", "phase", "--configfile", str(other), "--store", str(copy), "--out", "x.zarr"]) == 2

@@ -17,7 +17,8 @@ def add_parser(subparsers, help_text):
         description="Measured versus predicted times of a sweep store, extrapolated to N -> infinity, the "
         "answers to the paper's questions, and figures (a)-(g), from the store alone.",
     )
-    parser.add_argument("--store", required=True, help="sweep store (results/<sweep>/sweep.zarr)")
+    parser.add_argument("--store", required=True,
+                        help="sweep store (results/<sweep>/sweep.zarr) or its analysis copy (analysis.zarr)")
     parser.add_argument("--out", required=True, help="output folder: times.csv, answers.md and figures/<name>.{png,pdf}")
     parser.add_argument("--figures", nargs="+", default=list(FIGURES), choices=FIGURES, metavar="NAME",
                         help="subset of: " + " ".join(FIGURES))

@@ -22,7 +22,8 @@ __all__ = ["add_parser"]
 
 def _config_args(parser):
     parser.add_argument("--configfile", required=True, help="sweep config (YAML), validated against the schema")
-    parser.add_argument("--store", help="sweep store (default results/<sweep>/sweep.zarr)")
+    parser.add_argument("--store", help="sweep store (default results/<sweep>/sweep.zarr); phase and plot also "
+                                        "read its analysis copy (results/<sweep>/analysis.zarr)")
 
 
 def _load(args):
@@ -133,7 +134,8 @@ def cmd_blocks(args):
     grid, _ = _load(args)
     for block in grid.block_names():
         cells = grid.block_cells(block)
-        print(f"{block} cells {cells[0]}..{cells[-1]}")
+        step = f" every {grid.dealt_blocks}" if grid.dealt_blocks and len(cells) > 1 else ""
+        print(f"{block} cells {cells[0]}..{cells[-1]}{step}")
 
 
 def cmd_theory(args):
@@ -146,13 +148,28 @@ def cmd_theory(args):
 
 
 def _open_sweep(args):
-    """(store path, the sweep store as a dataset), refusing a store of another config."""
+    """(store path, the sweep store as a dataset), refusing a store of another config.
+
+    ``--store`` may be the live store or its analysis copy (``analysis.zarr``, the same values in a
+    few large chunks: the workflow's analysis rules read it, since loading the live store's one
+    chunk per cell and variable costs more than the analysis itself).
+    """
     import xarray as xr
 
     from diffmem.cli.files import require_sweep_store
-    from diffmem.pipeline.store import check_compatible
+    from diffmem.errors import ParameterError
+    from diffmem.pipeline.grid import config_hash
+    from diffmem.pipeline.pack import ANALYSIS_KIND
+    from diffmem.pipeline.store import _read_root_attrs, check_compatible
 
     grid, store = _load(args)
+    attrs = _read_root_attrs(store) if store.exists() else None
+    if attrs and attrs.get("diffmem_store") == ANALYSIS_KIND:
+        if attrs.get("config_hash") != config_hash(grid.config):
+            raise ParameterError(
+                "--store", f"{store} is the analysis copy of a sweep of another config (--configfile)"
+            )
+        return store, xr.open_zarr(store)
     require_sweep_store(store, "--store")
     check_compatible(store, grid.config)
     return store, xr.open_zarr(store, consolidated=False)
