@@ -180,9 +180,10 @@ def run_block(store_path, grid, block, *, client, progress=None, log=None, threa
     flat cell number in the task key so identical parameters are never deduplicated across cells) and
     collected with ``as_completed``. With ``client=None`` they run one after the other in this process
     on ``threads`` BLAS threads (a block with one worker: no scheduler or worker process to start).
-    Either way each cell is written as soon as it finishes: data first, then ``done``. A cell that
-    fails after its retries stops the block: pending cells are cancelled, finished ones stay written,
-    and :class:`CellError` names the cell and its parameters. A cell failing with a
+    Either way each cell is written as soon as it finishes, by a writer thread while the next cell
+    computes: data first, then ``done``. A cell that fails after its retries stops the block:
+    pending cells are cancelled, finished ones stay written, and :class:`CellError` names the cell
+    and its parameters. A cell failing with a
     :class:`ParameterError` (deterministic) stops the block at its first attempt, without retries.
 
     Done cells of the block whose ``done`` flag or data/provenance chunk no longer decodes are
@@ -230,12 +231,32 @@ def run_block(store_path, grid, block, *, client, progress=None, log=None, threa
             _cells_in_process(grid, todo, inject, threads) if client is None
             else _cells_on_dask(client, grid, todo, inject)
         )
-        try:
-            for flat, result in finished:
-                store.write_cell(flat, result)
+        # Each cell is written by a writer thread while the next one computes: a write waits on
+        # zarr's event loop, codec threads and the file system, and on a small cell that wait costs
+        # as much as the compute. One write at a time, in the order the cells finish; a cell counts
+        # as computed once its write has returned (data, then done).
+        from concurrent.futures import ThreadPoolExecutor
+
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffmem-store-writer")
+        pending = None
+
+        def settle():
+            nonlocal computed, pending
+            if pending is not None:
+                future, pending = pending, None
+                future.result()  # a failed write stops the block here
                 computed += 1
                 bar.update(1)
+
+        try:
+            for flat, result in finished:
+                settle()
+                pending = writer.submit(store.write_cell, flat, result)
+            settle()
         finally:
+            # A write under way completes even when a cell failed or the job is stopped (SIGTERM):
+            # its cell is kept.
+            writer.shutdown(wait=True)
             bar.close()
     return {
         "computed": computed,
