@@ -310,6 +310,11 @@ def test_one_block_per_core_gives_the_same_store_and_resumes_on_other_cores(fini
     for name in first.data_vars:
         if name not in TIMING:
             np.testing.assert_array_equal(first[name].values, reference[name].values, err_msg=name)
+    # the status lists the 2 dealt blocks of 8 cells (the split of the run that created the store)
+    from diffmem.cli.status import status_report
+
+    text = status_report(store)
+    assert "b0000: 8/8 complete" in text and "b0001: 8/8 complete" in text and "b0002" not in text
     # Resumed on 3 cores: 3 new blocks (their own markers, never the 2 blocks' ones), nothing recomputed.
     out = snakemake(tmp_path, "sweep", "--cores", "3", configfile=dealt)
     assert (out.stdout + out.stderr).count("rule simulate_block:") == 3

@@ -150,11 +150,10 @@ def status_report(path, *, block_size=None, timing=False, run_start=None, now=No
     import zarr
 
     from diffmem.cli.files import require_sweep_store
+    from diffmem.pipeline.grid import block_members
 
     path = require_sweep_store(path)
     group = zarr.open_group(path, mode="r")
-    from diffmem.pipeline.grid import block_members
-
     config = json.loads(group.attrs["config"])
     size = int(block_size or config.get("block_size", 1))
     if size < 1:
