@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run test test-fast bench paper-2core clean
 
 $(BIN)/diffmem: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/diffmem bench
+
+# The committed paper-grid results (docs/paper/, the generated tables of docs/paper.md) in one command:
+# the part of config/paper.yaml that fits on 2 cores (about an hour), then its docs. Resumable.
+MACHINE ?= $(shell nproc)-core $(shell uname -m) CPU
+paper-2core: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile config/paper-2core.yaml --rerun-incomplete
+	$(BIN)/diffmem paper --store results/paper-2core/analysis.zarr --out results/paper-2core/paper \
+		--docs docs/paper --machine "$(MACHINE)"
 
 clean:
 	rm -rf results logs benchmarks .snakemake
