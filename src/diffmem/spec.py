@@ -225,7 +225,7 @@ class CellSpec:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         if "P" in changes or "alpha" in changes:
             values["P"], values["alpha"] = changes.pop("P", None), changes.pop("alpha", None)
-        elif "N" in changes and values["alpha"] is not None:
-            values["P"] = None  # the nominal alpha sets P at the new N
+        elif values["alpha"] is not None:
+            values["P"] = None  # the nominal alpha sets P (again, or at a new N)
         values.update(changes)
         return CellSpec(**values)

@@ -67,6 +67,11 @@ def test_immutable_hashable_and_replace_revalidates():
     bigger = cell.replace(N=32)  # the nominal alpha sets P at the new N
     assert bigger.P == math.floor(math.exp(0.2 * 32) + 0.5) and bigger.seed == 3
     assert cell.replace(P=100).alpha is None
+    # Changes that leave the size alone keep the nominal alpha and its P (a spec built from alpha
+    # holds both, which must not read as "both P and alpha given").
+    later = cell.replace(t=(0.5,), seed=4)
+    assert (later.alpha, later.P, later.t, later.seed) == (0.2, cell.P, (0.5,), 4)
+    assert CellSpec(N=16, P=30, alpha_D=0.5, t=[0.1]).replace(seed=1).P == 30
     with pytest.raises(ParameterError):
         cell.replace(samples=-1)
     assert cell.test_samples == cell.samples  # held-out points default to the query count

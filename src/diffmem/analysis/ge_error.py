@@ -93,13 +93,13 @@ def measure(spec):
     # The trap fraction on the fine grid (the trap needs the samples only: the rest at its minimum).
     onset_t = tuple(theory["t_o"] * v for v in ONSET_GRID)
     # (alpha given again: CellSpec.replace refuses a spec that holds both P and alpha otherwise)
-    onset = run_cell(spec.replace(alpha=spec.alpha, t=onset_t, test_samples=1, basin_samples=1, rho=(1.0,)))
+    onset = run_cell(spec.replace(t=onset_t, test_samples=1, basin_samples=1, rho=(1.0,)))
     t_o, _ = fs.crossing_time(np.asarray(onset_t), np.asarray(onset["trap"], dtype=float),
                               y_se=np.asarray(onset["trap_se"], dtype=float), correlation=1.0)
     measured = {"t_c": t_c, "t_o": t_o, "t_g": fs.minimum_time(t, curve["loss"])}
     predicted = {k: theory[k] for k in ("t_c", "t_o", "t_g")}
     for (name, i), value in zip(at.items(), rho_b):
-        basin = run_cell(spec.replace(alpha=spec.alpha, t=(TIMES[i],), samples=1, test_samples=1,
+        basin = run_cell(spec.replace(t=(TIMES[i],), samples=1, test_samples=1,
                                       rho=tuple(value * r for r in BASIN_RADII), basin_samples=BASIN_SAMPLES))
         measured[name] = basin["basin_radius"][0]
         predicted[name] = value
