@@ -92,7 +92,6 @@ def measure(spec):
     rho_b = predict(spec, t=[TIMES[i] for i in at.values()], approximation=approximation)["rho_b"]
     # The trap fraction on the fine grid (the trap needs the samples only: the rest at its minimum).
     onset_t = tuple(theory["t_o"] * v for v in ONSET_GRID)
-    # (alpha given again: CellSpec.replace refuses a spec that holds both P and alpha otherwise)
     onset = run_cell(spec.replace(t=onset_t, test_samples=1, basin_samples=1, rho=(1.0,)))
     t_o, _ = fs.crossing_time(np.asarray(onset_t), np.asarray(onset["trap"], dtype=float),
                               y_se=np.asarray(onset["trap_se"], dtype=float), correlation=1.0)
