@@ -18,7 +18,7 @@ $DIFFMEM bench --json --repeats 9 --p-max 1e8 > "$OUT/bench-float64.json"
 $DIFFMEM bench --json --repeats 9 --dtype float32 --M 256 --P 1000 --no-float32 > "$OUT/bench-float32.json"
 $PY - "$OUT" <<'PYEOF'
 import json, sys
-from diffmem.engine.bench import format_markdown
+from diffmem.bench.kernels import format_markdown
 out = sys.argv[1]
 with open(f"{out}/tables.md", "w") as fh:
     for dtype in ("float64", "float32"):

@@ -45,7 +45,7 @@ if ! $PY -c "import cupy, sys; n = cupy.cuda.runtime.getDeviceCount(); print('cu
     note "FAIL: cupy does not import or sees no GPU; nothing else to check"
     exit 1
 fi
-if ! $PY -c "import diffmem.engine.bench, diffmem.engine.cell"; then
+if ! $PY -c "import diffmem.bench.kernels, diffmem.engine.cell"; then
     note "FAIL: the kernel and benchmark modules do not import on this image"
     exit 1
 fi

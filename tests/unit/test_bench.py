@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from diffmem.engine import bench
+from diffmem.bench import kernels as bench
 from diffmem.engine.backend import resolve
 from diffmem.cli import main
 from diffmem.engine.kernels import stream_logits

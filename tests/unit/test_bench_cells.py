@@ -5,7 +5,7 @@ import json
 import pytest
 
 from diffmem.cli import main
-from diffmem.engine.bench_cells import QUICK_CELL, format_cell_report, run_cell_benchmark
+from diffmem.bench.cells import QUICK_CELL, format_cell_report, run_cell_benchmark
 
 
 def test_quick_cell_json_has_both_schemes(capsys):

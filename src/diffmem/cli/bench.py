@@ -65,8 +65,8 @@ def _positive_ints(name, values):
 
 
 def config_from_args(args):
-    """The :class:`diffmem.bench.BenchConfig` for parsed arguments (``--quick`` then overrides)."""
-    from diffmem.engine.bench import QUICK, BenchConfig
+    """The :class:`diffmem.bench.kernels.BenchConfig` for parsed arguments (``--quick`` then overrides)."""
+    from diffmem.bench.kernels import QUICK, BenchConfig
 
     config = QUICK if args.quick else BenchConfig()
     changes = {}
@@ -96,8 +96,8 @@ def config_from_args(args):
 
 
 def cell_config_from_args(args):
-    """The :class:`diffmem.engine.bench_cells.CellBenchConfig` for parsed ``--cells`` arguments."""
-    from diffmem.engine.bench_cells import PAPER_CELL, QUICK_CELL
+    """The :class:`diffmem.bench.cells.CellBenchConfig` for parsed ``--cells`` arguments."""
+    from diffmem.bench.cells import PAPER_CELL, QUICK_CELL
 
     config = QUICK_CELL if args.quick else PAPER_CELL
     changes = {}
@@ -115,7 +115,7 @@ def cell_config_from_args(args):
 
 
 def run_cells(args):
-    from diffmem.engine.bench_cells import format_cell_report, run_cell_benchmark
+    from diffmem.bench.cells import format_cell_report, run_cell_benchmark
 
     result = run_cell_benchmark(cell_config_from_args(args))
     if args.json:
@@ -129,7 +129,7 @@ def run_cells(args):
 def run(args):
     if args.cells:
         return run_cells(args)
-    from diffmem.engine.bench import format_report, run_benchmark
+    from diffmem.bench.kernels import format_report, run_benchmark
 
     config = config_from_args(args)
     result = run_benchmark(config, backend=args.backend, dtype=args.dtype)

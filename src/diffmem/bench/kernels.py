@@ -546,7 +546,7 @@ def measure_P_in_child(backend, *, N, M, P, t, chunk_size, seed=0, memory_budget
     request = {"backend": backend.name, "dtype": backend.dtype, "N": N, "M": M, "P": P, "t": t,
                "chunk_size": chunk_size, "seed": seed, "memory_budget": memory_budget}
     proc = subprocess.run(
-        [sys.executable, "-c", "from diffmem.engine.bench import _child_main; _child_main()"],
+        [sys.executable, "-c", "from diffmem.bench.kernels import _child_main; _child_main()"],
         input=json.dumps(request), capture_output=True, text=True, timeout=timeout, check=False,
     )
     if proc.returncode != 0:
