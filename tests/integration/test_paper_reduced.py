@@ -22,6 +22,7 @@ import xarray as xr
 
 import diffmem  # noqa: F401  (registers ds.diffmem)
 from diffmem.plots import paper_figures
+from diffmem.report import paper
 from diffmem.pipeline import store
 from diffmem.pipeline.config import validate_config
 from diffmem.pipeline.grid import Grid
@@ -120,19 +121,19 @@ def test_generalization_time_matches_nearest_neighbour_estimate(reduced_store):
 
 def test_paper_outputs(reduced_store, tmp_path):
     figures = ("a_order_parameters", "c_phase_diagram", "f_finite_size")
-    paths = paper_figures.make_paper(reduced_store, tmp_path, figures=figures)
+    paths = paper.make_paper(reduced_store, tmp_path, figures=figures)
     for name in figures:
         for ext in ("png", "pdf"):
             assert (tmp_path / "figures" / f"{name}.{ext}").stat().st_size > 1000
     import pandas as pd
 
-    table = pd.read_csv(tmp_path / paper_figures.TABLE)
+    table = pd.read_csv(tmp_path / paper.TABLE)
     assert set(table["quantity"]) == {"t_c", "t_g", "t_g_nn", "t_o"}
     lin = table[(table["nonlinearity"] == "linear") & (table["quantity"] == "t_c")].iloc[0]
     assert lin["theory_nominal"] == pytest.approx(predict(alpha=0.2, alpha_D=0.5)["t_c"], rel=2e-6)  # CSV keeps 6 digits
     assert np.isfinite(lin["extrapolated"]) and lin["n_sizes"] == 3
     assert len(paths) == 2 + 2 * len(figures)  # table, answers, figures
-    text = (tmp_path / paper_figures.ANSWERS).read_text()
+    text = (tmp_path / paper.ANSWERS).read_text()
     assert "3. t_g < t_c < t_o: 18/18 cells" in text
 
 
@@ -141,10 +142,10 @@ def test_docs_written_from_the_store(reduced_store, tmp_path):
     the page's generated sections equal to their rendering of the written files."""
     import pandas as pd
 
-    from diffmem.plots import paper_docs
+    from diffmem.report import docs as paper_docs
 
     ds = reduced_store
-    paper_figures.make_paper(ds, tmp_path / "paper", figures=("c_phase_diagram", "f_finite_size"))
+    paper.make_paper(ds, tmp_path / "paper", figures=("c_phase_diagram", "f_finite_size"))
     page = tmp_path / "docs" / "paper.md"
     page.parent.mkdir()
     page.write_text("intro\n\n" + "\n\n".join(
@@ -161,7 +162,7 @@ def test_docs_written_from_the_store(reduced_store, tmp_path):
     expected = paper_docs.render_sections(rows, prov, figure_prefix="paper")
     assert paper_docs.read_sections(text) == expected
     # the times are the paper table's, rounded to 3 significant digits
-    table = pd.read_csv(tmp_path / "paper" / paper_figures.TABLE)
+    table = pd.read_csv(tmp_path / "paper" / paper.TABLE)
     tc = table[(table["nonlinearity"] == "linear") & (table["quantity"] == "t_c")].iloc[0]
     row = next(r for r in rows if r["nonlinearity"] == "linear" and r["quantity"] == "t_c")
     assert float(row["extrapolated"]) == pytest.approx(tc["extrapolated"], rel=5e-3)

@@ -202,7 +202,7 @@ def test_phase_accessor_and_paper_table_agree_exactly(store):
     # One analysis path: phase.zarr (phase.extract), ds.diffmem and the paper table give the same
     # numbers, bit for bit, on one store.
     from diffmem.analysis import phase
-    from diffmem.plots import paper_figures
+    from diffmem.report import paper
 
     ds, _ = store
     sub = ds.sel(nonlinearity=["linear"], alpha=[0.2])
@@ -211,7 +211,7 @@ def test_phase_accessor_and_paper_table_agree_exactly(store):
     for q in ("t_c", "t_o", "t_g", "t_g_nn"):
         for suffix in ("", "_mean", "_mean_se", "_lo", "_hi", "_nseed"):
             np.testing.assert_array_equal(out[q + suffix].values, acc[q + suffix].values)
-    table = paper_figures.times_table(sub).set_index(["alpha_D", "quantity"])
+    table = paper.times_table(sub).set_index(["alpha_D", "quantity"])
     ex = sub.diffmem.extrapolate("t_c")
     nominal = sub.diffmem.theory(spectrum="limit", at="nominal")["t_c"]
     for a_D in ALPHA_DS:

@@ -96,10 +96,10 @@ def test_phase_store_labels_every_ge_value(stores):
 
 
 def test_paper_table_labels_the_ge_column(stores):
-    from diffmem.plots import paper_figures
+    from diffmem.report import paper
 
     _, _, _, sweep = stores
-    table = paper_figures.times_table(sweep)
+    table = paper.times_table(sweep)
     nonlinear = table[table["nonlinearity"] == "tanh"]
     assert (nonlinear["theory_kind_ge"] == GE_LABEL).all()
     t_o = nonlinear.set_index("quantity").loc["t_o"]

@@ -1,5 +1,5 @@
 """docs/paper.md shows exactly the committed paper-grid results: its generated sections are what
-``diffmem.plots.paper_docs.render_sections`` makes of docs/paper/summary.csv and docs/paper/sweep.json.
+``diffmem.report.docs.render_sections`` makes of docs/paper/summary.csv and docs/paper/sweep.json.
 
 - the committed check (:func:`sections_that_drift`) re-renders every generated section from the
   committed files and compares it with the page character by character: an edit of a number in the
@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from diffmem.errors import ParameterError
-from diffmem.plots import paper_docs
+from diffmem.report import docs as paper_docs
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "paper.md"
@@ -116,7 +116,7 @@ def _pull_consistent(row):
 
 
 def _table():
-    """A paper table (columns of paper_figures.times_table) for linear and sign, two alpha_D, two alpha."""
+    """A paper table (columns of diffmem.report.paper.times_table) for linear and sign, two alpha_D, two alpha."""
     rows = []
     for nl in ("linear", "sign"):
         for a_D in (0.1, 1.0):

@@ -1,6 +1,6 @@
 """``diffmem paper``: the paper analysis of a sweep store (table of measured versus predicted times,
-the answers, figures (a)-(g); :mod:`diffmem.plots.paper_figures`) and, with ``--docs``, the committed
-results under docs/ with the generated sections of docs/paper.md (:mod:`diffmem.plots.paper_docs`)."""
+the answers, figures (a)-(g); :mod:`diffmem.report.paper`) and, with ``--docs``, the committed
+results under docs/ with the generated sections of docs/paper.md (:mod:`diffmem.report.docs`)."""
 
 from pathlib import Path
 
@@ -39,14 +39,14 @@ def add_parser(subparsers, help_text):
 def run(args):
     import xarray as xr
 
-    from diffmem.plots.paper_figures import make_paper
+    from diffmem.report.paper import make_paper
 
     if not Path(args.store).exists():
         raise ParameterError("--store", f"{args.store} does not exist")
     if (args.docs_page or args.docs_alpha is not None) and not args.docs:
         raise ParameterError("--docs", "--docs-page and --docs-alpha need --docs")
     if args.docs:
-        from diffmem.plots.paper_docs import read_sections
+        from diffmem.report.docs import read_sections
 
         page = Path(args.docs_page) if args.docs_page else Path(args.docs).with_suffix(".md")
         if not page.is_file():
@@ -56,7 +56,7 @@ def run(args):
     for path in make_paper(ds, args.out, figures=args.figures, confidence=args.confidence):
         print(path)
     if args.docs:
-        from diffmem.plots.paper_docs import write_docs
+        from diffmem.report.docs import write_docs
 
         for path in write_docs(ds, args.out, args.docs, page, alpha=args.docs_alpha, machine=args.machine,
                                command=_docs_command(args), theory=ds.diffmem.theory()):

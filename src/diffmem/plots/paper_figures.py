@@ -1,4 +1,5 @@
-"""The paper analysis of a sweep: figures (a)-(g) and the table of measured versus predicted times.
+"""The paper's figures (a)-(g) of a sweep (drawing only; the table of measured versus predicted times,
+the answers and the folder they are written to: :mod:`diffmem.report.paper`).
 
 Each figure answers one question of the paper (arXiv 2502.09578) with the data of a sweep store and
 the large-N theory of ``docs/theory.md#theory``; every measured point is a mean over seeds with its standard
@@ -25,7 +26,8 @@ layout, e.g. from ``plt.subplots(rows, columns)``), else into a new ``matplotlib
 returns the Figure when ``outdir`` is None and the written PNG and PDF paths otherwise. No function
 here imports pyplot or changes the matplotlib backend.
 
-Command line (used by ``workflow/rules/paper.smk``)::
+:func:`draw_figures` draws a selection of them into one folder. Command line (used by
+``workflow/rules/paper.smk``; :func:`diffmem.report.paper.make_paper`)::
 
     diffmem paper --store results/paper/sweep.zarr --out results/paper/paper
 """
@@ -37,9 +39,9 @@ import numpy as np
 
 from diffmem.errors import ParameterError
 from diffmem.plots.figures import figure_axes, finish
-from diffmem.theory.approximation import GE, GE_LABEL, GE_SHORT, ge_name
+from diffmem.theory.approximation import GE, GE_LABEL, GE_SHORT
 
-__all__ = ["FIGURES", "TABLE", "ANSWERS", "times_table", "answers", "make_paper"]
+__all__ = ["FIGURES", "TABLE", "ANSWERS", "draw_figures"]
 
 FIGURES = (
     "a_order_parameters",
@@ -50,6 +52,8 @@ FIGURES = (
     "f_finite_size",
     "g_nonlinear",
 )
+# The file names of the paper folder beside figures/ (written by diffmem.report.paper, which the
+# workflow's paper rule names as outputs); kept here, below both, so that both read them from one place.
 TABLE = "times.csv"
 ANSWERS = "answers.md"
 QUANTITY_COLORS = {"t_g": "tab:green", "t_c": "tab:red", "t_o": "tab:blue", "t_g_nn": "olive"}
@@ -99,169 +103,6 @@ def _measured(ds, var):
     if "done" in ds.data_vars:
         da = da.where(ds["done"].astype(bool))
     return da.astype(float).load()
-
-
-def _extrapolations(ds, times, method="deviation"):
-    """N -> infinity fits (``ds.diffmem.extrapolate``) of t_c, t_g, t_g_nn, t_o on an alpha grid, else {}."""
-    out = {}
-    if not ds.diffmem.has_nominal_limit or ds.sizes.get("N", 1) < 2:
-        return out
-    for q in ("t_c", "t_g", "t_g_nn", "t_o"):
-        if f"{q}_mean" not in times:
-            continue
-        try:
-            out[q] = ds.diffmem.extrapolate(q, method=method)
-        except ParameterError:
-            continue
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# table
-
-THEORY_OF = {"t_c": "t_c", "t_g": "t_g", "t_g_nn": "t_g", "t_o": "t_o"}
-
-
-def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
-    """Measured versus predicted times, one row per (nonlinearity, alpha_D, grid value, quantity).
-
-    Every number comes from ``ds.diffmem`` (the same code as ``phase.zarr``). Columns: at the largest
-    N, the seed mean, its standard error and the theory at the cell's realized alpha, alpha_D
-    (``theory_quenched_N_max``: the cell's own spectrum, mean over seeds; ``theory_limit_N_max``: the
-    N -> infinity formulas there); the N -> infinity estimate ``extrapolated`` (``extrapolate``'s
-    default: the deviation from the realized-size quenched theory fitted in log(N)/N, added to the
-    nominal theory), its ``extrapolated_se``, ``chi2``, ``dof``, ``n_sizes``; the raw fit of the seed
-    means (``extrapolated_raw``, ``extrapolated_raw_se``, ``chi2_raw``), kept for comparison; the
-    N -> infinity theory at the requested alpha, alpha_D (``theory_nominal``: replica-symmetric for
-    t_c of a nonlinear sigma, NaN for its t_o and t_g, which have no exact theory); for a nonlinear
-    sigma ``theory_ge``, the Gaussian-equivalent APPROXIMATION there (``theory_kind_ge`` says so in
-    every row; its measured error is in docs/theory.md#ge-error) and ``deviation_ge`` = estimate /
-    theory_ge - 1, how far this sweep lies from it (estimate: ``extrapolated``, else
-    ``extrapolated_raw``, else ``measured_N_max``, the first that is finite); ``pull`` = (extrapolated - theory_nominal) / extrapolated_se and ``agrees`` =
-    |pull| <= 2.
-
-    Returns
-    -------
-    pandas.DataFrame
-    """
-    import pandas as pd
-
-    acc = ds.diffmem
-    if acc.latent_dim != "alpha_D":
-        raise ParameterError("grid", "the paper table needs a grid in alpha_D (this store's grid is in D)")
-    times = acc.times(confidence=confidence) if times is None else times
-    extrap = _extrapolations(ds, times) if extrap is None else extrap
-    extrap_raw = _extrapolations(ds, times, method="raw") if extrap_raw is None else extrap_raw
-    family, _ = _family(ds)
-    grid = acc.grid_dim
-    n_max = int(ds["N"].max())
-    quenched = acc.theory().sel(N=n_max)
-    limit = acc.theory(spectrum="limit").sel(N=n_max)
-    nominal = acc.theory(spectrum="limit", at="nominal") if grid == "alpha" else None
-    ge = None
-    if nominal is not None and family == "hmm" and any(str(v) != "linear" for v in ds["nonlinearity"].values):
-        ge = acc.theory(spectrum="limit", at="nominal", approximation=GE)
-    rows = []
-    for nl in [str(v) for v in ds["nonlinearity"].values]:
-        for a_D in ds["alpha_D"].values:
-            for x in ds[grid].values:
-                cell = {"nonlinearity": nl, "alpha_D": a_D, grid: x}
-                for q in ("t_c", "t_g", "t_g_nn", "t_o"):
-                    if f"{q}_mean" not in times:
-                        continue
-                    m = times.sel(cell).sel(N=n_max)
-                    th_key = THEORY_OF[q]
-                    row = {
-                        "nonlinearity": nl, "alpha_D": float(a_D), grid: float(x), "quantity": q,
-                        "N_max": n_max,
-                        "measured_N_max": float(m[f"{q}_mean"]),
-                        "measured_N_max_se": float(m[f"{q}_mean_se"]),
-                        "seeds": int(m[f"{q}_nseed"]),
-                        "theory_quenched_N_max": float(quenched[th_key].sel(cell).mean("seed")),
-                        "theory_limit_N_max": float(limit[th_key].sel(cell)),
-                    }
-                    if q in extrap:
-                        e = extrap[q].sel(cell)
-                        row.update(
-                            extrapolated=float(e["value"]), extrapolated_se=float(e["se"]),
-                            chi2=float(e["chi2"]), dof=int(e["dof"]), n_sizes=int(e["n"]),
-                        )
-                    if q in extrap_raw:
-                        e = extrap_raw[q].sel(cell)
-                        row.update(extrapolated_raw=float(e["value"]), extrapolated_raw_se=float(e["se"]),
-                                   chi2_raw=float(e["chi2"]))
-                    if nominal is not None:
-                        row["theory_nominal"] = float(nominal[th_key].sel(cell))
-                        if ge is not None and nl != "linear":
-                            row[ge_name("theory")] = float(ge[th_key].sel(cell))
-                            row[ge_name("theory_kind")] = GE_LABEL
-                            # The best N -> infinity estimate there is (t_o and t_g of a nonlinear
-                            # sigma have no exact realized-size theory, so no deviation fit).
-                            estimates = [row.get(k, np.nan) for k in ("extrapolated", "extrapolated_raw")]
-                            measured = next((v for v in estimates if np.isfinite(v)), row["measured_N_max"])
-                            row[ge_name("deviation")] = measured / row[ge_name("theory")] - 1
-                    if np.isfinite(row.get("extrapolated", np.nan)) and np.isfinite(row.get("theory_nominal", np.nan)):
-                        row["pull"] = (row["extrapolated"] - row["theory_nominal"]) / row["extrapolated_se"]
-                        row["agrees"] = bool(abs(row["pull"]) <= 2)
-                    rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def answers(ds, times, table):
-    """The paper's questions answered with numbers from this sweep, as Markdown text.
-
-    1. t_c against theory (pulls of the extrapolated t_c); 2. t_o > t_c (traps before collapse);
-    3. t_g < t_c < t_o in the data (every cell and seed); 4. t_g / t_c against alpha_D (extrapolated
-    and theory), which must fall as alpha_D -> 0; 5. (nonlinear sigma) how far the measured times lie
-    from the Gaussian-equivalent approximation (``deviation_ge`` of the table).
-    """
-    lines = [f"# Paper questions answered by sweep `{ds.diffmem.config.get('sweep', '?')}`", ""]
-    tc = table[table["quantity"] == "t_c"]
-    if "pull" in tc:
-        ok = tc["pull"].abs() <= 2
-        lines.append(
-            f"1. Collapse time against theory: {int(ok.sum())}/{int(tc['pull'].notna().sum())} "
-            f"(sigma, alpha_D, alpha) agree within 2 standard errors after N -> infinity extrapolation "
-            f"(largest |pull| {tc['pull'].abs().max():.2f})."
-        )
-    else:
-        rel = (tc["measured_N_max"] / tc["theory_quenched_N_max"] - 1).abs()
-        lines.append(f"1. Collapse time at the largest N against quenched theory: max relative deviation {rel.max():.3f}.")
-    per_cell = {q: times[q].values for q in ("t_g", "t_c", "t_o") if q in times}
-    if len(per_cell) == 3:
-        finite = np.isfinite(per_cell["t_g"]) & np.isfinite(per_cell["t_c"]) & np.isfinite(per_cell["t_o"])
-        traps = per_cell["t_o"][finite] > per_cell["t_c"][finite]
-        order = traps & (per_cell["t_g"][finite] < per_cell["t_c"][finite])
-        lines.append(f"2. Traps before collapse (t_o > t_c): {int(traps.sum())}/{int(finite.sum())} cells (every seed).")
-        lines.append(f"3. t_g < t_c < t_o: {int(order.sum())}/{int(finite.sum())} cells (every seed).")
-    lines.append("4. t_g / t_c against alpha_D (extrapolated if available, else largest N; theory N -> infinity):")
-    lines.append("")
-    lines.append("| sigma | grid | alpha_D | measured t_g/t_c | theory t_g/t_c |")
-    lines.append("|---|---|---|---|---|")
-    grid = ds.diffmem.grid_dim
-    col = "extrapolated" if "extrapolated" in table else "measured_N_max"
-    for (nl, x, a_D), grp in table.groupby(["nonlinearity", grid, "alpha_D"]):
-        by_q = grp.set_index("quantity")
-        if not {"t_g", "t_c"} <= set(by_q.index):
-            continue
-        meas = by_q.loc["t_g", col] / by_q.loc["t_c", col]
-        th = np.nan
-        if "theory_nominal" in by_q:
-            th = by_q.loc["t_g", "theory_nominal"] / by_q.loc["t_c", "theory_nominal"]
-        lines.append(f"| {nl} | {grid}={x:g} | {a_D:g} | {meas:.3f} | {th:.3f} |")
-    dev = ge_name("deviation")
-    if dev in table and table[dev].notna().any():
-        lines.append("")
-        lines.append(f"5. Nonlinear sigma against the {GE_LABEL} (the only theory of its t_o and t_g; "
-                     "measured error in docs/theory.md#ge-error): estimate / GE - 1, mean over alpha_D and "
-                     f"{grid} (range):")
-        lines.append("")
-        lines.append("| sigma | quantity | estimate / GE - 1 | range |")
-        lines.append("|---|---|---|---|")
-        for (nl, q), grp in table[table[dev].notna()].groupby(["nonlinearity", "quantity"]):
-            v = grp[dev]
-            lines.append(f"| {nl} | {q} | {v.mean():+.3f} | {v.min():+.3f} to {v.max():+.3f} |")
-    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -566,10 +407,22 @@ def plot_nonlinear(ds, times, extrap, outdir=None, *, ax=None):
     return finish(fig, outdir, "g_nonlinear", dpi=130)
 
 
-def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
-    """Write the table (``times.csv``) and the figures (PNG and PDF) of the paper analysis into ``outdir``.
+def draw_figures(ds, outdir, figures=FIGURES, *, times, extrap, extrap_raw):
+    """Draw the named figures (PNG and PDF) into ``outdir``.
 
-    Also writes ``answers.md`` (:func:`answers`).
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The sweep store (``ds.diffmem`` accessor).
+    outdir : path-like
+        Folder of the figures (created).
+    figures : sequence of str
+        Names from :data:`FIGURES`.
+    times : xarray.Dataset
+        ``ds.diffmem.times(confidence=...)``.
+    extrap, extrap_raw : dict
+        N -> infinity fits by quantity (``ds.diffmem.extrapolate`` with the default and the raw method;
+        {} where the grid has none), as :func:`diffmem.report.paper.make_paper` computes them.
 
     Returns
     -------
@@ -579,19 +432,7 @@ def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
     unknown = [f for f in figures if f not in FIGURES]
     if unknown:
         raise ParameterError("figures", f"unknown {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    ds = ds.diffmem._ds  # noqa: SLF001 - same object, makes the accessor requirement explicit
-    times = ds.diffmem.times(confidence=confidence)
-    extrap = _extrapolations(ds, times)
-    extrap_raw = _extrapolations(ds, times, method="raw")
-    written = []
-    table = times_table(ds, times, extrap, confidence, extrap_raw=extrap_raw)
-    table.to_csv(outdir / TABLE, index=False, float_format="%.6g")
-    written.append(outdir / TABLE)
-    (outdir / ANSWERS).write_text(answers(ds, times, table))
-    written.append(outdir / ANSWERS)
-    figdir = outdir / "figures"
+    figdir = Path(outdir)
     draw = {
         "a_order_parameters": lambda: plot_order_parameters(ds, figdir),
         "b_scaling": lambda: plot_scaling(ds, times, figdir),
@@ -602,6 +443,7 @@ def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
         "f_finite_size": lambda: plot_finite_size(ds, times, extrap_raw, figdir),
         "g_nonlinear": lambda: plot_nonlinear(ds, times, extrap, figdir),
     }
+    written = []
     for name in figures:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN seed means of unfinished cells

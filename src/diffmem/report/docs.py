@@ -2,7 +2,7 @@
 generated sections of ``docs/paper.md``, rendered from that CSV alone so the docs cannot drift from it.
 
 ``diffmem paper --store ... --out ... --docs docs/paper`` writes, after the paper analysis
-(:mod:`diffmem.plots.paper_figures`):
+(:mod:`diffmem.report.paper`):
 
 - ``docs/paper/summary.csv``: one row per (nonlinearity, alpha_D, alpha, quantity) for the times t_c,
   t_g, t_o (measured at the largest N with its seed standard error, the quenched theory of the same
@@ -162,7 +162,7 @@ def basin_at_collapse(ds, theory=None, confidence=0.95):
 
 
 def summary_rows(table, basin=None):
-    """The rows of ``summary.csv`` (all strings) from the paper table (:func:`~diffmem.plots.paper_figures.times_table`).
+    """The rows of ``summary.csv`` (all strings) from the paper table (:func:`~diffmem.report.paper.times_table`).
 
     Times t_c, t_g, t_o only (t_g_nn stays in ``times.csv``). ``method`` says which N -> infinity
     estimate is shown: ``deviation`` (the default of ``extrapolate``: deviation from the realized-size
@@ -251,7 +251,7 @@ def write_docs(ds, paper_dir, docs_dir, page=None, *, alpha=None, machine=None, 
     ds : xarray.Dataset
         The sweep store the paper analysis in ``paper_dir`` was made from.
     paper_dir : path
-        Output of :func:`~diffmem.plots.paper_figures.make_paper` (``times.csv``, ``figures/*.png``).
+        Output of :func:`~diffmem.report.paper.make_paper` (``times.csv``, ``figures/*.png``).
     docs_dir : path
         Where the committed results go (``docs/paper``).
     page : path, optional
@@ -268,7 +268,7 @@ def write_docs(ds, paper_dir, docs_dir, page=None, *, alpha=None, machine=None, 
     """
     import pandas as pd
 
-    from diffmem.plots.paper_figures import TABLE
+    from diffmem.report.paper import TABLE
 
     paper_dir, docs_dir = Path(paper_dir), Path(docs_dir)
     page = docs_dir.with_suffix(".md") if page is None else Path(page)

@@ -1,0 +1,209 @@
+"""The paper report of a sweep: the table of measured versus predicted times (``times.csv``), the
+answers to the paper's questions (``answers.md``) and the figures (a)-(g), written into one folder.
+
+The numbers come from ``ds.diffmem`` (:mod:`diffmem.analysis.accessor`: seed means, the theory of the
+cells, the N -> infinity extrapolations); the figures are drawn by :mod:`diffmem.plots.paper_figures`.
+The committed summary in ``docs/paper/`` is made from this folder by :mod:`diffmem.report.docs`.
+
+Command line (used by ``workflow/rules/paper.smk``)::
+
+    diffmem paper --store results/paper/sweep.zarr --out results/paper/paper
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from diffmem.errors import ParameterError
+from diffmem.plots.paper_figures import ANSWERS, FIGURES, TABLE, draw_figures
+from diffmem.theory.approximation import GE, GE_LABEL, ge_name
+
+__all__ = ["FIGURES", "TABLE", "ANSWERS", "times_table", "answers", "make_paper"]
+
+
+def _extrapolations(ds, times, method="deviation"):
+    """N -> infinity fits (``ds.diffmem.extrapolate``) of t_c, t_g, t_g_nn, t_o on an alpha grid, else {}."""
+    out = {}
+    if not ds.diffmem.has_nominal_limit or ds.sizes.get("N", 1) < 2:
+        return out
+    for q in ("t_c", "t_g", "t_g_nn", "t_o"):
+        if f"{q}_mean" not in times:
+            continue
+        try:
+            out[q] = ds.diffmem.extrapolate(q, method=method)
+        except ParameterError:
+            continue
+    return out
+
+
+THEORY_OF = {"t_c": "t_c", "t_g": "t_g", "t_g_nn": "t_g", "t_o": "t_o"}
+
+
+def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
+    """Measured versus predicted times, one row per (nonlinearity, alpha_D, grid value, quantity).
+
+    Every number comes from ``ds.diffmem`` (the same code as ``phase.zarr``). Columns: at the largest
+    N, the seed mean, its standard error and the theory at the cell's realized alpha, alpha_D
+    (``theory_quenched_N_max``: the cell's own spectrum, mean over seeds; ``theory_limit_N_max``: the
+    N -> infinity formulas there); the N -> infinity estimate ``extrapolated`` (``extrapolate``'s
+    default: the deviation from the realized-size quenched theory fitted in log(N)/N, added to the
+    nominal theory), its ``extrapolated_se``, ``chi2``, ``dof``, ``n_sizes``; the raw fit of the seed
+    means (``extrapolated_raw``, ``extrapolated_raw_se``, ``chi2_raw``), kept for comparison; the
+    N -> infinity theory at the requested alpha, alpha_D (``theory_nominal``: replica-symmetric for
+    t_c of a nonlinear sigma, NaN for its t_o and t_g, which have no exact theory); for a nonlinear
+    sigma ``theory_ge``, the Gaussian-equivalent APPROXIMATION there (``theory_kind_ge`` says so in
+    every row; its measured error is in docs/theory.md#ge-error) and ``deviation_ge`` = estimate /
+    theory_ge - 1, how far this sweep lies from it (estimate: ``extrapolated``, else
+    ``extrapolated_raw``, else ``measured_N_max``, the first that is finite); ``pull`` = (extrapolated - theory_nominal) / extrapolated_se and ``agrees`` =
+    |pull| <= 2.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    import pandas as pd
+
+    acc = ds.diffmem
+    if acc.latent_dim != "alpha_D":
+        raise ParameterError("grid", "the paper table needs a grid in alpha_D (this store's grid is in D)")
+    times = acc.times(confidence=confidence) if times is None else times
+    extrap = _extrapolations(ds, times) if extrap is None else extrap
+    extrap_raw = _extrapolations(ds, times, method="raw") if extrap_raw is None else extrap_raw
+    family = str(acc.config.get("family", "hmm"))
+    grid = acc.grid_dim
+    n_max = int(ds["N"].max())
+    quenched = acc.theory().sel(N=n_max)
+    limit = acc.theory(spectrum="limit").sel(N=n_max)
+    nominal = acc.theory(spectrum="limit", at="nominal") if grid == "alpha" else None
+    ge = None
+    if nominal is not None and family == "hmm" and any(str(v) != "linear" for v in ds["nonlinearity"].values):
+        ge = acc.theory(spectrum="limit", at="nominal", approximation=GE)
+    rows = []
+    for nl in [str(v) for v in ds["nonlinearity"].values]:
+        for a_D in ds["alpha_D"].values:
+            for x in ds[grid].values:
+                cell = {"nonlinearity": nl, "alpha_D": a_D, grid: x}
+                for q in ("t_c", "t_g", "t_g_nn", "t_o"):
+                    if f"{q}_mean" not in times:
+                        continue
+                    m = times.sel(cell).sel(N=n_max)
+                    th_key = THEORY_OF[q]
+                    row = {
+                        "nonlinearity": nl, "alpha_D": float(a_D), grid: float(x), "quantity": q,
+                        "N_max": n_max,
+                        "measured_N_max": float(m[f"{q}_mean"]),
+                        "measured_N_max_se": float(m[f"{q}_mean_se"]),
+                        "seeds": int(m[f"{q}_nseed"]),
+                        "theory_quenched_N_max": float(quenched[th_key].sel(cell).mean("seed")),
+                        "theory_limit_N_max": float(limit[th_key].sel(cell)),
+                    }
+                    if q in extrap:
+                        e = extrap[q].sel(cell)
+                        row.update(
+                            extrapolated=float(e["value"]), extrapolated_se=float(e["se"]),
+                            chi2=float(e["chi2"]), dof=int(e["dof"]), n_sizes=int(e["n"]),
+                        )
+                    if q in extrap_raw:
+                        e = extrap_raw[q].sel(cell)
+                        row.update(extrapolated_raw=float(e["value"]), extrapolated_raw_se=float(e["se"]),
+                                   chi2_raw=float(e["chi2"]))
+                    if nominal is not None:
+                        row["theory_nominal"] = float(nominal[th_key].sel(cell))
+                        if ge is not None and nl != "linear":
+                            row[ge_name("theory")] = float(ge[th_key].sel(cell))
+                            row[ge_name("theory_kind")] = GE_LABEL
+                            # The best N -> infinity estimate there is (t_o and t_g of a nonlinear
+                            # sigma have no exact realized-size theory, so no deviation fit).
+                            estimates = [row.get(k, np.nan) for k in ("extrapolated", "extrapolated_raw")]
+                            measured = next((v for v in estimates if np.isfinite(v)), row["measured_N_max"])
+                            row[ge_name("deviation")] = measured / row[ge_name("theory")] - 1
+                    if np.isfinite(row.get("extrapolated", np.nan)) and np.isfinite(row.get("theory_nominal", np.nan)):
+                        row["pull"] = (row["extrapolated"] - row["theory_nominal"]) / row["extrapolated_se"]
+                        row["agrees"] = bool(abs(row["pull"]) <= 2)
+                    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def answers(ds, times, table):
+    """The paper's questions answered with numbers from this sweep, as Markdown text.
+
+    1. t_c against theory (pulls of the extrapolated t_c); 2. t_o > t_c (traps before collapse);
+    3. t_g < t_c < t_o in the data (every cell and seed); 4. t_g / t_c against alpha_D (extrapolated
+    and theory), which must fall as alpha_D -> 0; 5. (nonlinear sigma) how far the measured times lie
+    from the Gaussian-equivalent approximation (``deviation_ge`` of the table).
+    """
+    lines = [f"# Paper questions answered by sweep `{ds.diffmem.config.get('sweep', '?')}`", ""]
+    tc = table[table["quantity"] == "t_c"]
+    if "pull" in tc:
+        ok = tc["pull"].abs() <= 2
+        lines.append(
+            f"1. Collapse time against theory: {int(ok.sum())}/{int(tc['pull'].notna().sum())} "
+            f"(sigma, alpha_D, alpha) agree within 2 standard errors after N -> infinity extrapolation "
+            f"(largest |pull| {tc['pull'].abs().max():.2f})."
+        )
+    else:
+        rel = (tc["measured_N_max"] / tc["theory_quenched_N_max"] - 1).abs()
+        lines.append(f"1. Collapse time at the largest N against quenched theory: max relative deviation {rel.max():.3f}.")
+    per_cell = {q: times[q].values for q in ("t_g", "t_c", "t_o") if q in times}
+    if len(per_cell) == 3:
+        finite = np.isfinite(per_cell["t_g"]) & np.isfinite(per_cell["t_c"]) & np.isfinite(per_cell["t_o"])
+        traps = per_cell["t_o"][finite] > per_cell["t_c"][finite]
+        order = traps & (per_cell["t_g"][finite] < per_cell["t_c"][finite])
+        lines.append(f"2. Traps before collapse (t_o > t_c): {int(traps.sum())}/{int(finite.sum())} cells (every seed).")
+        lines.append(f"3. t_g < t_c < t_o: {int(order.sum())}/{int(finite.sum())} cells (every seed).")
+    lines.append("4. t_g / t_c against alpha_D (extrapolated if available, else largest N; theory N -> infinity):")
+    lines.append("")
+    lines.append("| sigma | grid | alpha_D | measured t_g/t_c | theory t_g/t_c |")
+    lines.append("|---|---|---|---|---|")
+    grid = ds.diffmem.grid_dim
+    col = "extrapolated" if "extrapolated" in table else "measured_N_max"
+    for (nl, x, a_D), grp in table.groupby(["nonlinearity", grid, "alpha_D"]):
+        by_q = grp.set_index("quantity")
+        if not {"t_g", "t_c"} <= set(by_q.index):
+            continue
+        meas = by_q.loc["t_g", col] / by_q.loc["t_c", col]
+        th = np.nan
+        if "theory_nominal" in by_q:
+            th = by_q.loc["t_g", "theory_nominal"] / by_q.loc["t_c", "theory_nominal"]
+        lines.append(f"| {nl} | {grid}={x:g} | {a_D:g} | {meas:.3f} | {th:.3f} |")
+    dev = ge_name("deviation")
+    if dev in table and table[dev].notna().any():
+        lines.append("")
+        lines.append(f"5. Nonlinear sigma against the {GE_LABEL} (the only theory of its t_o and t_g; "
+                     "measured error in docs/theory.md#ge-error): estimate / GE - 1, mean over alpha_D and "
+                     f"{grid} (range):")
+        lines.append("")
+        lines.append("| sigma | quantity | estimate / GE - 1 | range |")
+        lines.append("|---|---|---|---|")
+        for (nl, q), grp in table[table[dev].notna()].groupby(["nonlinearity", "quantity"]):
+            v = grp[dev]
+            lines.append(f"| {nl} | {q} | {v.mean():+.3f} | {v.min():+.3f} to {v.max():+.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
+    """Write the table (``times.csv``), the answers (``answers.md``) and the figures (PNG and PDF,
+    ``figures/``; :func:`diffmem.plots.paper_figures.draw_figures`) of the paper analysis into ``outdir``.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Every file written.
+    """
+    unknown = [f for f in figures if f not in FIGURES]
+    if unknown:
+        raise ParameterError("figures", f"unknown {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    ds = ds.diffmem._ds  # noqa: SLF001 - same object, makes the accessor requirement explicit
+    times = ds.diffmem.times(confidence=confidence)
+    extrap = _extrapolations(ds, times)
+    extrap_raw = _extrapolations(ds, times, method="raw")
+    written = []
+    table = times_table(ds, times, extrap, confidence, extrap_raw=extrap_raw)
+    table.to_csv(outdir / TABLE, index=False, float_format="%.6g")
+    written.append(outdir / TABLE)
+    (outdir / ANSWERS).write_text(answers(ds, times, table))
+    written.append(outdir / ANSWERS)
+    written.extend(draw_figures(ds, outdir / "figures", figures, times=times, extrap=extrap, extrap_raw=extrap_raw))
+    return written
