@@ -1,9 +1,10 @@
 """Write the table of docs/theory.md#ge-error: measured error of the Gaussian-equivalent theory per sigma.
 
-Simulates the cells of :mod:`diffmem.analysis.ge_error` (sigma in linear, tanh, relu, sign, erf;
+Simulates the cells of :mod:`diffmem.bench.ge_error` (sigma in linear, tanh, relu, sign, erf;
 alpha = 0.1; alpha_D = 0.25, 1; N = 64, 96; seeds 0-3: 80 cells, ~9 minutes on one loaded core),
 caches one JSON file per cell under ``<out>/cells`` (an interrupted run resumes), and prints the
-Markdown table, also written to ``<out>/ge_error.md`` (and the rows to ``<out>/ge_error.json``):
+Markdown table (:mod:`diffmem.analysis.ge_error`), also written to ``<out>/ge_error.md`` (and the
+rows to ``<out>/ge_error.json``):
 
     PYTHONPATH=src nice -n 5 .venv/bin/python scripts/ge_error.py --out results/ge-error
 """
@@ -15,6 +16,7 @@ import sys
 import time
 
 from diffmem.analysis import ge_error
+from diffmem.bench import ge_error as protocol
 from diffmem.theory import GE_LABEL
 
 NS = (64, 96)
@@ -36,7 +38,7 @@ def run(out_dir, sigmas, Ns, alpha_Ds, seeds):
                             records.append(json.load(fh))
                         continue
                     start = time.perf_counter()
-                    record = ge_error.measure(ge_error.cell_spec(sigma, N, alpha_D, seed))
+                    record = protocol.measure(protocol.cell_spec(sigma, N, alpha_D, seed))
                     with open(path + ".tmp", "w") as fh:
                         json.dump(record, fh)
                     os.replace(path + ".tmp", path)
@@ -49,7 +51,7 @@ def run(out_dir, sigmas, Ns, alpha_Ds, seeds):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="results/ge-error", help="directory of the per-cell cache and the table")
-    parser.add_argument("--sigma", nargs="+", default=list(ge_error.SIGMAS), choices=ge_error.SIGMAS)
+    parser.add_argument("--sigma", nargs="+", default=list(protocol.SIGMAS), choices=protocol.SIGMAS)
     parser.add_argument("--N", nargs="+", type=int, default=list(NS))
     parser.add_argument("--alpha-D", nargs="+", type=float, default=list(ALPHA_DS))
     parser.add_argument("--seeds", type=int, default=SEEDS, help="seeds 0 .. seeds-1")

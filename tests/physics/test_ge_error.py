@@ -1,5 +1,5 @@
 """The measured error of the Gaussian-equivalent (GE) approximation stays what docs/theory.md#ge-error
-says it is (N = 64 rows of that table; protocol of :mod:`diffmem.analysis.ge_error`, the code that
+says it is (N = 64 rows of that table; protocol of :mod:`diffmem.bench.ge_error`, the code that
 wrote the table: alpha = 0.1, normalized sigma, marginal mode, shared sampling, seeds 0-3).
 
 For a nonlinear sigma only t_c has an exact theory; t_o and t_g are compared with the GE values at
@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from diffmem.analysis import ge_error
+from diffmem.bench import ge_error
 
 N = 64
 SEEDS = range(4)
