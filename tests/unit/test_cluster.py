@@ -222,7 +222,10 @@ def test_dashboard_is_off_by_default_and_its_link_printed_when_on():
 # --- cores ----------------------------------------------------------------------------------------------
 
 def test_available_cores_respects_slurm_allocation(monkeypatch):
-    affinity = len(os.sched_getaffinity(0))
+    from dask.system import cpu_count
+
+    affinity = cpu_count()  # the affinity mask and any cgroup CPU quota
+    assert affinity <= len(os.sched_getaffinity(0))
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     assert cluster.available_cores() == affinity
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")

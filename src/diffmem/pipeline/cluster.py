@@ -1,10 +1,26 @@
 """Dask clusters for the sweep: in-process local, an existing scheduler, or SLURM jobs.
 
 :func:`make_cluster` is the one entry point. It takes the ``cluster`` section of a sweep config
-(``kind``: local, address or slurm; ``n_workers``, ``threads_per_worker``, ``address``, ``dashboard``, and the
-``slurm`` sub-section of dask-jobqueue settings; every key, its meaning and its default are in the
-config schema, :mod:`diffmem.pipeline.schema`, the only place defaults are written) and yields a connected :class:`distributed.Client`. Settings resolve in the dask-jobqueue order:
-keyword argument, then the spec, then a computed fallback; ``None`` means "not given".
+(``kind``: local, address or slurm; ``n_workers``, ``threads_per_worker``, ``address``, ``dashboard``,
+and the ``slurm`` sub-section of dask-jobqueue settings; every key, its meaning and its default are in
+the config schema, :mod:`diffmem.pipeline.schema`, the only place defaults are written) and yields a
+connected :class:`distributed.Client`. Settings resolve in the dask-jobqueue order: keyword argument,
+then the spec, then a computed fallback; ``None`` means "not given".
+
+:func:`validate_cluster_spec` checks the section with the schema itself (jsonschema, through
+:func:`diffmem.pipeline.schema.validate`: types, minimums, enums, unknown keys, defaults), so its
+messages are the config's. It adds only what the schema cannot say:
+
+- ``address`` is required when ``kind`` is ``address`` (a rule across two keys; the message shows a
+  working value);
+- strings are not blank (``address``, a ``dashboard`` address, the ``slurm`` names and paths): a
+  blank one would reach dask or sbatch as an empty argument;
+- ``slurm.memory`` parses as a positive size (dask's ``parse_bytes``) and ``slurm.walltime`` as a
+  SLURM time limit of at least 3 minutes (:func:`parse_walltime`): formats, not types;
+- ``slurm.min_jobs <= slurm.max_jobs``, ``slurm.cores`` a multiple of ``threads_per_worker``, and a
+  ``lifetime_margin`` that leaves workers a lifetime of a minute at least, against the walltime the
+  jobs will get, the config's or the site's dask-jobqueue one (values of two keys, or of the dask
+  configuration).
 
 Only what the sweep config sets is passed on: a ``slurm`` key left null (or an empty list) is not
 given to ``SLURMCluster`` at all, so the site's dask-jobqueue configuration (``jobqueue.slurm.*`` in
@@ -24,12 +40,13 @@ seeded per cell).
 """
 
 import contextlib
+import copy
 import logging
 import os
 import re
 
 from diffmem.errors import ParameterError
-from diffmem.pipeline.schema import schema_defaults
+from diffmem.pipeline.schema import schema_defaults, section_schema, validate
 
 __all__ = [
     "make_cluster",
@@ -51,6 +68,8 @@ KINDS = ("local", "address", "slurm")
 # "computed at run time" (n_workers) or "not given".
 DEFAULT_SPEC = schema_defaults("cluster")
 DEFAULT_SLURM = schema_defaults("cluster", "slurm")
+# The schema of the section alone (its keys named cluster.<key> in messages, as in the whole config).
+_SCHEMA = section_schema("cluster")
 
 # Workers retire this fraction of the walltime before SLURM's limit, but never less than
 # MIN_MARGIN_S before it: a worker needs time to hand its results over and close cleanly.
@@ -64,15 +83,16 @@ CONNECT_TIMEOUT_S = 60
 
 
 def available_cores():
-    """CPUs this process may use: its affinity mask, capped by ``SLURM_CPUS_PER_TASK`` when set.
+    """CPUs this process may use (``dask.system.cpu_count``), capped by ``SLURM_CPUS_PER_TASK`` when set.
 
-    Inside a SLURM job without a cgroup/affinity task plugin the affinity mask is the whole node,
-    so the job's allocation (``SLURM_CPUS_PER_TASK``) is the better bound. At least 1.
+    dask counts the CPUs of the affinity mask and of a cgroup CPU quota (a container's or a SLURM
+    job's cgroup). Inside a SLURM job without a cgroup/affinity task plugin both are the whole node,
+    so the job's allocation (``SLURM_CPUS_PER_TASK``) is the better bound: that cap is kept here. At
+    least 1.
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
+    from dask.system import cpu_count
+
+    cores = cpu_count()
     slurm_cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if slurm_cpus.isdigit() and int(slurm_cpus) > 0:
         cores = min(cores, int(slurm_cpus))
@@ -124,48 +144,16 @@ def worker_lifetime(walltime_s, margin_s=None):
     return int(lifetime), int(stagger)
 
 
-def _check_keys(section, allowed, prefix):
-    unknown = sorted(set(section) - set(allowed))
-    if unknown:
-        raise ParameterError(
-            f"{prefix}.{unknown[0]}", f"unknown key; valid keys are {', '.join(sorted(allowed))}"
-        )
-
-
-def _check_int(name, value, low, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ParameterError(name, f"must be an integer >= {low}, got {value!r}")
-    if value < low:
-        raise ParameterError(name, f"must be an integer >= {low}, got {value!r}")
-    return value
-
-
-def _check_str(name, value, allow_none=True):
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, str) or not value.strip():
+def _check_not_blank(name, value):
+    if isinstance(value, str) and not value.strip():
         raise ParameterError(name, f"must be a non-empty string, got {value!r}")
-    return value
-
-
-def _check_str_list(name, value):
-    if value is None:
-        return []
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ParameterError(name, f"must be a list of strings, got {value!r}")
-    for item in value:
-        if not isinstance(item, str):
-            raise ParameterError(name, f"must be a list of strings, got item {item!r}")
-    return list(value)
 
 
 def _check_memory(name, memory):
     try:
         from dask.utils import parse_bytes
 
-        if isinstance(memory, bool) or parse_bytes(memory) <= 0:
+        if parse_bytes(memory) <= 0:
             raise ValueError
     except (ValueError, TypeError):
         raise ParameterError(name, f"must be a positive size like '4 GiB' or '500MB', got {memory!r}") from None
@@ -195,53 +183,36 @@ def _effective_walltime(slurm):
     return walltime
 
 
-def _validate_slurm(section):
+def _check_slurm(slurm):
+    """The checks of the (schema-valid, default-filled) ``slurm`` section the schema cannot express."""
     prefix = "cluster.slurm"
-    if section is None:
-        section = {}
-    if not isinstance(section, dict):
-        raise ParameterError(prefix, f"must be a mapping, got {type(section).__name__}")
-    _check_keys(section, DEFAULT_SLURM, prefix)
-    out = {**DEFAULT_SLURM, **section}
-    out["queue"] = _check_str(f"{prefix}.queue", out["queue"])
-    out["account"] = _check_str(f"{prefix}.account", out["account"])
-    out["cores"] = _check_int(f"{prefix}.cores", out["cores"], 1, allow_none=True)
-    out["max_jobs"] = _check_int(f"{prefix}.max_jobs", out["max_jobs"], 1)
-    out["min_jobs"] = _check_int(f"{prefix}.min_jobs", out["min_jobs"], 0)
-    if out["min_jobs"] > out["max_jobs"]:
+    for key in ("queue", "account", "log_directory", "local_directory", "interface"):
+        _check_not_blank(f"{prefix}.{key}", slurm[key])
+    if slurm["min_jobs"] > slurm["max_jobs"]:
         raise ParameterError(
-            f"{prefix}.min_jobs",
-            f"must be <= cluster.slurm.max_jobs = {out['max_jobs']}, got {out['min_jobs']}",
+            f"{prefix}.min_jobs", f"must be <= cluster.slurm.max_jobs = {slurm['max_jobs']}, got {slurm['min_jobs']}"
         )
-    if out["memory"] is not None:
-        _check_memory(f"{prefix}.memory", out["memory"])
-    if out["walltime"] is not None:
-        _check_walltime(f"{prefix}.walltime", out["walltime"])
-    margin = out["lifetime_margin"]
+    if slurm["memory"] is not None:
+        _check_memory(f"{prefix}.memory", slurm["memory"])
+    if slurm["walltime"] is not None:
+        _check_walltime(f"{prefix}.walltime", slurm["walltime"])
+    margin = slurm["lifetime_margin"]
     if margin is not None:
-        walltime_s = parse_walltime(_effective_walltime(out))
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)):
-            raise ParameterError(f"{prefix}.lifetime_margin", f"must be seconds, got {margin!r}")
+        walltime_s = parse_walltime(_effective_walltime(slurm))
         lifetime, _ = worker_lifetime(walltime_s, margin)
-        if margin < 0 or lifetime < 60:
+        if lifetime < 60:
             raise ParameterError(
                 f"{prefix}.lifetime_margin",
                 f"must lie in [0, walltime - stagger - 60 s] = [0, "
                 f"{walltime_s - worker_lifetime(walltime_s, 0)[1] - 60}], got {margin!r}",
             )
-    out["job_extra_directives"] = _check_str_list(
-        f"{prefix}.job_extra_directives", out["job_extra_directives"]
-    )
-    out["job_script_prologue"] = _check_str_list(
-        f"{prefix}.job_script_prologue", out["job_script_prologue"]
-    )
-    for key in ("log_directory", "local_directory", "interface"):
-        out[key] = _check_str(f"{prefix}.{key}", out[key])
-    return out
 
 
 def validate_cluster_spec(spec=None, **overrides):
     """The cluster spec with defaults filled in, checked; keywords (not None) override the spec.
+
+    The schema's ``cluster`` section checks types, ranges and keys and fills the defaults; the few
+    rules it cannot express are listed in the module docstring.
 
     Parameters
     ----------
@@ -254,8 +225,9 @@ def validate_cluster_spec(spec=None, **overrides):
     Returns
     -------
     dict
-        Every top-level key; ``slurm`` is a complete, checked dict when ``kind == "slurm"``.
-        ``n_workers`` stays None when not given (resolved when the cluster starts).
+        Every top-level key, a new dict; ``slurm`` is a complete, checked dict (checked even when
+        ``kind`` is not slurm, so that a typo is not discovered only on the cluster). ``n_workers``
+        stays None when not given (resolved when the cluster starts).
 
     Raises
     ------
@@ -264,38 +236,28 @@ def validate_cluster_spec(spec=None, **overrides):
     """
     if spec is None:
         spec = {}
+    # A mapping first: top-level None values ("not given") are dropped and the keywords merged in
+    # before the schema sees the section.
     if not isinstance(spec, dict):
         raise ParameterError("cluster", f"must be a mapping, got {type(spec).__name__}")
-    _check_keys(spec, DEFAULT_SPEC, "cluster")
-    _check_keys(overrides, DEFAULT_SPEC, "cluster")
-    out = {**DEFAULT_SPEC, **{k: v for k, v in spec.items() if v is not None}}
+    out = {k: v for k, v in spec.items() if v is not None}
     out.update({k: v for k, v in overrides.items() if v is not None})
-
-    if out["kind"] not in KINDS:
-        raise ParameterError("cluster.kind", f"must be one of {', '.join(KINDS)}, got {out['kind']!r}")
-    out["n_workers"] = _check_int("cluster.n_workers", out["n_workers"], 1, allow_none=True)
-    out["threads_per_worker"] = _check_int(
-        "cluster.threads_per_worker", out["threads_per_worker"], 1
-    )
-    out["address"] = _check_str("cluster.address", out["address"])
-    dashboard = out["dashboard"]
-    if not isinstance(dashboard, bool):
-        _check_str("cluster.dashboard", dashboard, allow_none=False)
+    out = copy.deepcopy(out)
+    validate({"cluster": out}, _SCHEMA)
     if out["kind"] == "address" and out["address"] is None:
         raise ParameterError(
             "cluster.address", "is required when cluster.kind is 'address', e.g. 'tcp://host:8786'"
         )
-    if out["kind"] == "slurm":
-        out["slurm"] = _validate_slurm(out["slurm"])
-        if out["slurm"]["cores"] is not None and out["slurm"]["cores"] % out["threads_per_worker"]:
-            raise ParameterError(
-                "cluster.slurm.cores",
-                f"must be a multiple of cluster.threads_per_worker = {out['threads_per_worker']}, "
-                f"got {out['slurm']['cores']}",
-            )
-    elif out["slurm"] is not None:
-        # Checked even when unused so that a typo is not discovered only on the cluster.
-        out["slurm"] = _validate_slurm(out["slurm"])
+    _check_not_blank("cluster.address", out["address"])
+    _check_not_blank("cluster.dashboard", out["dashboard"])
+    _check_slurm(out["slurm"])
+    cores = out["slurm"]["cores"]
+    if out["kind"] == "slurm" and cores is not None and cores % out["threads_per_worker"]:
+        raise ParameterError(
+            "cluster.slurm.cores",
+            f"must be a multiple of cluster.threads_per_worker = {out['threads_per_worker']}, "
+            f"got {cores}",
+        )
     return out
 
 

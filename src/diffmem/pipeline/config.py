@@ -8,14 +8,13 @@ sweep, so an invalid cell is refused before any job starts, naming the key.
 
 import copy
 
-import jsonschema
 import numpy as np
 import yaml
 
 from diffmem.errors import ParameterError
 from diffmem.pipeline.cluster import validate_cluster_spec
 from diffmem.pipeline.grid import Grid, expand_axis
-from diffmem.pipeline.schema import load_schema
+from diffmem.pipeline.schema import load_schema, validate
 
 __all__ = [
     "load_config",
@@ -32,38 +31,6 @@ def load_config(path):
     if not isinstance(config, dict):
         raise ParameterError("config", f"{path} must hold a mapping, got {type(config).__name__}")
     return config
-
-
-def _key_path(error_path):
-    """'grid.N[0]' from a jsonschema error path deque."""
-    text = ""
-    for part in error_path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "config"
-
-
-def _error_key(error):
-    """The config key a jsonschema error is about (the unknown key for additionalProperties)."""
-    key = _key_path(error.absolute_path)
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed))
-        if extra:
-            prefix = "" if key == "config" else key + "."
-            return f"{prefix}{extra[0]}", f"unknown key; valid keys are {', '.join(allowed)}"
-    if error.validator in ("oneOf", "anyOf") and error.context:
-        # Report the branch that got furthest (deepest path), e.g. grid.N[1] below minimum.
-        best = max(error.context, key=lambda e: len(e.absolute_path))
-        if len(best.absolute_path) > len(error.absolute_path):
-            return _error_key(best)
-        description = error.schema.get("description", "").strip()
-        # A branch whose type fits failed on a constraint of the value itself (an empty or repeated
-        # list): its message ("[] should be non-empty") says more than "is not valid".
-        fitting = [e for e in error.context if e.validator != "type"]
-        if fitting:
-            return key, f"{fitting[0].message} ({description})" if description else fitting[0].message
-        return key, f"{error.instance!r} is not valid: {description}".strip()
-    return key, error.message
 
 
 def validate_config(config, schema=None):
@@ -87,23 +54,7 @@ def validate_config(config, schema=None):
     raw_grid = config.get("grid") if isinstance(config.get("grid"), dict) else {}
     if raw_grid.get("D") is not None and raw_grid.get("alpha_D") is not None:
         raise ParameterError("grid.D", "give at most one of grid.alpha_D and grid.D (the other null)")
-
-    base = jsonschema.Draft202012Validator
-    validate_properties = base.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema_node):
-        if isinstance(instance, dict):
-            for name, sub in properties.items():
-                if "default" in sub:
-                    instance.setdefault(name, copy.deepcopy(sub["default"]))
-        yield from validate_properties(validator, properties, instance, schema_node)
-
-    validator_class = jsonschema.validators.extend(base, {"properties": set_defaults})
-    # Report the first error in key order (paths mix str and int: compare them as text).
-    errors = sorted(validator_class(schema_doc).iter_errors(config), key=lambda e: [str(p) for p in e.path])
-    if errors:
-        name, message = _error_key(errors[0])
-        raise ParameterError(name, message)
+    validate(config, schema_doc)
     return resolve_config(config)
 
 
