@@ -7,10 +7,11 @@ with numpy in float64 and moved with :meth:`Backend.put`; results come back with
 from dataclasses import dataclass
 
 import numpy as np
+from array_api_compat import is_cupy_array, to_device
 
 from diffmem.errors import ParameterError
 
-__all__ = ["BACKENDS", "DTYPES", "Backend", "resolve", "cupy_available"]
+__all__ = ["BACKENDS", "DTYPES", "Backend", "resolve", "cupy_available", "to_numpy"]
 
 BACKENDS = ("auto", "numpy", "cupy")
 # Not offered on the command line: a strict array-API namespace that proves the kernels use only the
@@ -68,11 +69,16 @@ class Backend:
 
 
 def to_numpy(array):
-    """Any backend array as a numpy array."""
+    """Any backend array as a numpy array.
+
+    numpy arrays pass through; a cupy array is copied to the host with array_api_compat's
+    ``to_device(x, "cpu")`` (recognised by ``is_cupy_array``, without importing cupy); any other
+    array-API array (array_api_strict) goes through DLPack, else ``np.asarray``.
+    """
     if isinstance(array, np.ndarray):
         return array
-    if hasattr(array, "get"):  # cupy
-        return array.get()
+    if is_cupy_array(array):
+        return to_device(array, "cpu")
     try:
         return np.from_dlpack(array)
     except (TypeError, AttributeError, RuntimeError, BufferError):
