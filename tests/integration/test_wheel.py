@@ -78,6 +78,14 @@ def test_wheel_validates_the_default_config_outside_the_repository(wheel_env):
     assert int(n_cells) == 180  # the default sweep of the README
 
 
+def test_wheel_metadata_has_the_package_version(wheel_env):
+    # The version is written once (diffmem/version.py); the build puts it in the wheel's metadata.
+    python, work, env = wheel_env
+    code = "import importlib.metadata as m, diffmem; print(m.version('diffmem'), diffmem.__version__)"
+    metadata, package = _run([python, "-c", code], work, env).split()
+    assert metadata == package
+
+
 def test_wheel_runs_a_cell_from_its_console_script(wheel_env):
     python, work, env = wheel_env
     out = _run([python.with_name("diffmem"), "cell", "--family", "hmm", "--N", "8", "--P", "20", "--alpha-D", "0.5",

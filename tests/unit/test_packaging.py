@@ -17,6 +17,17 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
+
+
+def _package_version():
+    """``__version__`` of src/diffmem/version.py, read without importing it (as setuptools reads it)."""
+    tree = ast.parse((ROOT / "src" / "diffmem" / "version.py").read_text())
+    (value,) = [node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                and [t.id for t in node.targets] == ["__version__"]]
+    return value
+
+
+VERSION = _package_version()
 ENVS = sorted((ROOT / "envs").glob("*.yaml"))
 
 # Import name -> distribution name, where they differ.
@@ -130,7 +141,7 @@ def test_post_deploy_scripts_differ_only_in_their_environment_name():
 def test_citation_cites_the_package_and_both_papers():
     cff = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
     assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
-    assert cff["version"] == PROJECT["version"] and cff["license"] == PROJECT["license"]
+    assert cff["version"] == VERSION and cff["license"] == PROJECT["license"]
     dois = {i["value"] for ref in cff["references"] for i in ref["identifiers"] if i["type"] == "doi"}
     assert dois == {"10.48550/arXiv.2502.09578", "10.48550/arXiv.2402.18491"}
     families = [{a["family-names"] for a in ref["authors"]} for ref in cff["references"]]
@@ -141,4 +152,13 @@ def test_citation_cites_the_package_and_both_papers():
 def test_changelog_has_unreleased_and_the_current_version():
     text = (ROOT / "CHANGELOG.md").read_text()
     assert "## [Unreleased]" in text
-    assert f"## [{PROJECT['version']}] - " in text
+    assert f"## [{VERSION}] - " in text
+
+
+def test_the_version_is_written_once():
+    # pyproject.toml takes it from diffmem.version (setuptools' attr:), and nothing else writes it.
+    assert "version" not in PROJECT and PROJECT["dynamic"] == ["version"]
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "diffmem.version.__version__"}
+    import diffmem
+
+    assert diffmem.__version__ == VERSION and re.fullmatch(r"\d+\.\d+\.\d+", VERSION)
