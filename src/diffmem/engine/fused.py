@@ -7,27 +7,34 @@ training chunk) and the squared norms |a|^2:
     l_q(mu) = coef_a[q] G[row_a[q], mu] + coef_b[q] G[row_b[q], mu] - coef_sq[q] |a^mu|^2 .
 
 :func:`fold_block` folds one block of training points into the online log-sum-exp state of every
-query q (all times at once): one multi-threaded pass, ``prange`` over queries, each query's sums
-taken in a fixed order over the block, so the results do not depend on the number of threads or on
-their scheduling.
+query q (all times at once): one multi-threaded pass, ``prange`` over groups of queries, each
+query's sums taken in a fixed order over the block, so the results do not depend on the number of
+threads or on their scheduling.
 
 Logits are in base 2 (the caller folds log2(e) into the coefficients): the exponential is then
-exp2. Exactness (compared with :func:`diffmem.engine.kernels.stream_logits` in the tests):
+exp2. Every result is defined by IEEE arithmetic on the source as written, whatever the compiler
+does with it:
 
-- the exponential is our own (:func:`exp2_clamped`: exact split d = k + f, degree-13 Taylor
-  polynomial of 2^f, 2^k from the exponent bits), accurate to 1 ulp, vectorized by LLVM, and the
-  same bits for the same binary whatever the threads; numba's ``math.exp`` calls libm per element
-  and was ~5x slower here;
+- **no fast-math flag anywhere.** An earlier version compiled the block sums with ``reassoc``,
+  which lets LLVM re-associate *every* floating-point operation of the function (the logit combine
+  included), and it did so differently in each compilation context: the stand-alone ``_row_sums``
+  and the copy of it linked into ``fold_block``'s parallel module came out with different orders.
+  A fresh process ran the first (numba links the call to the library it has just compiled), a
+  process loading numba's on-disk cache ran the second, and the two differed by up to 6e-14 in the
+  sums (2e-15 in phi). Now the sums have an explicit order (:data:`SPAN` partial sums, sum i
+  holding the elements j = i mod SPAN, combined pairwise), written as vector code
+  (:func:`_lane_sums`) that the compiler cannot reorder, and the polynomial uses explicit fused multiply-adds (one rounding each, by
+  definition), never contraction left to the compiler;
+- the exponential is our own (:func:`exp2_clamped`: exact split d = k + f, a degree-11
+  near-minimax polynomial of 2^f in FMA Horner form, 2^k from the exponent bits), within 2 ulp,
+  vectorized by LLVM; numba's ``math.exp`` calls libm per element and was ~5x slower here;
 - arguments are clamped to [-500, 1000]: below -500 an entry contributes at most 2^-500 (3e-151)
   of the row's reference term, and its square stays a normal number (no slow subnormal
   arithmetic); a row's shift only moves to an exact maximum of its logits, so every row sum is
   >= 1 in shift units and clamping costs < P 2^-500 relative;
 - the shift of a row is the running maximum of the previous blocks: a block is summed once with it,
   and only when the block sum exceeds 2^HEADROOM (or overflows) is it summed again at the block's
-  exact maximum. So there is one pass per element almost always;
-- ``reassoc`` for the two block sums (vectorized partial sums in a fixed order, deterministic for a
-  given binary) is the only fast-math flag: the split d = k + f is exact under any association, no
-  approximate functions or FMA contraction (the logits round the same way in every loop).
+  exact maximum. So there is one pass per element almost always.
 """
 
 import math
@@ -35,7 +42,9 @@ import math
 import numpy as np
 
 try:
+    from llvmlite import ir
     from numba import njit, prange
+    from numba.core import cgutils
     from numba.core import types
     from numba.extending import intrinsic
 
@@ -43,14 +52,33 @@ try:
 except ImportError:  # pragma: no cover - numba is a declared dependency
     HAVE_NUMBA = False
 
-__all__ = ["HAVE_NUMBA", "HEADROOM", "LOG2E", "fold_block", "exp2_clamped"]
+__all__ = ["EXPONENTIAL", "HAVE_NUMBA", "HEADROOM", "LANES", "LOG2E", "exp2_clamped", "fold_block"]
 
+EXPONENTIAL = "minimax11-fma"  # the exponential of the fused pass, recorded with every cell it makes
 HEADROOM = 300.0  # a block is re-summed when its sum in shift units exceeds 2^HEADROOM
 CLAMP_LOW, CLAMP_HIGH = -500.0, 1000.0  # base-2: 2^-500 = 3e-151 and its square are normal numbers
+LANES = 8  # float64 per vector of the block sums: one AVX-512 register (two AVX2 ones)
+VECTORS = 4  # independent vectors of partial sums: enough additions in flight to hide their latency
+SPAN = LANES * VECTORS  # partial sums per row
+QUERY_GROUP = 16  # queries per parallel task (one scratch row of exponentials per task)
 
 LOG2E = 1.4426950408889634
-# Taylor coefficients of 2^f = sum (f ln 2)^i / i!, as a tuple so numba freezes them as constants
-_C = tuple(math.log(2.0) ** i / math.factorial(i) for i in range(14))
+# 2^f on [-1/2, 1/2]: interpolation at the 12 Chebyshev nodes, computed in 50-digit arithmetic and
+# rounded to float64 (relative error of the exact polynomial 4.2e-18, far below one ulp).
+_P = (
+    1.0,
+    0.6931471805599453,
+    0.24022650695910158,
+    0.055504108664821625,
+    0.009618129107587256,
+    0.001333355814640647,
+    0.00015403530463724353,
+    1.5252733841556773e-05,
+    1.3215432535912375e-06,
+    1.0178057087733941e-07,
+    7.074194297288521e-09,
+    4.4558179083360645e-10,
+)
 _TWO_HEADROOM = 2.0**HEADROOM
 
 if HAVE_NUMBA:
@@ -62,54 +90,128 @@ if HAVE_NUMBA:
 
         return types.float64(types.int64), codegen
 
+    @intrinsic
+    def _fma(typingctx, a, b, c):
+        """a * b + c with one rounding (llvm.fma: the FMA instruction, or libm's fma without one)."""
+
+        def codegen(context, builder, signature, args):
+            double = ir.DoubleType()
+            fnty = ir.FunctionType(double, [double, double, double])
+            fn = builder.module.declare_intrinsic("llvm.fma", [double], fnty)
+            return builder.call(fn, args)
+
+        return types.float64(types.float64, types.float64, types.float64), codegen
+
     @njit(inline="always", cache=True)
     def exp2_clamped(d):
-        """2^d for d clamped to [CLAMP_LOW, CLAMP_HIGH], within 1 ulp; no calls, no branches.
+        """2^d for d clamped to [CLAMP_LOW, CLAMP_HIGH], within 2 ulp; no calls, no branches.
 
-        Safe under ``reassoc``: k = floor(d + 1/2) and f = d - k in [-1/2, 1/2] are exact whatever
-        the association, and 2^f = e^(f ln 2) is a degree-13 Taylor polynomial (remainder
-        (ln(2)/2)^14 / 14! < 4e-18); 2^k is written into the exponent bits.
+        k = floor(d + 1/2) and f = d - k in [-1/2, 1/2] are exact, 2^f is the polynomial ``_P`` in
+        Horner form with one fused multiply-add per degree, and 2^k is written into the exponent bits.
         """
         d = min(max(d, CLAMP_LOW), CLAMP_HIGH)
         kf = np.floor(d + 0.5)
         f = d - kf
-        p = _C[13]
-        p = p * f + _C[12]
-        p = p * f + _C[11]
-        p = p * f + _C[10]
-        p = p * f + _C[9]
-        p = p * f + _C[8]
-        p = p * f + _C[7]
-        p = p * f + _C[6]
-        p = p * f + _C[5]
-        p = p * f + _C[4]
-        p = p * f + _C[3]
-        p = p * f + _C[2]
-        p = p * f + _C[1]
-        p = p * f + 1.0
+        p = _fma(_P[11], f, _P[10])
+        p = _fma(p, f, _P[9])
+        p = _fma(p, f, _P[8])
+        p = _fma(p, f, _P[7])
+        p = _fma(p, f, _P[6])
+        p = _fma(p, f, _P[5])
+        p = _fma(p, f, _P[4])
+        p = _fma(p, f, _P[3])
+        p = _fma(p, f, _P[2])
+        p = _fma(p, f, _P[1])
+        p = _fma(p, f, _P[0])
         return p * _float_from_bits((np.int64(kf) + 1023) << 52)
+
+    @njit(inline="always", cache=True)
+    def _logit(Ga, Gb, sq, ca, cb, cs, j):
+        """The combined logit of point j, rounded the same way wherever it is evaluated."""
+        return ca * Ga[j] + cb * Gb[j] - cs * sq[j]
 
     @njit(cache=True)
     def _row_max(Ga, Gb, sq, ca, cb, cs):
         """max_mu of the combined logits (exact: max does not round)."""
         m = -np.inf
         for j in range(sq.size):
-            v = ca * Ga[j] + cb * Gb[j] - cs * sq[j]
+            v = _logit(Ga, Gb, sq, ca, cb, cs, j)
             m = v if v > m else m
         return m
 
-    # No "contract" here: the logits must round exactly as in _row_max and in the scalar pick of the
-    # designated logit, else the row maximum could come out a few ulp below 1 in shift units.
-    @njit(fastmath={"reassoc", "nsz"}, cache=True)
-    def _row_sums(Ga, Gb, sq, ca, cb, cs, shift):
-        """sum_mu 2^(l - shift) and sum_mu 2^(2 (l - shift)) over the block (fixed vector order)."""
-        t1 = 0.0
-        t2 = 0.0
-        for j in range(sq.size):
-            e = exp2_clamped(ca * Ga[j] + cb * Gb[j] - cs * sq[j] - shift)
-            t1 += e
-            t2 += e * e
-        return t1, t2
+    @intrinsic
+    def _lane_sums(typingctx, e, n):
+        """(sum e[:n], sum e[:n]^2) in a fixed order, written as explicit vector code.
+
+        SPAN = VECTORS x LANES partial sums, partial sum i holding the elements j = i mod SPAN in
+        order (VECTORS independent vectors of LANES float64, so additions overlap in the pipeline);
+        the tail (n mod SPAN elements) is summed in order apart; then the partial sums are combined
+        pairwise, adjacent first, and the tail added last. Vector fadd/fmul without fast-math flags
+        are lane-wise IEEE operations: the result is the same whatever vector width the CPU has
+        (LLVM splits or widens the vectors, never reorders them) and whatever function it is inlined
+        into. Auto-vectorizing a plain loop would need ``reassoc``, which is what made the bits
+        depend on the compilation (module docstring).
+        """
+        if not (isinstance(e, types.Array) and e.dtype == types.float64 and e.ndim == 1 and e.layout == "C"):
+            return None
+        signature = types.UniTuple(types.float64, 2)(e, n)
+
+        def codegen(context, builder, sig, args):
+            double = ir.DoubleType()
+            vector = ir.VectorType(double, LANES)
+            i64 = ir.IntType(64)
+            base = context.make_array(sig.args[0])(context, builder, args[0]).data
+            count = context.cast(builder, args[1], sig.args[1], types.intp)
+            full = builder.mul(builder.udiv(count, ir.Constant(i64, SPAN)), ir.Constant(i64, SPAN))
+            zero = ir.Constant(vector, [0.0] * LANES)
+            entry = builder.basic_block
+            test = builder.append_basic_block("lanes.test")
+            body = builder.append_basic_block("lanes.body")
+            done = builder.append_basic_block("lanes.done")
+            builder.branch(test)
+            builder.position_at_end(test)
+            j = builder.phi(i64)
+            j.add_incoming(ir.Constant(i64, 0), entry)
+            sums = [builder.phi(vector) for _ in range(VECTORS)]
+            squares = [builder.phi(vector) for _ in range(VECTORS)]
+            for acc in sums + squares:
+                acc.add_incoming(zero, entry)
+            builder.cbranch(builder.icmp_unsigned("<", j, full), body, done)
+            builder.position_at_end(body)
+            for v in range(VECTORS):
+                where = builder.gep(base, [builder.add(j, ir.Constant(i64, v * LANES))])
+                x = builder.load(builder.bitcast(where, vector.as_pointer()), align=8)
+                sums[v].add_incoming(builder.fadd(sums[v], x), body)
+                squares[v].add_incoming(builder.fadd(squares[v], builder.fmul(x, x)), body)
+            j.add_incoming(builder.add(j, ir.Constant(i64, SPAN)), body)
+            builder.branch(test)
+            builder.position_at_end(done)
+            tail_sum = cgutils.alloca_once_value(builder, ir.Constant(double, 0.0))
+            tail_square = cgutils.alloca_once_value(builder, ir.Constant(double, 0.0))
+            with cgutils.for_range_slice(builder, full, count, ir.Constant(i64, 1), inc=True) as (k, _):
+                x = builder.load(builder.gep(base, [k]))
+                builder.store(builder.fadd(builder.load(tail_sum), x), tail_sum)
+                builder.store(builder.fadd(builder.load(tail_square), builder.fmul(x, x)), tail_square)
+
+            def pairwise(vectors):
+                terms = [builder.extract_element(vec, ir.Constant(ir.IntType(32), i)) for vec in vectors for i in range(LANES)]
+                while len(terms) > 1:
+                    terms = [builder.fadd(terms[i], terms[i + 1]) for i in range(0, len(terms), 2)]
+                return terms[0]
+
+            t1 = builder.fadd(pairwise(sums), builder.load(tail_sum))
+            t2 = builder.fadd(pairwise(squares), builder.load(tail_square))
+            return context.make_tuple(builder, sig.return_type, [t1, t2])
+
+        return signature, codegen
+
+    @njit(cache=True)
+    def _row_sums(Ga, Gb, sq, ca, cb, cs, shift, scratch):
+        """sum_mu 2^(l - shift) and sum_mu 2^(2 (l - shift)) over the block (fixed order)."""
+        n = sq.size
+        for j in range(n):  # elementwise: LLVM vectorizes it without re-associating anything
+            scratch[j] = exp2_clamped(_logit(Ga, Gb, sq, ca, cb, cs, j) - shift)
+        return _lane_sums(scratch, n)
 
     @njit(parallel=True, cache=True)
     def fold_block(G, sq, start, row_a, coef_a, row_b, coef_b, coef_sq, index, shift, s1, s2, logit_index):
@@ -135,28 +237,31 @@ if HAVE_NUMBA:
         """
         Q = row_a.size
         n = sq.size
-        for q in prange(Q):
-            ca, cb, cs = coef_a[q], coef_b[q], coef_sq[q]
-            Ga = G[row_a[q]]
-            if row_b[q] >= 0:
-                Gb = G[row_b[q]]
-            else:
-                Gb = Ga
-                cb = 0.0
-            ref = shift[q]
-            if ref == -np.inf:
-                ref = _row_max(Ga, Gb, sq, ca, cb, cs)
-                shift[q] = ref
-            t1, t2 = _row_sums(Ga, Gb, sq, ca, cb, cs, ref)
-            if not t1 <= _TWO_HEADROOM:  # also catches inf: redo the block at its exact maximum
-                top = _row_max(Ga, Gb, sq, ca, cb, cs)
-                factor = 2.0 ** (ref - top)
-                s1[q] *= factor
-                s2[q] *= factor * factor
-                shift[q] = top
-                t1, t2 = _row_sums(Ga, Gb, sq, ca, cb, cs, top)
-            s1[q] += t1
-            s2[q] += t2
-            k = index[q] - start
-            if k >= 0 and k < n:
-                logit_index[q] = ca * Ga[k] + cb * Gb[k] - cs * sq[k]
+        groups = (Q + QUERY_GROUP - 1) // QUERY_GROUP
+        for g in prange(groups):
+            scratch = np.empty(n)
+            for q in range(g * QUERY_GROUP, min(Q, (g + 1) * QUERY_GROUP)):
+                ca, cb, cs = coef_a[q], coef_b[q], coef_sq[q]
+                Ga = G[row_a[q]]
+                if row_b[q] >= 0:
+                    Gb = G[row_b[q]]
+                else:
+                    Gb = Ga
+                    cb = 0.0
+                ref = shift[q]
+                if ref == -np.inf:
+                    ref = _row_max(Ga, Gb, sq, ca, cb, cs)
+                    shift[q] = ref
+                t1, t2 = _row_sums(Ga, Gb, sq, ca, cb, cs, ref, scratch)
+                if not t1 <= _TWO_HEADROOM:  # also catches inf: redo the block at its exact maximum
+                    top = _row_max(Ga, Gb, sq, ca, cb, cs)
+                    factor = 2.0 ** (ref - top)
+                    s1[q] *= factor
+                    s2[q] *= factor * factor
+                    shift[q] = top
+                    t1, t2 = _row_sums(Ga, Gb, sq, ca, cb, cs, top, scratch)
+                s1[q] += t1
+                s2[q] += t2
+                k = index[q] - start
+                if k >= 0 and k < n:
+                    logit_index[q] = _logit(Ga, Gb, sq, ca, cb, cs, k)

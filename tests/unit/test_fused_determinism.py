@@ -1,0 +1,163 @@
+"""The fused pass gives the same bits however its machine code came to be and however many threads run it.
+
+The failure these tests guard against was real: with ``reassoc`` on the block sums, LLVM
+re-associated the logit combine differently in the stand-alone ``_row_sums`` and in the copy linked
+into ``fold_block``'s parallel module; a fresh process ran one, a process loading numba's on-disk
+cache the other, and sweeps made by SLURM jobs (warm cache) differed from their reference (cold) by
+up to 2e-15 in phi. Each check below runs the real numba code; the cold/warm one in fresh processes
+with a new ``NUMBA_CACHE_DIR``, as a new clone or another node would.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from diffmem.engine import fused
+
+pytestmark = pytest.mark.skipif(not fused.HAVE_NUMBA, reason="numba not importable")
+
+# Fixed inputs shaped like one block of a cell: rows of G combined in pairs, some rows alone, a
+# block length that is not a multiple of the partial-sum span (the tail is summed apart).
+_INPUTS = textwrap.dedent(
+    """
+    import numpy as np
+    rng = np.random.default_rng(12345)
+    R, n, Q = 12, 1003, 37
+    G = rng.standard_normal((R, n)) * 10.0
+    sq = rng.random(n) * 5.0
+    row_a = rng.integers(0, R, Q).astype(np.int64)
+    row_b = rng.integers(-1, R, Q).astype(np.int64)
+    coef_a, coef_b, coef_sq = rng.random(Q), rng.random(Q), rng.random(Q)
+    index = rng.integers(-1, n, Q).astype(np.int64)
+    """
+)
+
+_PROGRAM = _INPUTS + textwrap.dedent(
+    """
+    import json
+    from diffmem.engine import fused
+    shift = np.full(Q, -np.inf); s1 = np.zeros(Q); s2 = np.zeros(Q); li = np.full(Q, -np.inf)
+    fused.fold_block(G, sq, 0, row_a, coef_a, row_b, coef_b, coef_sq, index, shift, s1, s2, li)
+    alone = 0
+    for q in range(Q):
+        b = row_b[q] if row_b[q] >= 0 else row_a[q]
+        cb = coef_b[q] if row_b[q] >= 0 else 0.0
+        t1, t2 = fused._row_sums(G[row_a[q]], G[b], sq, coef_a[q], cb, coef_sq[q], shift[q], np.empty(n))
+        alone += int(t1 == s1[q] and t2 == s2[q])
+    print(json.dumps({"state": np.concatenate([shift, s1, s2, li]).tobytes().hex(), "alone": alone, "Q": Q}))
+    """
+)
+
+
+def _run_fresh_process(cache_dir):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
+    out = subprocess.run([sys.executable, "-c", _PROGRAM], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _inputs():
+    scope = {}
+    exec(_INPUTS, scope)  # noqa: S102 - the same fixed inputs as the subprocess program
+    return scope
+
+
+@pytest.mark.slow
+def test_cold_and_warm_numba_cache_give_the_same_bits(tmp_path):
+    # first run compiles and writes the cache, the next two load it; another empty cache compiles again
+    cold, warm, warm_again = (_run_fresh_process(tmp_path / "cache") for _ in range(3))
+    other_cold = _run_fresh_process(tmp_path / "other-cache")
+    assert list((tmp_path / "cache").rglob("*.nbi")), "numba wrote no cache: the warm runs tested nothing"
+    assert cold["state"] == warm["state"] == warm_again["state"] == other_cold["state"]
+    # and fold_block's sums are those of the stand-alone row sum, row by row, compiled or cached
+    for run in (cold, warm):
+        assert run["alone"] == run["Q"]
+
+
+def _fold(threads):
+    import numba
+
+    d = _inputs()
+    Q = d["Q"]
+    shift, s1, s2, li = np.full(Q, -np.inf), np.zeros(Q), np.zeros(Q), np.full(Q, -np.inf)
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        fused.fold_block(d["G"], d["sq"], 0, d["row_a"], d["coef_a"], d["row_b"], d["coef_b"], d["coef_sq"],
+                         d["index"], shift, s1, s2, li)
+    finally:
+        numba.set_num_threads(before)
+    return np.concatenate([shift, s1, s2, li])
+
+
+def test_fold_block_bits_do_not_depend_on_the_thread_count():
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread here")
+    np.testing.assert_array_equal(_fold(1), _fold(2))
+
+
+def _documented_order(e):
+    """sum and sum of squares in the order the module documents: SPAN partial sums (j mod SPAN),
+    combined pairwise (adjacent first), the tail summed in order apart and added last."""
+    n = e.size
+    full = n - n % fused.SPAN
+    lanes1 = np.zeros(fused.SPAN)
+    lanes2 = np.zeros(fused.SPAN)
+    for j in range(full):
+        lanes1[j % fused.SPAN] += e[j]
+        lanes2[j % fused.SPAN] += e[j] * e[j]
+    tail1 = tail2 = 0.0
+    for j in range(full, n):
+        tail1 += e[j]
+        tail2 += e[j] * e[j]
+    while lanes1.size > 1:
+        lanes1 = lanes1[0::2] + lanes1[1::2]
+        lanes2 = lanes2[0::2] + lanes2[1::2]
+    return lanes1[0] + tail1, lanes2[0] + tail2
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 31, 32, 33, 64, 100, 1003])
+def test_lane_sums_follow_the_documented_order_exactly(n):
+    from numba import njit
+
+    @njit
+    def sums(e, n):
+        return fused._lane_sums(e, n)
+
+    # magnitudes over many decades, so that any other order of the additions rounds differently
+    e = np.random.default_rng(n).random(max(n, 1)) * 10.0 ** np.random.default_rng(n + 1).integers(-8, 8, max(n, 1))
+    got = sums(e, n)
+    want = _documented_order(e[:n])
+    assert got == want
+
+
+def test_exp2_within_one_ulp_and_clamped():
+    from numba import njit
+
+    @njit
+    def evaluate(d):
+        out = np.empty_like(d)
+        for i in range(d.size):
+            out[i] = fused.exp2_clamped(d[i])
+        return out
+
+    rng = np.random.default_rng(7)
+    d = np.concatenate([rng.uniform(-60.0, 60.0, 200_000), rng.uniform(-499.0, 999.0, 50_000),
+                        np.arange(-40.0, 40.0, 0.5)])
+    reference = np.exp2(d.astype(np.longdouble))  # 64-bit mantissa on x86: exact to far below an ulp
+    ulps = np.abs((evaluate(d).astype(np.longdouble) - reference) / np.spacing(reference.astype(np.float64)))
+    # the polynomial is within 4.2e-18 of 2^f; 11 fused multiply-adds and the 2^k product round
+    assert float(ulps.max()) < 1.0
+    # integers are exact (f = 0: the polynomial is its constant term, 1)
+    ints = np.arange(-60.0, 61.0)
+    np.testing.assert_array_equal(evaluate(ints), np.exp2(ints))
+    # clamped: below -500 every entry is 2^-500, above 1000 it is 2^1000
+    np.testing.assert_array_equal(evaluate(np.array([-1e4, -501.0, 1001.0, 1e5])),
+                                  np.exp2(np.array([-500.0, -500.0, 1000.0, 1000.0])))
