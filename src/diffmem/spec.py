@@ -32,6 +32,8 @@ __all__ = [
     "DEFAULT_RHO",
     "DEFAULT_BASIN_SAMPLES",
     "DEFAULT_CHUNK_SIZE",
+    "PHYSICS_VERSION",
+    "DEFAULT_EXPONENTIAL",
     "n_points",
     "latent_dim",
 ]
@@ -52,6 +54,15 @@ DEFAULT_RHO = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 5.0, 8.0, 13.
 # the 1/2 crossing on the default 14-point rho grid; len(rho) x 64 queries per t.
 DEFAULT_BASIN_SAMPLES = 64
 DEFAULT_CHUNK_SIZE = 4096  # training points per kernel chunk (memory ~ 2 x query_batch x chunk x 8 B)
+# Version of the numbers the engine computes for a given cell: part of every cell's identity key
+# (diffmem.pipeline.grid.cell_key), so a store's finished cells are reused (resumed, grown, imported)
+# only by code that computes the same numbers. Bump it in the same commit as any change of the engine
+# that changes a cell's bits (a kernel's summation order, an exponential, a seeding stream); never on
+# other commits (a refactor, docs, the pipeline), which would throw finished cells away for nothing.
+PHYSICS_VERSION = 1
+# The exponential of the kernel as it enters a cell's identity; a later kernel option (a CellSpec field
+# ``exponential``) is keyed by its value, and a cell without that field is keyed with this one.
+DEFAULT_EXPONENTIAL = "default"
 
 
 def n_points(alpha, N):

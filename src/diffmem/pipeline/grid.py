@@ -15,6 +15,12 @@ any worker, and a resumed cell reproduces the bits of an uninterrupted run.
 The *science* part of a config (the grid axes and :data:`SCIENCE_KEYS`) is what changes the
 numbers; its hash (:func:`config_hash`) identifies a store, so a store cannot be resumed with
 different physics.
+
+Cell identity: :func:`cell_key` is a stable key of everything that determines a cell's numbers (its
+:class:`~diffmem.spec.CellSpec` less the backend, the time and radius grids, statistics, sampling,
+dtype, numerics settings, the exponential and :data:`diffmem.spec.PHYSICS_VERSION`). The store keeps
+it per cell, so a finished cell is reused wherever its key matches: a grown grid
+(:func:`grow_plan`) or another sweep's store (``diffmem sweep import``).
 """
 
 import hashlib
@@ -23,7 +29,7 @@ import json
 import numpy as np
 
 from diffmem.errors import ParameterError
-from diffmem.spec import DEFAULT_RHO, CellSpec
+from diffmem.spec import DEFAULT_EXPONENTIAL, DEFAULT_RHO, PHYSICS_VERSION, CellSpec
 
 __all__ = [
     "Grid",
@@ -35,6 +41,12 @@ __all__ = [
     "config_hash",
     "SCIENCE_KEYS",
     "INTEGER_AXES",
+    "IDENTITY_FIELDS",
+    "cell_identity",
+    "cell_key",
+    "sweep_identity",
+    "identity_difference",
+    "grow_plan",
 ]
 
 # Keys that change the numbers a cell produces: they define the config hash of a store, so a store
@@ -122,6 +134,117 @@ def config_hash(config):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# CellSpec fields that enter a cell's identity: every field that changes its numbers. Left out: the
+# backend (a cell's numbers do not depend on it: numpy and cupy runs are compared to a stated
+# tolerance, and the backend of each cell is provenance) and the nominal alpha and alpha_D (the
+# engine uses the realized P and D only, so a cell given by alpha and one given by P are the same cell).
+IDENTITY_FIELDS = (
+    "family", "nonlinearity", "normalize", "N", "P", "D", "seed", "m_tilde", "sigma", "t", "rho",
+    "samples", "test_samples", "basin_samples", "mode", "sampling", "steps", "T", "chunk_size", "dtype",
+)
+
+
+def _jsonable(value):
+    if isinstance(value, (tuple, list, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def cell_identity(spec):
+    """What determines the numbers of the cell ``spec``: a JSON-serializable dict (:func:`cell_key`).
+
+    ``physics_version`` is :data:`diffmem.spec.PHYSICS_VERSION`; ``exponential`` the spec's
+    ``exponential`` field where it has one, else :data:`diffmem.spec.DEFAULT_EXPONENTIAL`.
+    """
+    out = {
+        "physics_version": PHYSICS_VERSION,
+        "exponential": str(getattr(spec, "exponential", DEFAULT_EXPONENTIAL)),
+    }
+    for name in IDENTITY_FIELDS:
+        out[name] = _jsonable(getattr(spec, name))
+    return out
+
+
+def cell_key(spec):
+    """The identity key of a cell: ``"cell1-"`` + sha256 (hex) of the canonical JSON of :func:`cell_identity`.
+
+    Equal keys mean equal numbers (bit for bit, on any backend-independent path): a done cell of
+    one store may stand for the cell of the same key in any other.
+    """
+    text = json.dumps(cell_identity(spec), sort_keys=True, separators=(",", ":"))
+    return "cell1-" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def sweep_identity(config):
+    """What every cell of a sweep shares in its identity (:func:`cell_identity` less the cell's own
+    coordinates): the science config without its grid axes, how the grid is given (``grid_dims``),
+    the physics version and the exponential. Stored in the store's attributes to name what changed."""
+    dims, _ = grid_axes(config)
+    out = {key: value for key, value in science_config(config).items() if key != "grid"}
+    out.update(
+        physics_version=PHYSICS_VERSION,
+        exponential=str(config.get("exponential", DEFAULT_EXPONENTIAL)),
+        grid_dims=list(dims),
+    )
+    return out
+
+
+def identity_difference(stored, new, prefix=""):
+    """``"key (store: a, config: b)"`` for the first key whose value differs, or None."""
+    if isinstance(stored, dict) and isinstance(new, dict):
+        for key in sorted(set(stored) | set(new)):
+            diff = identity_difference(stored.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
+            if diff:
+                return diff
+        return None
+    if stored != new:
+        return f"{prefix} (store: {stored!r}, config: {new!r})"
+    return None
+
+
+def grow_plan(old_config, new_config):
+    """Where every cell of the sweep ``old_config`` lies in the grid of ``new_config``, when it grows.
+
+    A sweep may grow when its new grid holds every value of every axis of the old one (new values
+    anywhere along any axis: seeds, N, alpha or P, alpha_D or D, nonlinearity) and nothing else of
+    its cells' identity changes (:func:`sweep_identity`).
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        ``new_flat[old_flat]``: the flat number in the new grid of each old cell.
+
+    Raises
+    ------
+    ParameterError
+        named by the first differing key (``t``, ``samples``, ``physics_version``, ...) or by the
+        axis (``grid.seed``) that lost a value, with the store's and the config's values.
+    """
+    diff = identity_difference(sweep_identity(old_config), sweep_identity(new_config))
+    if diff:
+        raise ParameterError(diff.split(" ", 1)[0], f"{diff} changes the identity of every cell")
+    dims, old_axes = grid_axes(old_config)
+    _, new_axes = grid_axes(new_config)
+    positions = []
+    for dim in dims:
+        new_values = [_plain(dim, v) for v in new_axes[dim]]
+        index = {v: i for i, v in enumerate(new_values)}
+        old_values = [_plain(dim, v) for v in old_axes[dim]]
+        missing = [v for v in old_values if v not in index]
+        if missing:
+            raise ParameterError(
+                f"grid.{dim}",
+                f"grid.{dim} (store: {old_values!r}, config: {new_values!r}) drops {missing!r}: a sweep "
+                "grows only to a grid that holds every value of the old one",
+            )
+        positions.append(np.asarray([index[v] for v in old_values], dtype=np.int64))
+    new_shape = tuple(len(new_axes[d]) for d in dims)
+    mesh = np.meshgrid(*positions, indexing="ij")
+    return np.ravel_multi_index(tuple(m.ravel() for m in mesh), new_shape).astype(np.int64)
+
+
 def describe_cell(coords):
     """One-line description of a cell for messages: 'nonlinearity=linear alpha_D=0.25 N=32 ...'."""
     return " ".join(f"{k}={v}" for k, v in coords.items())
@@ -177,6 +300,7 @@ class Grid:
         shared = {key: config[key] for key in SHARED_KEYS}
         shared.update(t=tuple(axes["t"].tolist()), rho=tuple(axes["rho"].tolist()))
         self.cells = tuple(self._cell_spec(flat, shared) for flat in range(self.n_cells))
+        self._keys = {}
 
     def _cell_spec(self, flat, shared):
         coords = self.coords(flat, derived=False)
@@ -205,6 +329,13 @@ class Grid:
     def cell(self, flat):
         """The :class:`CellSpec` of cell ``flat``."""
         return self.cells[int(flat)]
+
+    def cell_key(self, flat):
+        """The identity key (:func:`cell_key`) of cell ``flat``."""
+        flat = int(flat)
+        if flat not in self._keys:
+            self._keys[flat] = cell_key(self.cells[flat])
+        return self._keys[flat]
 
     def coords(self, flat, derived=True):
         """Coordinates of a cell as plain Python values: the cell dims, then (``derived``) P or alpha and D."""
