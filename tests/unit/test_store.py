@@ -96,13 +96,19 @@ def test_temporary_of_another_node_is_kept_while_recent(tmp_path):
 
 
 def test_refuses_a_store_of_another_config(tmp_path):
+    # A grid that drops a value (seed 1) cannot be grown to: refused, naming the axis. A grid that
+    # holds every cell of the store's (seed 2 added) grows it (tests/integration/test_grow.py).
     path = tmp_path / "sweep.zarr"
     st.create(path, config_for())
     with pytest.raises(ParameterError) as info:
-        st.create(path, config_for(seed=[0, 1, 2]))
-    assert info.value.name == "config" and "grid.seed" in str(info.value)
+        st.create(path, config_for(seed=[0, 2]))
+    assert info.value.name == "config" and "grid.seed" in str(info.value) and "refused" in str(info.value)
     with pytest.raises(ParameterError):
         st.SweepStore.open(path, config_for(N=[10]))
+    # opening (what run-block does) a store of a grid it could grow to is refused too, with the hint
+    with pytest.raises(ParameterError) as info:
+        st.SweepStore.open(path, config_for(seed=[0, 1, 2]))
+    assert "grid.seed" in str(info.value) and "diffmem sweep init" in str(info.value)
 
 
 def test_refuses_something_that_is_not_a_sweep_store(tmp_path):

@@ -1,5 +1,6 @@
-"""``diffmem status STORE``: cells done / total per block and overall, the time spent so far, the
-sweep's efficiency, or (``--watch``) one live progress bar for the whole sweep."""
+"""``diffmem status STORE``: cells done / total per block and overall, how many were imported,
+computed and are left, the done cells that are corrupt (verified against their digests), the time
+spent so far, the sweep's efficiency, or (``--watch``) one live progress bar for the whole sweep."""
 
 import json
 import time
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from diffmem.errors import ParameterError
 
-__all__ = ["add_parser", "status_report", "sweep_efficiency", "run_phases", "watch"]
+__all__ = ["add_parser", "status_report", "sweep_efficiency", "run_phases", "watch", "integrity"]
 
 
 def _epoch_seconds(values):
@@ -139,8 +140,51 @@ def _read_run_start(path):
         ) from None
 
 
-def status_report(path, *, block_size=None, timing=False, run_start=None, now=None):
+def integrity(path, done):
+    """``(corrupt, lines)``: the done cells of the store at ``path`` that must not be trusted
+    ({flat: reason}, :meth:`diffmem.pipeline.store.SweepStore.verify_cells`) and the status lines
+    that say so, with the cost of the check."""
+    import numpy as np
+
+    from diffmem.pipeline.grid import Grid, describe_cell
+    from diffmem.pipeline.store import SweepStore, _read_root_attrs
+
+    attrs = _read_root_attrs(path)
+    grid = Grid(json.loads(attrs["config"]))
+    flats = np.flatnonzero(done)
+    start = time.perf_counter()
+    corrupt = SweepStore(path, grid, attrs).verify_cells(flats, check_identity=False)
+    took = time.perf_counter() - start
+    what = "digests" if int(attrs.get("diffmem_format", 1)) >= 2 else "decoding only: the store has no digests"
+    if not corrupt:
+        return corrupt, [f"integrity: the {len(flats)} done cells verified ({what}) in {took:.2f} s: all intact"]
+    lines = [f"integrity: {len(corrupt)} of the {len(flats)} done cells CORRUPT ({what}, {took:.2f} s); "
+             "the next run recomputes them:"]
+    for flat, reason in corrupt.items():
+        lines.append(f"  cell {flat} ({describe_cell(grid.coords(flat))}): {reason}")
+    return corrupt, lines
+
+
+def _origin_line(group, done, corrupt):
+    """'cells: i imported, c computed, l left' (left = not done, or done but corrupt)."""
+    import numpy as np
+
+    if "origin" in set(group.array_keys()):
+        origin = np.asarray(group["origin"][...]).ravel()
+        imported = np.asarray([str(v).startswith("imported") for v in origin], dtype=bool)
+    else:
+        imported = np.zeros(done.size, dtype=bool)
+    good = done.copy()
+    good[list(corrupt)] = False
+    return (f"cells: {int((good & imported).sum())} imported, {int((good & ~imported).sum())} computed, "
+            f"{int((~good).sum())} left")
+
+
+def status_report(path, *, block_size=None, timing=False, run_start=None, now=None, verify=True):
     """The status text of a sweep store (blocks from the store's own config unless ``block_size``).
+
+    With ``verify`` (the default) every done cell is verified against the digest written with its
+    done flag (:func:`integrity`): corrupt cells are counted, listed, and counted as left.
 
     ``run_start`` (a JSON file ``{"start": epoch seconds, "cores": n}``, written by the workflow when
     it starts) adds the efficiencies of that run up to ``now`` (default: the current time): the
@@ -168,6 +212,12 @@ def status_report(path, *, block_size=None, timing=False, run_start=None, now=No
         part = done[block_members(done.size, k, block_size=size, blocks=n_blocks if dealt else None)]
         state = "complete" if part.all() else ("running/partial" if part.any() else "pending")
         lines.append(f"  b{k:04d}: {part.sum()}/{part.size} {state}")
+    corrupt = {}
+    if verify and done.any():
+        corrupt, integrity_lines = integrity(path, done)
+    lines.append(_origin_line(group, done, corrupt))
+    if verify and done.any():
+        lines.extend(integrity_lines)
     if (timing or run_start) and done.any():
         wall = np.asarray(group["wall_time"][...], dtype=float).ravel()[done]
         finished = _epoch_seconds(group["finished_at"][...]).ravel()[done]
@@ -238,7 +288,9 @@ def cmd_status(args):
     if args.watch:
         watch(args.store, interval=args.interval)
         return 0
-    print(status_report(args.store, block_size=args.block_size, timing=args.timing, run_start=args.run_start))
+    text = status_report(args.store, block_size=args.block_size, timing=args.timing, run_start=args.run_start,
+                         verify=args.verify)
+    print(text)
     return 0
 
 
@@ -255,4 +307,7 @@ def add_parser(subparsers, help_text):
     parser.add_argument("--watch", action="store_true",
                         help="one live progress bar for the whole sweep (all blocks), until every cell is done")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between reads with --watch")
+    parser.add_argument("--verify", action=__import__("argparse").BooleanOptionalAction, default=True,
+                        help="verify every done cell against the digest written with its done flag and report "
+                             "the corrupt ones (default; --no-verify skips it)")
     parser.set_defaults(func=cmd_status)

@@ -3,7 +3,9 @@
 Sub-commands (each takes the sweep config as ``--configfile FILE``, the file the workflow writes once
 under ``results/<sweep>/config/``; the store defaults to ``results/<sweep>/sweep.zarr``)::
 
-    diffmem sweep init      --configfile C [--store S] [--marker M]   create the store (idempotent)
+    diffmem sweep init      --configfile C [--store S] [--marker M]   create the store (idempotent), grow it
+                                                                      to a larger grid, import `reuse:` cells
+    diffmem sweep import    --configfile C --from OTHER [--from ...]   copy OTHER's done cells of matching identity
     diffmem sweep run-block --configfile C --block b0003 [--threads n] [--marker M]
     diffmem sweep run       --configfile C [--threads n]               every block, no Snakemake
     diffmem sweep blocks    --configfile C                             list the block names
@@ -63,17 +65,36 @@ def _exit_on_sigterm():
     signal.signal(signal.SIGTERM, handler)
 
 
+def _reuse(store, grid, sources, missing_ok):
+    """Import the done cells of ``sources`` whose identity matches (diffmem.pipeline.store.import_cells)."""
+    from diffmem.pipeline.store import import_cells
+
+    if not sources:
+        return 0
+    return sum(import_cells(store, grid, sources, missing_ok=missing_ok).values())
+
+
 def cmd_init(args):
     from diffmem.pipeline.store import create
 
     grid, store = _load(args)
     created = create(store, grid)
+    imported = _reuse(store, grid, grid.config.get("reuse") or [], missing_ok=True)
     msg = (
         f"{'created' if created else 'found compatible'} {store}: {grid.n_cells} cells in "
-        f"{len(grid.block_names())} blocks"
+        f"{len(grid.block_names())} blocks" + (f"; imported {imported} cells (reuse)" if imported else "")
     )
     print(msg)
     _touch(args.marker, msg + "\n")
+
+
+def cmd_import(args):
+    from diffmem.pipeline.store import create
+
+    grid, store = _load(args)
+    create(store, grid)
+    imported = _reuse(store, grid, args.sources, missing_ok=False)
+    print(f"{store}: imported {imported} cells of matching identity from {', '.join(map(str, args.sources))}")
 
 
 def _run_blocks(store, grid, blocks, threads, progress=None):
@@ -114,19 +135,23 @@ def cmd_run_block(args):
 
 def cmd_run(args):
     from diffmem.pipeline.runner import CellError
-    from diffmem.pipeline.store import create
+    from diffmem.pipeline.store import create, sweep_lock
 
     grid, store = _load(args)
     config = grid.config
-    create(store, grid)
     _exit_on_sigterm()
-    start = time.perf_counter()
-    try:
-        computed = sum(s["computed"] for s in _run_blocks(store, grid, grid.block_names(), args.threads))
-    except CellError as err:
-        print(f"diffmem sweep run: error: {err}", file=sys.stderr)
-        return 1
-    elapsed = time.perf_counter() - start
+    # One runner per sweep: the lock is held for the whole run (growing and importing included), so a
+    # second run, a workflow or a grow/import by hand is refused while this one runs.
+    with sweep_lock(store, "diffmem sweep run"):
+        create(store, grid)
+        _reuse(store, grid, config.get("reuse") or [], missing_ok=True)
+        start = time.perf_counter()
+        try:
+            computed = sum(s["computed"] for s in _run_blocks(store, grid, grid.block_names(), args.threads))
+        except CellError as err:
+            print(f"diffmem sweep run: error: {err}", file=sys.stderr)
+            return 1
+        elapsed = time.perf_counter() - start
     print(f"sweep {config['sweep']}: computed {computed} cells in {elapsed:.1f} s", file=sys.stderr)
 
 
@@ -210,6 +235,12 @@ def add_parser(subparsers, help_text):
     _config_args(p)
     p.add_argument("--marker", help="file to write when done (Snakemake output)")
     p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("import", help="copy another sweep store's done cells whose identity matches into this sweep")
+    _config_args(p)
+    p.add_argument("--from", dest="sources", action="append", required=True, metavar="OTHER_STORE",
+                   help="a sweep store (or results/<sweep> folder) to take cells from; repeat for several")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("run-block", help="run the cells of one block that are not done yet")
     _config_args(p)

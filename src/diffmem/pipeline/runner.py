@@ -186,7 +186,8 @@ def run_block(store_path, grid, block, *, client, progress=None, log=None, threa
     and its parameters. A cell failing with a
     :class:`ParameterError` (deterministic) stops the block at its first attempt, without retries.
 
-    Done cells of the block whose ``done`` flag or data/provenance chunk no longer decodes are
+    Done cells of the block whose ``done`` flag or data/provenance chunk no longer decodes, or whose
+    values no longer match the digest written with them (:meth:`SweepStore.verify_cells`), are
     reported on ``log`` (default ``sys.stderr``; one line per cell, naming the variable) and recomputed.
 
     Returns
@@ -200,13 +201,13 @@ def run_block(store_path, grid, block, *, client, progress=None, log=None, threa
     store = SweepStore.open(store_path, grid)
     flats = grid.block_cells(block)
     done = store.done_flat(report=flats, log=log)
-    # A done flag says the data were written, not that they are still readable: check this block's
-    # done cells (their own chunks only) and redo a damaged one; its full-chunk writes replace the
-    # damage.
-    for flat, name in store.unreadable_cells([f for f in flats if done[f]]).items():
+    # A done flag says the data were written, not that they are still intact: verify this block's
+    # done cells (their own chunks only: every chunk decodes and matches the digest written with the
+    # done flag) and redo a corrupt one; its full-chunk writes replace the damage.
+    for flat, reason in store.verify_cells([f for f in flats if done[f]]).items():
         print(
-            f"store: cell {flat} ({describe_cell(grid.coords(flat))}): chunk of {name} "
-            "unreadable; it will be recomputed",
+            f"store: cell {flat} ({describe_cell(grid.coords(flat))}) is corrupt: {reason}; "
+            "it will be recomputed",
             file=log,
             flush=True,
         )
