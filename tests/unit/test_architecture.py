@@ -19,8 +19,8 @@ def _env():
 
 
 def test_import_contract_of_pyproject_holds():
-    # cli > plots | pipeline > analysis > theory | engine > foundation, and no cycle among siblings at
-    # any depth ([tool.importlinter] in pyproject.toml).
+    # cli > report > plots | pipeline | bench > analysis > theory | engine > foundation, and no cycle
+    # among siblings at any depth ([tool.importlinter] in pyproject.toml).
     lint = Path(sys.executable).with_name("lint-imports")
     out = subprocess.run([str(lint), "--no-cache"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]

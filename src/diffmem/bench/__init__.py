@@ -1,9 +1,13 @@
-"""Benchmarks, kept out of the simulation engine (``diffmem bench``).
+"""Benchmarks and measurements that run the engine, kept out of it (``diffmem bench``).
 
 - :mod:`diffmem.bench.kernels`: the streamed kernel against the machine's own matrix multiply, the
   naive baseline, peak memory and scaling (``diffmem bench``);
-- :mod:`diffmem.bench.cells`: one cell in both sampling schemes, side by side (``diffmem bench --cells``).
+- :mod:`diffmem.bench.cells`: one cell in both sampling schemes, side by side (``diffmem bench --cells``);
+- :mod:`diffmem.bench.ge_error`: the simulations behind the measured error of the Gaussian-equivalent
+  theory (``scripts/ge_error.py``; the table from their records is :mod:`diffmem.analysis.ge_error`).
 
-This layer sits above :mod:`diffmem.engine`, which it times, and imports neither zarr nor dask, so the
-benchmarks run on the GPU image (``scripts/gpu-check.sh``). Nothing here asserts a speed.
+This layer sits above :mod:`diffmem.engine`, :mod:`diffmem.theory` and :mod:`diffmem.analysis`, beside
+(and independent of) :mod:`diffmem.pipeline` and :mod:`diffmem.plots`. ``kernels`` and ``cells`` import
+neither zarr nor dask, so the benchmarks run on the GPU image (``scripts/gpu-check.sh``). Nothing here
+asserts a speed.
 """
