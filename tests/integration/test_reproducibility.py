@@ -144,3 +144,47 @@ def test_sigkill_after_the_first_cell_then_resume(reference, tmp_path):
     assert done_after.all()
     np.testing.assert_array_equal(finished_after[done_before], finished_before[done_before])  # not recomputed
     assert_same_store(store, reference)
+
+
+def _allocated(path):
+    """Bytes a tree takes on a tmpfs: every file rounded up to whole 4 KiB pages."""
+    return sum(-(-f.stat().st_size // 4096) * 4096 for f in Path(path).rglob("*") if f.is_file())
+
+
+def _mount_tmpfs(where, size):
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+
+
+def test_full_disk_mid_sweep_then_rerun_after_freeing_space(reference, tmp_path):
+    """The store's file system fills up after about one cell: the run fails naming the error, keeps the
+    cells it finished, and the same command completes the sweep once there is space again."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    per_cell = (_allocated(reference) - _allocated(reference / "done")) / N_CELLS
+    configfile = _config(tmp_path)
+    probe = tmp_path / "probe.zarr"
+    assert diffmem("sweep", "init", "--configfile", configfile, "--store", probe).returncode == 0
+    size = _allocated(probe) + int(1.5 * per_cell)
+    mounted = _mount_tmpfs(disk, size)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): needs root")
+    try:
+        store = disk / "sweep.zarr"
+        cmd = diffmem_command("sweep", "run", "--configfile", configfile, "--store", store)
+        full = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=600)
+        assert full.returncode != 0, "the sweep fitted on the small disk: nothing was tested"
+        assert "No space left on device" in full.stderr, full.stderr[-3000:]
+        done_before, finished_before = read_cells(store)
+        assert 1 <= done_before.sum() < N_CELLS, done_before
+        # free space: the same file system, grown (as after deleting other files)
+        grown = subprocess.run(["mount", "-o", f"remount,size={20 * size}", str(disk)], capture_output=True, text=True)
+        assert grown.returncode == 0, grown.stderr
+        rerun = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=600)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        done_after, finished_after = read_cells(store)
+        assert done_after.all()
+        np.testing.assert_array_equal(finished_after[done_before], finished_before[done_before])
+        assert_same_store(store, reference)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
