@@ -64,3 +64,30 @@ def test_second_run_refused_and_killed_runs_lock_cleared(tmp_path):
     assert f"cleared the lock of a run that is gone (PID {first.pid}" in text
     assert not lock_file.exists()  # released at the end of a run
     assert not (tmp_path / ".snakemake" / "locks").exists() or not any((tmp_path / ".snakemake" / "locks").iterdir())
+
+
+def test_second_run_refused_while_the_first_finishes_its_sweep(tmp_path):
+    """The refusal touches nothing of the running sweep: the first run completes, every cell done once."""
+    import numpy as np
+    import xarray as xr
+
+    configfile = one_block_config(tmp_path)
+    lock_file = tmp_path / "results" / "locktest" / "run.lock"
+    first = subprocess.Popen(command(configfile), cwd=tmp_path, start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lock_file)
+        second = subprocess.run(command(configfile), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert first.poll() is None, "the first run ended before the second started: nothing was tested"
+        assert second.returncode != 0
+        assert f"already being run by PID {first.pid}" in second.stdout + second.stderr
+        out, _ = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    assert first.returncode == 0, out[-3000:]
+    assert not lock_file.exists()
+    ds = xr.open_zarr(tmp_path / "results" / "locktest" / "sweep.zarr", consolidated=False)
+    assert bool(ds["done"].all())
+    assert np.isfinite(ds["phi"].values).any()

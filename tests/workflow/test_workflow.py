@@ -254,41 +254,52 @@ def _group_pids(pgid):
     return pids
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("moment", ["store_created", "first_cell_done"])
-def test_sigkill_mid_sweep_then_rerun_equals_uninterrupted(finished, tmp_path, moment):
+def _run_and_sigkill(cwd, moment):
+    """Start the workflow in its own session and SIGKILL its whole process group (Snakemake, the jobs,
+    their dask schedulers and workers) when ``moment`` comes: the store exists, or one more cell is
+    done than when it started. Returns the done flags at the kill."""
     cmd = [SNAKEMAKE, "--cores", "2", "--snakefile", str(SNAKEFILE), "--configfile", str(TEST_CONFIG)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    done_path = cwd / "results/test/sweep.zarr/done"
+    start_done = int(read_cells(done_path.parent)[0].sum()) if done_path.exists() else 0
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    done_path = tmp_path / "results/test/sweep.zarr/done"
     deadline = time.time() + 300
-    n_done = 0
+    n_done = start_done
     try:
         while time.time() < deadline and proc.poll() is None:
             if done_path.exists():
                 if moment == "store_created":
                     break
                 n_done = int(read_cells(done_path.parent)[0].sum())
-                if n_done >= 1:
+                if n_done > start_done:
                     break
             time.sleep(0.05)
     finally:
-        # SIGKILL Snakemake and every process it started (jobs, dask schedulers and workers).
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         for pid in _group_pids(proc.pid):
             os.kill(pid, signal.SIGKILL)
-    assert done_path.exists() and (moment == "store_created" or n_done >= 1), "killed too early"
+    assert done_path.exists() and (moment == "store_created" or n_done > start_done), "killed too early"
+    done = read_cells(done_path.parent)[0]
+    assert not done.all(), "the sweep finished before it could be killed"
+    return done
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moments", [("store_created",), ("cell_done",), ("cell_done", "cell_done")],
+                         ids=["at-store-creation", "after-a-cell", "twice"])
+def test_sigkill_mid_sweep_then_rerun_equals_uninterrupted(finished, tmp_path, moments):
+    for moment in moments:
+        done_before = _run_and_sigkill(tmp_path, moment)
     killed = xr.open_zarr(tmp_path / "results/test/sweep.zarr", consolidated=False).load()
-    done_before = killed["done"].values
-    assert not done_before.all(), "the sweep finished before it could be killed"
 
     # Resume: the same command, no `--unlock` (it clears the locks the killed run left).
     snakemake(tmp_path, "--cores", "2")
     resumed = xr.open_zarr(tmp_path / "results/test/sweep.zarr", consolidated=False).load()
     reference = xr.open_zarr(finished[0] / "results/test/sweep.zarr", consolidated=False).load()
     assert resumed["done"].values.all()
-    # No cell done before the kill was recomputed: its finish stamp is unchanged.
+    # No cell done before the last kill was recomputed: its finish stamp is unchanged.
+    done_before = done_before.reshape(killed["done"].shape)
     np.testing.assert_array_equal(resumed["finished_at"].values[done_before], killed["finished_at"].values[done_before])
     for name in resumed.data_vars:
         if name not in TIMING:
