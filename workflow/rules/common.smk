@@ -71,7 +71,15 @@ STORE = f"{RESULTS}/sweep.zarr"
 # naming the changed key, instead of Snakemake reporting the old blocks as up to date.
 CONFIG_HASH = GRID.config_hash[:12]
 MARKERS = f"{RESULTS}/markers/{CONFIG_HASH}"
-INIT_MARKER = f"{MARKERS}/sweep.init"
+# With `reuse:` stores the marker names them too, so that adding a store to reuse runs init_store
+# (which imports their matching cells) again. A grown grid has another config hash: new markers, so
+# init_store grows the store, every block runs (skipping the done cells) and the analysis copy,
+# theory, phase store, figures and paper are rebuilt from the grown store.
+_REUSE = sorted(config.get("reuse") or [])
+INIT_MARKER = (
+    f"{MARKERS}/sweep-reuse-{hashlib.sha256(json.dumps(_REUSE).encode()).hexdigest()[:12]}.init"
+    if _REUSE else f"{MARKERS}/sweep.init"
+)
 # Block markers under the split of the cells into blocks as well (diffmem.pipeline.grid.Grid.block_layout):
 # a run with another split (another block_size, or `blocks: cores` with other --cores) has its own
 # markers, and its blocks skip the cells already done.

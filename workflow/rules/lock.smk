@@ -3,10 +3,12 @@
 # together with the Snakemake directory locks it left, so no `snakemake --unlock` is needed. Only the
 # main Snakemake process takes part: jobs on cluster nodes re-parse this file in another exec mode.
 # Needs common.smk (RESULTS).
+import os as _os
 import shlex as _shlex
 import sys as _sys
 
 from diffmem.pipeline import lock as diffmem_lock
+from diffmem.pipeline.store import LOCK_TOKEN_ENV
 
 _SWEEP_LOCK = {}
 # Snakemake keeps one handler of each kind: the lock's handlers call those registered before them
@@ -24,6 +26,9 @@ if workflow.is_main_process:
 onstart:
     try:
         _SWEEP_LOCK["record"] = diffmem_lock.workflow_start(RESULTS, _shlex.join(_sys.argv))
+        # The jobs of this run (init_store grows the store or imports `reuse:` cells) work for the
+        # lock's holder: its token in their environment lets them (diffmem.pipeline.store.sweep_lock).
+        _os.environ[LOCK_TOKEN_ENV] = _SWEEP_LOCK["record"]["token"]
     except diffmem_lock.LockHeld as _held:
         print(diffmem_lock.refusal(RESULTS, _held.record), file=_sys.stderr, flush=True)
         raise

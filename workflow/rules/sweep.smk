@@ -3,6 +3,21 @@
 # (a directory() output would be deleted when a job starts or fails).
 
 
+# A done flag says a cell was written, not that it is still intact: before an executing run, every
+# done cell of the store is verified against the digest written with it (and decoded), and the block
+# of a cell that must be redone loses its marker, so the block runs again and recomputes exactly that
+# cell (diffmem.pipeline.store.cells_to_redo; about 20 ms per done cell on 2 loaded cores).
+if workflow.is_main_process and not diffmem_lock.read_only_invocation(_sys.argv):
+    from diffmem.pipeline.store import cells_to_redo as _cells_to_redo
+
+    _redo = _cells_to_redo(STORE, GRID)
+    for _block in BLOCKS if _redo else ():
+        _marker = Path(f"{BLOCK_MARKERS}/{_block}.done")
+        if _marker.exists() and _redo.intersection(GRID.block_cells(_block)):
+            print(f"diffmem: block {_block} has cells to redo: it runs again", file=_sys.stderr, flush=True)
+            _marker.unlink()
+
+
 rule init_store:
     output:
         INIT_MARKER,

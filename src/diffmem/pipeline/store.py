@@ -78,6 +78,7 @@ __all__ = [
     "grow",
     "import_cells",
     "resolve_source",
+    "cells_to_redo",
 ]
 
 STORE_KIND = "sweep"
@@ -113,6 +114,18 @@ DIGESTED = (*VARIABLES, "backend", "device", "sampling", "version", "cell_key")
 # steps and child processes: the workflow's jobs, ``diffmem sweep run``): such a process may grow or
 # import into the store; any other is refused while the lock is held.
 LOCK_TOKEN_ENV = "DIFFMEM_SWEEP_LOCK_TOKEN"
+
+# Test-only hook: when this environment variable names a stage of a grow or an import ("copy": half
+# of the finished cells copied into the grown temporary; "swap": the old store renamed away, the grown
+# one not yet in place; "import": half of the matching cells imported), the process says so on stderr
+# and sleeps there, so that a test can SIGKILL it at exactly that moment.
+PAUSE_ENV = "DIFFMEM_INJECT_PAUSE"
+
+
+def _pause_for_tests(stage):
+    if os.environ.get(PAUSE_ENV) == stage:
+        print(f"store: paused at {stage} (test hook {PAUSE_ENV})", file=sys.stderr, flush=True)
+        time.sleep(3600)
 
 
 def value_digest(values):
@@ -605,12 +618,15 @@ def grow(path, grid, log=None):
         try:
             names = [*VARIABLES, *PROVENANCE]
             copier = _CellCopier(path, old.shape, tmp, grid.shape, [*names, "done"])
-            for flat in keep:
+            for k, flat in enumerate(keep):
+                if k == len(keep) // 2:
+                    _pause_for_tests("copy")
                 copier.copy(flat, plan[flat], names)
             for flat in keep:
                 copier.copy(flat, plan[flat], ["done"])
             away = path.parent / f".{path.name}.old-{tmp.name.rsplit('tmp-', 1)[1]}"
             os.rename(path, away)
+            _pause_for_tests("swap")
             os.rename(tmp, path)
             shutil.rmtree(away, ignore_errors=True)
         finally:
@@ -694,7 +710,9 @@ def import_cells(path, grid, sources, log=None, missing_ok=False):
                 arrays = store._arrays()
                 lead = (1,) * len(grid.dims)
                 origin = f"imported:{source}"
-                for src_flat, dst_flat in matches:
+                for k, (src_flat, dst_flat) in enumerate(matches):
+                    if k == len(matches) // 2:
+                        _pause_for_tests("import")
                     copier.copy(src_flat, dst_flat, names)
                     region = tuple(store._region(dst_flat).values())
                     arrays["origin"][region] = np.full(lead, origin, dtype=object)
@@ -1025,6 +1043,25 @@ class SweepStore:
         # one per variable); ``done`` only after all of them have been written.
         sync(_gather(writes))
         arrays["done"][region] = np.ones((1,) * len(self.dims), dtype=bool)
+
+
+def cells_to_redo(path, grid, log=None):
+    """Cells of the store at ``path`` that the next run must compute: not done, or done but corrupt
+    (:meth:`SweepStore.verify_cells`, each reported on ``log``). None when there is no store of
+    ``grid`` there yet (it is created or grown first). The workflow reopens the blocks holding them
+    (their markers are removed), so a corrupt cell of a finished block is recomputed too."""
+    path = Path(path)
+    try:
+        store = SweepStore.open(path, grid)
+    except ParameterError:
+        return None
+    log = sys.stderr if log is None else log
+    done = store.done_flat(log=log)
+    for flat, reason in store.verify_cells(np.flatnonzero(done)).items():
+        print(f"store: cell {flat} ({describe_cell(grid.coords(flat))}) is corrupt: {reason}; "
+              "it will be recomputed", file=log, flush=True)
+        done[flat] = False
+    return set(np.flatnonzero(~done).tolist())
 
 
 def cell_chunk_path(path, variable, flat):
