@@ -24,11 +24,31 @@ def test_json_output_with_times(capsys):
     assert len(data["f"]) == len(data["rho_b"]) == len(data["loss"]) == 2
 
 
-def test_json_nulls_for_nonlinear(capsys):
+def test_json_for_nonlinear_is_rs_with_ge_beside(capsys):
     code, out, _ = run(["--family", "hmm", "--nonlinearity", "sign", "--alpha", "0.1", "--t", "0.5", "--json"], capsys)
     data = json.loads(out)
-    assert code == 0 and data["t_o"] is None and data["rho_b"] is None and data["loss"] is None
-    assert data["t_c"] > 0 and len(data["f"]) == 1
+    assert code == 0 and data["t_c"] > 0 and len(data["f"]) == 1
+    # RS distance theory is the main value (docs/theory.md#rs-distance) ...
+    assert data["params"]["approximation"] is None
+    assert data["t_o"] == pytest.approx(1.1634, abs=1.5e-4) and data["t_g"] == pytest.approx(0.3431, abs=1.5e-4)
+    assert len(data["rho_b"]) == len(data["loss"]) == 1 and data["voronoi_radius"] > 0
+    assert 0 <= data["replicon_t_o"] < 1 and 0 <= data["replicon_t_g"] < 1
+    # ... and the Gaussian-equivalent approximation sits beside it, labelled
+    ge = data["gaussian_equivalent"]
+    assert ge["approximation"] == "gaussian-equivalent" and "docs/theory.md#ge-error" in ge["approximation_note"]
+    assert ge["t_o"] == pytest.approx(1.1512, abs=1.5e-4) and ge["t_g"] == pytest.approx(0.3425, abs=1.5e-4)
+
+
+@pytest.mark.parametrize("name", ["relu", "sign", "tanh", "erf"])
+def test_text_for_nonlinear_prints_rs_with_ge_labelled(name, capsys):
+    code, out, _ = run(["--family", "hmm", "--nonlinearity", name, "--normalize", "--alpha", "0.1",
+                        "--alpha-D", "0.5"], capsys)
+    assert code == 0 and "replica-symmetric distance theory" in out
+    for label in ("onset time t_o", "generalization time t_g", "basin radius r*"):
+        line = next(line for line in out.splitlines() if label in line)
+        rs_value, ge_part = line.split(":", 1)[1].split("GE approx.:")
+        assert float(rs_value) > 0 and float(ge_part.split()[0]) > 0
+    assert "RS replicon at t_o" in out and "RS replicon at t_g" in out
 
 
 def test_quenched_and_readable_summary(capsys):

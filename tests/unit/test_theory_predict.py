@@ -19,7 +19,9 @@ TIMES = ("t_c", "t_o", "t_g", "t_s", "t_L")
 def test_large_n_linear_hmm_matches_the_table_and_returns_curves():
     t = np.linspace(0.01, 2.0, 200)
     out = predict(alpha=0.1, alpha_D=0.25, t=t)
-    assert set(out) == set(TIMES) | {"params", "t", "f", "rho_b", "loss"}
+    assert set(out) == set(TIMES) | {"params", "t", "f", "rho_b", "loss", "voronoi_radius",
+                                     "replicon_t_o", "replicon_t_g"}
+    assert out["replicon_t_o"] is None and out["replicon_t_g"] is None  # RS stability: nonlinear sigma only
     assert out["t_c"] == pytest.approx(0.6982, abs=1e-3)
     assert out["t_s"] is None  # no spike: the top of the Marchenko-Pastur bulk is not a speciation
     for key in ("f", "rho_b", "loss"):
@@ -51,15 +53,23 @@ def test_alpha_with_n_is_rounded_like_the_simulation():
     assert out["params"]["alpha"] == pytest.approx(np.log(P) / 80, rel=1e-14)
 
 
-def test_nonlinear_returns_only_what_the_theory_defines():
+def test_nonlinear_gets_the_replica_symmetric_theory_of_every_time():
     out = predict(nonlinearity="relu", normalize=True, alpha=0.1, alpha_D=0.5, t=[0.3, 0.8])
     assert out["t_c"] is not None and 0.1 < out["t_c"] < 2.0
-    assert all(out[k] is None for k in ("t_o", "t_g", "t_s", "t_L"))
-    assert out["rho_b"] is None and out["loss"] is None
+    # the RS distance theory (docs/theory.md#rs-distance) is the theory of record: t_g < t_L < t_c < t_o
+    assert out["t_s"] is None  # no spike
+    assert out["t_g"] < out["t_L"] < out["t_c"] < out["t_o"]
+    assert out["t_o"] == pytest.approx(0.9394, abs=1.5e-4)  # reference value, RS, normalized relu
+    assert out["t_g"] == pytest.approx(0.1920, abs=1.5e-4)
+    assert 0 < out["replicon_t_o"] < out["replicon_t_g"] < 1  # locally stable
+    assert out["params"]["approximation"] is None and "N -> infinity" in out["params"]["theory"]
+    assert out["rho_b"].shape == out["loss"].shape == (2,) and np.all(np.isfinite(out["rho_b"]))
+    assert out["rho_b"][0] > 1 > out["rho_b"][1] > 0  # condensed below t_c, annealed between t_c and t_o
     assert out["f"].shape == (2,) and out["f"][0] > 0.1 > out["f"][1]  # t_c lies between
     ge = predict(nonlinearity="relu", normalize=True, alpha=0.1, alpha_D=0.5, approximation="gaussian-equivalent")
     assert ge["params"]["approximation"] == "gaussian-equivalent"
     assert all(ge[k] is not None for k in TIMES if k != "t_s") and ge["t_s"] is None  # no spike
+    assert ge["t_g"] != pytest.approx(out["t_g"], rel=0.05)  # GE misses relu's t_g by > 5 %
 
 
 def test_linear_normalize_is_the_same_as_plain_linear():

@@ -35,8 +35,9 @@ def add_parser(subparsers, help_text):
     p.add_argument("--t", type=float, nargs="+", default=None, help="times (> 0) for f, rho_b, loss")
     p.add_argument(
         "--approximation", choices=[GE], default=None,
-        help="nonlinear sigma: use the Gaussian-equivalent spectrum instead of the RS formula; an approximation "
-        "(every value is labelled so), the only source of t_o, t_g, rho_b and the loss for nonlinear sigma",
+        help="nonlinear sigma: use the Gaussian-equivalent spectrum instead of the RS theory; an approximation "
+        "(every value is labelled so). Without it a nonlinear sigma gets the RS theory, with the GE values "
+        "printed beside it",
     )
     p.add_argument("--method", choices=METHODS, default="auto", help="inner quadrature of the RS formula")
     p.add_argument("--json", action="store_true", help="print one JSON object (undefined -> null)")
@@ -45,7 +46,7 @@ def add_parser(subparsers, help_text):
 
 
 def run(args):
-    result = theory.predict(
+    kwargs = dict(
         family=args.family,
         nonlinearity=args.nonlinearity,
         normalize=args.normalize,
@@ -57,11 +58,24 @@ def run(args):
         m_tilde=args.m_tilde,
         sigma=args.sigma,
         t=args.t,
-        approximation=args.approximation,
         method=args.method,
     )
+    result = theory.predict(**kwargs, approximation=args.approximation)
+    if _is_rs(result):
+        # the GE approximation of the same point, shown beside the RS theory and labelled
+        result[GE_KEY] = theory.predict(**kwargs, approximation=GE)
     print(to_json(result) if args.json else to_text(result))
     return 0
+
+
+# Key of the Gaussian-equivalent result attached beside an RS result (JSON and text).
+GE_KEY = "gaussian_equivalent"
+
+
+def _is_rs(result):
+    """A nonlinear sigma given its replica-symmetric theory (not the GE approximation)."""
+    prm = result["params"]
+    return prm["nonlinearity"] not in (None, "linear") and prm["approximation"] is None and prm["method"] is not None
 
 
 def _plain(value):
@@ -84,10 +98,17 @@ def _is_ge(result):
 
 
 def to_json(result):
-    """One-line strict JSON of a :func:`diffmem.theory.predict` result (a GE result carries ``approximation_note``)."""
-    out = _plain(result)
+    """One-line strict JSON of a :func:`diffmem.theory.predict` result (a GE result carries ``approximation_note``).
+
+    An RS result of a nonlinear sigma may carry its GE approximation under ``gaussian_equivalent``
+    (the same keys, with ``approximation`` and ``approximation_note``).
+    """
+    ge = result.get(GE_KEY)
+    out = _plain({k: v for k, v in result.items() if k != GE_KEY})
     if _is_ge(result):
         out["approximation_note"] = GE_NOTE
+    if ge is not None:
+        out[GE_KEY] = {**_plain(ge), "approximation": GE, "approximation_note": GE_NOTE}
     return json.dumps(out, allow_nan=False)
 
 
@@ -108,11 +129,13 @@ def to_text(result):
     if prm["approximation"]:
         head += f" APPROXIMATION={prm['approximation']}"
     lines = [head]
+    ge = result.get(GE_KEY)
     if _is_ge(result):
         lines.append(f"# {GE_NOTE}")
-    elif prm["nonlinearity"] not in (None, "linear") and result["t_o"] is None and prm["method"] is not None:
-        lines.append(f"# nonlinear sigma: only t_c and f are exact (replica-symmetric); --approximation {GE} "
-                     "gives the rest as an approximation")
+    elif _is_rs(result):
+        lines.append(f"# {theory.RS_DISTANCE_NOTE}")
+        if ge is not None:
+            lines.append(f"# beside: {GE_SHORT} = {GE_NOTE}")
     labels = {
         "t_c": "collapse time t_c",
         "t_o": "onset time t_o",
@@ -121,10 +144,29 @@ def to_text(result):
         "t_L": "loss condensation t_L",
     }
     mark = f"  ({GE_SHORT})" if _is_ge(result) else ""
-    lines += [f"{labels[k]:>24}: {_fmt(result[k])}{mark if result[k] is not None else ''}" for k in TIMES]
+
+    def beside(key):
+        if ge is None or ge.get(key) is None:
+            return ""
+        return f"   {GE_SHORT}: {_fmt(ge[key])}"
+
+    lines += [f"{labels[k]:>24}: {_fmt(result[k])}{mark if result[k] is not None else ''}{beside(k)}"
+              for k in TIMES]
+    if result.get("voronoi_radius") is not None:
+        lines.append(f"{'basin radius r*':>24}: {_fmt(result['voronoi_radius'])}{mark}"
+                     f"{beside('voronoi_radius')}   (condensed basin below t_c, rho_b(t) = s(t) r*)")
+    for key, at in zip(theory.STABILITY, ("t_o", "t_g")):
+        if result.get(key) is not None:
+            lines.append(f"{'RS replicon at ' + at:>24}: {_fmt(result[key])}  (RS locally stable below 1)")
     if "t" in result:
-        lines.append(f"{'t':>10}" + "".join(f"{c:>14}" for c in CURVES) + mark)
+        names = list(CURVES)
+        if ge is not None:
+            names += [f"{c} ({GE_SHORT})" for c in ("rho_b", "loss")]
+        lines.append(f"{'t':>10}" + "".join(f"{c:>20}" for c in names) + mark)
         for i, t in enumerate(result["t"]):
-            row = "".join(f"{'-' if result[c] is None else format(result[c][i], '.6g'):>14}" for c in CURVES)
+            values = [result[c] for c in CURVES]
+            if ge is not None:
+                values += [ge["rho_b"], ge["loss"]]
+            row = "".join(f"{'-' if v is None else format(v[i], '.6g'):>20}" for v in values)
             lines.append(f"{t:>10.4g}{row}")
     return "\n".join(lines)

@@ -3,7 +3,9 @@
 :func:`predict` is the entry point the engine, the figures and ``diffmem theory`` use; the formulas
 live in :mod:`.spectra` (quadrature rules for eigenvalue spectra), :mod:`.linear` (REM formulas for a
 spectrum), :mod:`.nonlinear` (replica-symmetric GLM mutual information for any registered sigma, and
-the Gaussian-equivalent approximation) and :mod:`.mixture` (closed forms of the Gaussian mixture).
+the Gaussian-equivalent approximation), :mod:`.rs_distance` (replica-symmetric distance statistics of
+a nonlinear manifold: t_o, t_g, t_L, the basin radius and the loss) and :mod:`.mixture` (closed forms
+of the Gaussian mixture).
 """
 
 import numpy as np
@@ -14,6 +16,7 @@ from diffmem.spec import FAMILIES, CellSpec
 from diffmem.theory import linear
 from diffmem.theory import mixture
 from diffmem.theory import nonlinear
+from diffmem.theory import rs_distance
 from .approximation import GE, GE_LABEL, GE_NOTE, GE_SHORT, ge_attrs, ge_name
 from .linear import (
     basin_radius,
@@ -27,9 +30,18 @@ from .linear import (
     onset_time,
     rate_function,
     snr,
+    time_of_snr,
     voronoi_radius,
 )
 from .nonlinear import collapse_time_rs, excess_entropy_rs, gaussian_equivalent_spectrum
+from .rs_distance import (
+    basin_radius_rs,
+    cumulant_rs,
+    generalization_time_rs,
+    loss_rs,
+    nearest_distance_rs,
+    onset_time_rs,
+)
 from .spectra import (
     Spectrum,
     isotropic_spectrum,
@@ -62,6 +74,14 @@ __all__ = [
     "excess_entropy_rs",
     "collapse_time_rs",
     "gaussian_equivalent_spectrum",
+    "cumulant_rs",
+    "onset_time_rs",
+    "nearest_distance_rs",
+    "generalization_time_rs",
+    "basin_radius_rs",
+    "loss_rs",
+    "STABILITY",
+    "RS_DISTANCE_NOTE",
     "GE",
     "GE_LABEL",
     "GE_SHORT",
@@ -70,10 +90,19 @@ __all__ = [
     "ge_attrs",
     "linear",
     "nonlinear",
+    "rs_distance",
     "mixture",
 ]
 
 APPROXIMATIONS = (None, GE)
+# Extra outputs of predict: the replicon V^2 E[(g')^2]/alpha_D of the RS distance theory (nonlinear
+# sigma), at the onset point (theta = s(t_o)/2) and at the nearest-neighbour point (I = alpha, t_g).
+STABILITY = ("replicon_t_o", "replicon_t_g")
+RS_DISTANCE_NOTE = (
+    "nonlinear sigma: t_c, f from the replica-symmetric GLM formula; t_o, t_g, t_L, rho_b, loss from the "
+    "replica-symmetric distance theory (docs/theory.md#rs-distance); both N -> infinity (i.i.d. Gaussian F), "
+    "evaluated at the cell's realized alpha = log(P)/N, alpha_D = D/N"
+)
 
 
 def _choice(name, value, choices):
@@ -118,11 +147,41 @@ def _linear_block(spectrum, alpha, t):
         "t_g": generalization_time(spectrum, alpha),
         "t_L": loss_condensation_time(spectrum, alpha),
         "t_s": None,
+        "voronoi_radius": voronoi_radius(spectrum, alpha),
     }
     if t is not None:
         out["f"] = np.asarray(excess_entropy(spectrum, t))
         out["rho_b"] = np.asarray(basin_radius(spectrum, alpha, t))
         out["loss"] = np.asarray(loss(spectrum, alpha, t))
+    return out
+
+
+def _rs_block(alpha, alpha_D, nonlinearity, normalize, method, t):
+    """Every time and curve of a nonlinear sigma: RS GLM (f, t_c) and RS distance theory (the rest)."""
+    ge = gaussian_equivalent_spectrum(marchenko_pastur_spectrum(alpha_D), nonlinearity, normalize)
+    guess = collapse_time(ge, alpha)
+    t_c = collapse_time_rs(
+        alpha, alpha_D, nonlinearity, normalize, method,
+        t_guess=guess if np.isfinite(guess) and guess > nonlinear.T_MIN else None,
+    )
+    onset = rs_distance.onset_point(alpha, alpha_D, nonlinearity, normalize)
+    nearest = rs_distance.nearest_point(alpha, alpha_D, nonlinearity, normalize)
+    t_o = np.nan if onset is None else float(time_of_snr(2.0 * onset.theta))
+    out = {
+        "t_c": t_c,
+        "t_o": t_o,
+        "t_g": np.nan if nearest is None else 0.5 * float(np.log1p(nearest.distance)),
+        "t_L": np.nan if nearest is None else float(time_of_snr(2.0 * nearest.theta)),
+        "t_s": None,
+        "voronoi_radius": rs_distance.voronoi_radius_rs(alpha, alpha_D, nonlinearity, normalize),
+        "replicon_t_o": None if onset is None else onset.replicon,
+        "replicon_t_g": None if nearest is None else nearest.replicon,
+    }
+    if t is not None:
+        out["f"] = excess_entropy_rs(t, alpha_D, nonlinearity, normalize, method)
+        out["rho_b"] = (basin_radius_rs(alpha, alpha_D, t, t_c, t_o, nonlinearity, normalize)
+                        if np.isfinite(t_c) and np.isfinite(t_o) else None)
+        out["loss"] = loss_rs(alpha, alpha_D, t, nonlinearity, normalize)
     return out
 
 
@@ -171,7 +230,7 @@ def predict(
     quenched : bool, optional
         Use the quenched spectrum (needs N). Default: True exactly when N is given.
     approximation : {None, "gaussian-equivalent"}
-        For nonlinear sigma, replace the RS formula by the Gaussian-equivalent spectrum (an
+        For nonlinear sigma, replace the RS theory by the Gaussian-equivalent spectrum (an
         approximation, labelled as such in ``params``) and use the linear formulas for everything.
     method : str
         Inner quadrature of the RS formula (:data:`diffmem.theory.nonlinear.METHODS`).
@@ -181,15 +240,21 @@ def predict(
     dict
         ``t_c, t_o, t_g, t_s, t_L`` (float or None where not defined for that family/sigma, or where
         no solution exists; ``t_s`` only for the Gaussian mixture with N, the one family with a
-        spike), ``params`` (what was used), and with ``t``: ``t``, ``f``, ``rho_b``,
-        ``loss`` as float arrays aligned with t (None where not defined).
+        spike), ``voronoi_radius`` (r*: the condensed basin radius, rho_b(t) = s(t) r* below
+        t_c, the limit of rho_b Delta_t as t -> 0), ``replicon_t_o``, ``replicon_t_g`` (the RS stability of the distance theory of a
+        nonlinear sigma, locally stable below 1; None otherwise), ``params`` (what was used), and
+        with ``t``: ``t``, ``f``, ``rho_b``, ``loss`` as float arrays aligned with t (None where not
+        defined).
 
     Notes
     -----
-    For a nonlinear sigma only f and t_c have a theory (the RS formula); t_o, t_g, t_L, rho_b,
-    the loss and t_s need the distance statistics of non-Gaussian data and are None, unless
-    ``approximation="gaussian-equivalent"``. The RS formula depends on F only through alpha_D, so
-    there is no quenched version of it. For the Gaussian mixture f and t_c are the closed forms; the
+    For a nonlinear sigma f and t_c come from the replica-symmetric GLM formula
+    (:mod:`.nonlinear`), and t_o, t_g, t_L, rho_b and the loss from the replica-symmetric distance
+    theory (:mod:`.rs_distance`), which is to the nonlinear manifold what the Marchenko-Pastur
+    formulas are to the linear one (docs/theory.md#rs-distance). Both are N -> infinity theories of
+    i.i.d. Gaussian F that depend on F only through alpha_D: there is no quenched version, and a cell
+    (with N) is given them at its realized alpha = log(P)/N and alpha_D = D/N. ``t_s`` is None (no
+    spike). ``approximation="gaussian-equivalent"`` gives the GE approximation instead. For the Gaussian mixture f and t_c are the closed forms; the
     other times come from the isotropic spectrum of variance sigma^2 (the class spike is O(1/N) per
     dimension), t_s = (1/2) log(N m_tilde^2 + sigma^2) needs N. The hidden manifold and isotropic
     data have no spike (the top of a bulk is not a speciation transition): t_s is None for them.
@@ -255,26 +320,13 @@ def predict(
         else:
             params["spectrum"] = "replica-symmetric (depends on alpha_D only)"
             params["method"] = nonlinear._resolve_method(nonlinearity, method)
+            params["theory"] = RS_DISTANCE_NOTE
             if times is not None and times.min() < nonlinear.T_MIN:
                 raise ParameterError("t", f"nonlinear theory needs t >= {nonlinear.T_MIN:g}")
-            ge = gaussian_equivalent_spectrum(marchenko_pastur_spectrum(alpha_D), nonlinearity, normalize)
-            guess = collapse_time(ge, alpha)
-            out = {
-                "t_c": collapse_time_rs(
-                    alpha, alpha_D, nonlinearity, normalize, method,
-                    t_guess=guess if np.isfinite(guess) and guess > nonlinear.T_MIN else None,
-                ),
-                "t_o": None,
-                "t_g": None,
-                "t_L": None,
-                "t_s": None,
-            }
-            if times is not None:
-                out["f"] = excess_entropy_rs(times, alpha_D, nonlinearity, normalize, method)
-                out["rho_b"] = None
-                out["loss"] = None
+            out = _rs_block(alpha, alpha_D, nonlinearity, normalize, method, times)
 
     result = {key: _none_if_nan(out[key]) for key in ("t_c", "t_o", "t_g", "t_s", "t_L")}
+    result.update({key: _none_if_nan(out.get(key)) for key in ("voronoi_radius", *STABILITY)})
     result["params"] = params
     if times is not None:
         result["t"] = times
