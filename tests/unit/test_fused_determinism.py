@@ -42,7 +42,7 @@ _PROGRAM = _INPUTS + textwrap.dedent(
     import json
     from diffmem.engine import fused
     shift = np.full(Q, -np.inf); s1 = np.zeros(Q); s2 = np.zeros(Q); li = np.full(Q, -np.inf)
-    fused.fold_block(G, sq, 0, row_a, coef_a, row_b, coef_b, coef_sq, index, shift, s1, s2, li)
+    fused.fold_block(G, sq, 0, row_a, coef_a, row_b, coef_b, coef_sq, index, shift, s1, s2, li, None, np.zeros(Q, np.int64))
     alone = 0
     for q in range(Q):
         b = row_b[q] if row_b[q] >= 0 else row_a[q]
@@ -89,7 +89,7 @@ def _fold(threads):
     numba.set_num_threads(threads)
     try:
         fused.fold_block(d["G"], d["sq"], 0, d["row_a"], d["coef_a"], d["row_b"], d["coef_b"], d["coef_sq"],
-                         d["index"], shift, s1, s2, li)
+                         d["index"], shift, s1, s2, li, None, np.zeros(Q, np.int64))
     finally:
         numba.set_num_threads(before)
     return np.concatenate([shift, s1, s2, li])
@@ -161,3 +161,64 @@ def test_exp2_within_one_ulp_and_clamped():
     # clamped: below -500 every entry is 2^-500, above 1000 it is 2^1000
     np.testing.assert_array_equal(evaluate(np.array([-1e4, -501.0, 1001.0, 1e5])),
                                   np.exp2(np.array([-500.0, -500.0, 1000.0, 1000.0])))
+
+
+def _fold_skipping(threads, spread):
+    import numba
+
+    d = _inputs()
+    Q = d["Q"]
+    G = d["G"] * spread  # a wide spread of logits: most tiles far below each row's maximum
+    shift, s1, s2, li = np.full(Q, -np.inf), np.zeros(Q), np.zeros(Q), np.full(Q, -np.inf)
+    skipped = np.zeros(Q, dtype=np.int64)
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        for lo in range(0, G.shape[1], 500):  # three blocks: the shift of the later ones is a running one
+            block = np.ascontiguousarray(G[:, lo : lo + 500])
+            sq = d["sq"][lo : lo + 500] * spread
+            fused.fold_block(block, sq, lo, d["row_a"], d["coef_a"], d["row_b"], d["coef_b"], d["coef_sq"],
+                             d["index"], shift, s1, s2, li, fused.tile_bounds(block, sq), skipped)
+    finally:
+        numba.set_num_threads(before)
+    return shift, s1, s2, li, skipped
+
+
+def _fold_plain(spread):
+    d = _inputs()
+    Q = d["Q"]
+    G = d["G"] * spread
+    shift, s1, s2, li = np.full(Q, -np.inf), np.zeros(Q), np.zeros(Q), np.full(Q, -np.inf)
+    for lo in range(0, G.shape[1], 500):
+        block = np.ascontiguousarray(G[:, lo : lo + 500])
+        fused.fold_block(block, d["sq"][lo : lo + 500] * spread, lo, d["row_a"], d["coef_a"], d["row_b"],
+                         d["coef_b"], d["coef_sq"], d["index"], shift, s1, s2, li, None, np.zeros(Q, np.int64))
+    return shift, s1, s2, li
+
+
+def test_tile_bounds_are_the_extremes_of_each_tile():
+    rng = np.random.default_rng(3)
+    G, sq = rng.standard_normal((5, 53)), rng.random(53)
+    g_max, g_min, sq_min, sq_max = fused.tile_bounds(G, sq)
+    starts = np.arange(0, 53, fused.TILE)
+    np.testing.assert_array_equal(g_max, np.maximum.reduceat(G, starts, axis=1))
+    np.testing.assert_array_equal(g_min, np.minimum.reduceat(G, starts, axis=1))
+    np.testing.assert_array_equal(sq_min, np.minimum.reduceat(sq, starts))
+    np.testing.assert_array_equal(sq_max, np.maximum.reduceat(sq, starts))
+
+
+def test_skipping_leaves_out_less_than_its_bound_and_keeps_thread_invariance():
+    plain = _fold_plain(spread=40.0)
+    shift, s1, s2, li, skipped = _fold_skipping(1, spread=40.0)
+    assert skipped.sum() > 0, "no tile was skipped: the test tested nothing"
+    np.testing.assert_array_equal(shift, plain[0])  # shifts are exact maxima either way
+    np.testing.assert_array_equal(li, plain[3])
+    # each skipped point adds < 2^-100 to a row sum >= 1: P 2^-100 relative at most, far below an ulp
+    n = _inputs()["G"].shape[1]
+    np.testing.assert_allclose(s1, plain[1], rtol=n * 2.0**-100 + 4e-16)
+    np.testing.assert_allclose(s2, plain[2], rtol=n * 2.0**-200 + 4e-16)
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        for a, b in zip(_fold_skipping(2, spread=40.0), (shift, s1, s2, li, skipped)):
+            np.testing.assert_array_equal(a, b)

@@ -52,7 +52,8 @@ try:
 except ImportError:  # pragma: no cover - numba is a declared dependency
     HAVE_NUMBA = False
 
-__all__ = ["EXPONENTIAL", "HAVE_NUMBA", "HEADROOM", "LANES", "LOG2E", "exp2_clamped", "fold_block"]
+__all__ = ["EXPONENTIAL", "HAVE_NUMBA", "HEADROOM", "LOG2E", "SKIP_BELOW", "SPAN", "TILE", "exp2_clamped",
+           "fold_block", "tile_bounds"]
 
 EXPONENTIAL = "minimax11-fma"  # the exponential of the fused pass, recorded with every cell it makes
 HEADROOM = 300.0  # a block is re-summed when its sum in shift units exceeds 2^HEADROOM
@@ -61,6 +62,8 @@ LANES = 8  # float64 per vector of the block sums: one AVX-512 register (two AVX
 VECTORS = 4  # independent vectors of partial sums: enough additions in flight to hide their latency
 SPAN = LANES * VECTORS  # partial sums per row
 QUERY_GROUP = 16  # queries per parallel task (one scratch row of exponentials per task)
+TILE = 16  # training points per tile of the exact skip test (:func:`tile_bounds`)
+SKIP_BELOW = -100.0  # base 2: a tile whose logit bound is below shift - 100 adds < 2^-100 per point
 
 LOG2E = 1.4426950408889634
 # 2^f on [-1/2, 1/2]: interpolation at the 12 Chebyshev nodes, computed in 50-digit arithmetic and
@@ -80,6 +83,27 @@ _P = (
     4.4558179083360645e-10,
 )
 _TWO_HEADROOM = 2.0**HEADROOM
+
+
+def tile_bounds(G, sq):
+    """Per-tile extremes of a block: ``(g_max, g_min, sq_min, sq_max)``.
+
+    ``g_max``, ``g_min`` (R, tiles) are the extremes of each row of G and ``sq_min``, ``sq_max``
+    (tiles,) those of |a|^2, tile k holding the points k TILE .. (k + 1) TILE - 1 of the block.
+    With them :func:`fold_block` bounds every logit of a tile from above for a few operations:
+    for c_a, c_b, c_sq >= 0, l = c_a G_a + c_b G_b - c_sq |a|^2 <= c_a max G_a + c_b max G_b - c_sq min |a|^2
+    (the other extreme for a negative coefficient). Rounding is monotone, so the bound evaluated in
+    floating point in the logit's own order is >= every logit as the pass evaluates it: a skipped tile
+    provably holds only entries below shift + SKIP_BELOW.
+    """
+    tiles = -(-sq.size // TILE)
+    g_max = np.empty((G.shape[0], tiles))
+    g_min = np.empty((G.shape[0], tiles))
+    sq_min = np.empty(tiles)
+    sq_max = np.empty(tiles)
+    _tile_extremes(G, sq, g_max, g_min, sq_min, sq_max)
+    return g_max, g_min, sq_min, sq_max
+
 
 if HAVE_NUMBA:
 
@@ -129,6 +153,33 @@ if HAVE_NUMBA:
     def _logit(Ga, Gb, sq, ca, cb, cs, j):
         """The combined logit of point j, rounded the same way wherever it is evaluated."""
         return ca * Ga[j] + cb * Gb[j] - cs * sq[j]
+
+    # "nnan" and "nsz" only: a maximum or minimum is the same number in any order of evaluation (G
+    # holds no NaN), so these flags let LLVM vectorize the reductions without changing any bit.
+    @njit(parallel=True, fastmath={"nnan", "nsz"}, cache=True)
+    def _tile_extremes(G, sq, g_max, g_min, sq_min, sq_max):
+        n = sq.size
+        tiles = g_max.shape[1]
+        for r in prange(G.shape[0]):
+            row = G[r]
+            for k in range(tiles):
+                hi = min((k + 1) * TILE, n)
+                top = row[k * TILE]
+                bottom = top
+                for j in range(k * TILE + 1, hi):
+                    top = max(top, row[j])
+                    bottom = min(bottom, row[j])
+                g_max[r, k] = top
+                g_min[r, k] = bottom
+        for k in range(tiles):
+            hi = min((k + 1) * TILE, n)
+            top = sq[k * TILE]
+            bottom = top
+            for j in range(k * TILE + 1, hi):
+                top = max(top, sq[j])
+                bottom = min(bottom, sq[j])
+            sq_min[k] = bottom
+            sq_max[k] = top
 
     @njit(cache=True)
     def _row_max(Ga, Gb, sq, ca, cb, cs):
@@ -213,8 +264,52 @@ if HAVE_NUMBA:
             scratch[j] = exp2_clamped(_logit(Ga, Gb, sq, ca, cb, cs, j) - shift)
         return _lane_sums(scratch, n)
 
+    @njit(cache=True)
+    def _row_sums_skipping(Ga, Gb, sq, ca, cb, cs, shift, scratch, keep, bounds_a, bounds_b, sq_min, sq_max):
+        """:func:`_row_sums` where every tile whose logit bound lies below shift + SKIP_BELOW counts 0.
+
+        ``bounds_a``, ``bounds_b``: (g_max, g_min) rows of the two G rows (:func:`tile_bounds`);
+        ``keep``: scratch of one flag per tile. Returns the two sums and the number of tiles skipped.
+        A skipped entry would have added less than 2^SKIP_BELOW (row sums are >= 1 in shift units),
+        so the total left out is below P 2^-100 relative (P = 10^8: 8e-23); adding the zero in its
+        place is exact.
+
+        The test runs over all tiles first. When at most half of them can be skipped, the row is
+        evaluated as :func:`_row_sums` does (one long vector loop) and the skippable tiles are zeroed
+        afterwards: the tile-by-tile loop costs more per point than it saves. Either way the sums are
+        those of the same numbers in the same order, a skipped tile counting zero.
+        """
+        n = sq.size
+        tiles = sq_min.size
+        max_a, min_a = bounds_a
+        max_b, min_b = bounds_b
+        kept = 0
+        for k in range(tiles):
+            top_a = ca * (max_a[k] if ca >= 0.0 else min_a[k])
+            top_b = cb * (max_b[k] if cb >= 0.0 else min_b[k])
+            top_sq = cs * (sq_min[k] if cs >= 0.0 else sq_max[k])
+            keep[k] = not (top_a + top_b - top_sq - shift < SKIP_BELOW)
+            kept += keep[k]
+        if 2 * kept > tiles:
+            for j in range(n):
+                scratch[j] = exp2_clamped(_logit(Ga, Gb, sq, ca, cb, cs, j) - shift)
+        for k in range(tiles):
+            # unsigned indices: numba emits no negative-index wraparound, so a tile's loads and
+            # stores are contiguous vectors (signed ones gave gathers here)
+            lo = np.uint64(k) * np.uint64(TILE)
+            hi = min(lo + np.uint64(TILE), np.uint64(n))
+            if not keep[k]:
+                for j in range(lo, hi):
+                    scratch[j] = 0.0
+            elif 2 * kept <= tiles:
+                for j in range(lo, hi):
+                    scratch[j] = exp2_clamped(_logit(Ga, Gb, sq, ca, cb, cs, j) - shift)
+        t1, t2 = _lane_sums(scratch, n)
+        return t1, t2, tiles - kept
+
     @njit(parallel=True, cache=True)
-    def fold_block(G, sq, start, row_a, coef_a, row_b, coef_b, coef_sq, index, shift, s1, s2, logit_index):
+    def fold_block(G, sq, start, row_a, coef_a, row_b, coef_b, coef_sq, index, shift, s1, s2, logit_index,
+                   bounds, skipped):
         """Fold training points start..start+n-1 into the online sums of every query.
 
         Parameters
@@ -234,12 +329,18 @@ if HAVE_NUMBA:
         shift, s1, s2, logit_index : float64 (Q,)
             State, updated in place (base 2): reference logit (-inf before the first block),
             sum 2^(l - shift), sum 2^(2 (l - shift)), logit of the designated point (-inf until seen).
+        bounds : tuple or None
+            Tile extremes of this block (:func:`tile_bounds`): tiles that provably add less than
+            2^SKIP_BELOW per point are skipped. None: every point is evaluated.
+        skipped : int64 (Q,)
+            Tiles skipped per query, incremented in place (untouched when ``bounds`` is None).
         """
         Q = row_a.size
         n = sq.size
         groups = (Q + QUERY_GROUP - 1) // QUERY_GROUP
         for g in prange(groups):
             scratch = np.empty(n)
+            keep = np.empty(-(-n // TILE), dtype=np.bool_)
             for q in range(g * QUERY_GROUP, min(Q, (g + 1) * QUERY_GROUP)):
                 ca, cb, cs = coef_a[q], coef_b[q], coef_sq[q]
                 Ga = G[row_a[q]]
@@ -252,7 +353,14 @@ if HAVE_NUMBA:
                 if ref == -np.inf:
                     ref = _row_max(Ga, Gb, sq, ca, cb, cs)
                     shift[q] = ref
-                t1, t2 = _row_sums(Ga, Gb, sq, ca, cb, cs, ref, scratch)
+                if bounds is None:
+                    t1, t2 = _row_sums(Ga, Gb, sq, ca, cb, cs, ref, scratch)
+                else:
+                    g_max, g_min, sq_min, sq_max = bounds
+                    rb = row_b[q] if row_b[q] >= 0 else row_a[q]
+                    t1, t2, k = _row_sums_skipping(Ga, Gb, sq, ca, cb, cs, ref, scratch, keep, (g_max[row_a[q]], g_min[row_a[q]]),
+                                                   (g_max[rb], g_min[rb]), sq_min, sq_max)
+                    skipped[q] += k
                 if not t1 <= _TWO_HEADROOM:  # also catches inf: redo the block at its exact maximum
                     top = _row_max(Ga, Gb, sq, ca, cb, cs)
                     factor = 2.0 ** (ref - top)
