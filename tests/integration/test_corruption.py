@@ -102,3 +102,29 @@ def test_the_workflow_reruns_the_block_of_a_corrupt_cell(tmp_path):
     _, finished = read_cells(store)
     assert np.flatnonzero(finished != finished_before).tolist() == [damaged]
     assert_same_data(store, clean)
+
+
+@pytest.mark.slow
+def test_the_workflow_grows_its_sweep_and_rebuilds_the_analysis(tmp_path):
+    # init_store runs under the workflow's own lock (its token), grows the store, only the new cells
+    # compute, and the analysis copy and theory are rebuilt for the grown grid.
+    snakemake(tmp_path, "--cores", "2")
+    store = tmp_path / "results/test/sweep.zarr"
+    _, finished_before = read_cells(store)
+    grown = write_config(tmp_path, tiny_config(grid={"seed": [0, 1, 2]}), name="grown.yaml")
+    out = snakemake(tmp_path, "--cores", "2", "--rerun-triggers", "mtime", configfile=grown)  # as `make run`
+    log = (tmp_path / "logs/init_store/test.log").read_text()
+    assert "grew" in log and "kept the 16 finished cells" in log, log
+    done, finished = read_cells(store)
+    assert done.size == 24 and done.all()
+    old = np.asarray([f for f in range(24) if f % 3 != 2])  # seeds 0, 1 of every (alpha_D, N, alpha)
+    np.testing.assert_array_equal(finished[old], finished_before)  # kept, not recomputed
+    analysis = open_store(tmp_path / "results/test/analysis.zarr")
+    theory = open_store(tmp_path / "results/test/theory.zarr")
+    assert analysis.sizes["seed"] == 3 and int(analysis["done"].sum()) == 24
+    assert "seed" not in theory.sizes or theory.sizes["seed"] == 3
+    phase = open_store(tmp_path / "results/test/phase.zarr")
+    assert phase.sizes.get("seed", 3) == 3
+    terminal = out.stdout + out.stderr
+    for rule in ("pack_store", "compute_theory", "extract_phase", "plot_figures", "analyze_paper"):
+        assert f"rule {rule}:" in terminal, rule
