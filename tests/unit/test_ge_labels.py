@@ -55,9 +55,13 @@ def test_theory_store_has_labelled_ge_values_beside_the_exact_ones(stores):
         assert "approximation" not in th[name].attrs
     tanh = th.sel(nonlinearity="tanh", alpha_D=0.5, N=16, alpha=0.2)
     lin = th.sel(nonlinearity="linear", alpha_D=0.5, N=16, alpha=0.2)
-    # Linear cells have an exact theory and no GE value; a nonlinear cell has exact t_c, no exact t_o.
+    # Linear cells have an exact theory and no GE value; a nonlinear cell has the RS theory of every time
+    # (docs/theory.md#rs-distance) as its main value, the GE value beside it.
     assert np.isnan(lin["t_o_ge"].values).all() and np.isfinite(lin["t_o"].values).all()
-    assert np.isnan(tanh["t_o"].values).all() and np.isfinite(tanh["t_c"].values).all()
+    assert np.isfinite(tanh["t_o"].values).all() and np.isfinite(tanh["t_c"].values).all()
+    assert np.isfinite(tanh["t_g"].values).all() and np.isfinite(tanh["rho_b"].values).all()
+    assert (tanh["t_o"].values != tanh["t_o_ge"].values).all()
+    assert "N -> infinity" in th["t_o"].attrs["theory_nonlinear"]
     # The stored GE values are predict(approximation=GE) at the cell: quenched spectrum of seed 1.
     cell = next(c for c in cfg.cells if c.nonlinearity == "tanh" and c.seed == 1)
     expected = predict(family="hmm", nonlinearity="tanh", normalize=True, alpha_D=0.5, N=cell.N, P=cell.P, seed=1,
@@ -65,8 +69,14 @@ def test_theory_store_has_labelled_ge_values_beside_the_exact_ones(stores):
     for name in ("t_c", "t_o", "t_g"):
         stored = float(tanh[f"{name}_ge"].sel(spectrum="quenched", seed=1))
         assert stored == pytest.approx(expected[name], rel=1e-12)
-    # ... and it is not the exact (replica-symmetric) t_c.
-    assert float(tanh["t_c_ge"].sel(spectrum="limit", seed=0)) != float(tanh["t_c"].sel(spectrum="limit", seed=0))
+    # ... and it is not the replica-symmetric value, which is stored as the main one: the RS theory at the
+    # realized alpha, alpha_D (no quenched version: both spectra hold it).
+    rs = predict(family="hmm", nonlinearity="tanh", normalize=True, alpha_D=0.5, N=cell.N, P=cell.P, seed=1)
+    for name in ("t_c", "t_o", "t_g"):
+        for spectrum in ("quenched", "limit"):
+            stored = float(tanh[name].sel(spectrum=spectrum, seed=1))
+            assert stored == pytest.approx(rs[name], rel=1e-12)
+        assert float(tanh[f"{name}_ge"].sel(spectrum="limit", seed=0)) != float(tanh[name].sel(spectrum="limit", seed=0))
 
 
 def test_linear_sweep_has_no_ge_variables():
@@ -103,7 +113,9 @@ def test_paper_table_labels_the_ge_column(stores):
     nonlinear = table[table["nonlinearity"] == "tanh"]
     assert (nonlinear["theory_kind_ge"] == GE_LABEL).all()
     t_o = nonlinear.set_index("quantity").loc["t_o"]
-    assert np.isnan(t_o["theory_nominal"]) and np.isfinite(t_o["theory_ge"])
+    # the RS theory is the nominal theory of record, the GE value beside it
+    assert np.isfinite(t_o["theory_nominal"]) and np.isfinite(t_o["theory_ge"])
+    assert t_o["theory_nominal"] != t_o["theory_ge"]
     assert t_o["deviation_ge"] == pytest.approx(t_o["measured_N_max"] / t_o["theory_ge"] - 1)
     assert table[table["nonlinearity"] == "linear"]["theory_ge"].isna().all()
 
@@ -119,6 +131,9 @@ def test_cli_marks_every_ge_value(capsys):
     assert main(argv + ["--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["params"]["approximation"] == GE and "docs/theory.md#ge-error" in data["approximation_note"]
-    # Without the approximation the missing times are explained, not shown.
+    # Without the approximation the RS theory is the main value and every GE value beside it is marked.
     assert main(argv[:-4] + ["--t", "0.5"]) == 0
-    assert "only t_c and f are exact" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "replica-symmetric distance theory" in out and "APPROXIMATION" not in out.splitlines()[0]
+    time_lines = [line for line in out.splitlines() if line.strip().startswith(("collapse", "onset", "generalization"))]
+    assert len(time_lines) == 3 and all(f"{GE_SHORT}:" in line for line in time_lines)

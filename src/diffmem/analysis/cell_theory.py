@@ -79,8 +79,10 @@ def predict_kwargs(cell, *, at="realized", spectrum="quenched", base=None, appro
     -------
     dict
         Hashable values only (so that a sorted tuple of its items is a cache key). The replica-
-        symmetric theory of a nonlinear sigma does not depend on F: its quenched call uses seed 0
-        so that every seed shares one evaluation.
+        symmetric theory of a nonlinear sigma (GLM entropy for t_c, distance theory for t_o, t_g,
+        t_L, rho_b and the loss; docs/theory.md#rs-distance) is an N -> infinity theory that does
+        not depend on F: its quenched call is the RS theory at the realized alpha = log(P)/N,
+        alpha_D = D/N, with seed 0 so that every seed shares one evaluation.
     """
     _check(at, spectrum)
     cell = _as_mapping(cell)

@@ -5,12 +5,15 @@
   hence the same feature matrix F as the simulation) and with the N -> infinity formulas. Dimension
   ``spectrum`` = ("quenched", "limit") tells them apart; the limit does not depend on ``seed`` and is
   repeated along it. The calls are built by :func:`diffmem.analysis.cell_theory.predict_kwargs`, the
-  same as ``ds.diffmem.theory(spectrum=..., at="realized")``. When the grid has a nonlinear sigma, the
-  Gaussian-equivalent approximation of every time and curve is stored beside the exact theory as
-  ``<name>_ge`` (NaN for linear cells, whose theory is exact), labelled by
-  :func:`diffmem.theory.ge_attrs` (attr ``approximation: gaussian-equivalent``): for a nonlinear sigma
-  only ``t_c`` and ``f`` are exact, and t_o, t_g, rho_b, the loss exist only as GE values, whose
-  measured error is in docs/theory.md#ge-error.
+  same as ``ds.diffmem.theory(spectrum=..., at="realized")``. For a nonlinear sigma the theory of
+  record is replica-symmetric (RS): the GLM entropy for f and t_c, the RS distance theory
+  (docs/theory.md#rs-distance) for t_o, t_g, t_L, rho_b and the loss. Both are N -> infinity theories
+  evaluated at the cell's realized alpha = log(P)/N and alpha_D = D/N (they have no quenched version,
+  so both spectra hold the same value; attr ``theory_nonlinear`` says so), and
+  ``replicon_t_o``, ``replicon_t_g`` give the RS stability (below 1: locally stable). The
+  Gaussian-equivalent approximation of every time and curve is stored beside it as ``<name>_ge``
+  (NaN for linear cells, whose theory is exact), labelled by :func:`diffmem.theory.ge_attrs` (attr
+  ``approximation: gaussian-equivalent``; measured error in docs/theory.md#ge-error).
 - :func:`extract` is ``ds.diffmem`` written to a store: per cell and over seeds (names of
   :mod:`diffmem.analysis.estimators`: ``t_c``, ``t_c_mean``, ``t_c_mean_se``, ``t_c_lo``, ``t_c_hi``,
   ``t_c_nseed``, the same for ``t_o``, ``t_g``, ``t_g_nn``), the seed-averaged basin radius and phi,
@@ -28,6 +31,9 @@ import numpy as np
 from diffmem.analysis import cell_theory, estimators
 from diffmem.theory.approximation import GE, ge_attrs, ge_name
 
+# Attr of the theory variables of a grid with a nonlinear sigma: what that theory is (RS, N -> infinity).
+_RS_NOTE_ATTR = "theory_nonlinear"
+
 __all__ = [
     "THEORY_TIMES",
     "THEORY_CURVES",
@@ -43,6 +49,10 @@ THEORY_TIMES = {
     "t_g": "generalization time (1/2) log(1 + d_min)",
     "t_s": "speciation time (1/2) log(N m_tilde^2 + sigma^2) of the gaussian mixture (NaN: no spike)",
     "t_L": "condensation time of the test-point REM",
+}
+THEORY_STABILITY = {
+    "replicon_t_o": "RS replicon V^2 E[(g')^2]/alpha_D at the onset point (nonlinear sigma; < 1: locally stable)",
+    "replicon_t_g": "RS replicon V^2 E[(g')^2]/alpha_D at the nearest-neighbour point (nonlinear sigma)",
 }
 THEORY_CURVES = {
     "f": ("excess entropy f(t)", "nats per dimension"),
@@ -135,7 +145,7 @@ def theory_dataset(grid, *, progress=False, workers=1):
     xarray.Dataset
         ``t_c, t_o, t_g, t_s, t_L`` with dims ``(spectrum, *cell_dims)`` and ``f, rho_b, loss`` with
         ``(spectrum, *cell_dims, t)``; NaN where the theory is undefined (e.g. no collapse for that
-        alpha, or t_o of a nonlinear sigma). With a nonlinear sigma in the grid, also ``<name>_ge``
+        alpha). With a nonlinear sigma in the grid, ``replicon_t_o``, ``replicon_t_g`` and ``<name>_ge``
         for each of them: the Gaussian-equivalent approximation (attr ``approximation:
         gaussian-equivalent``; NaN for linear cells). The same coordinates as the sweep store.
     """
@@ -159,6 +169,7 @@ def theory_dataset(grid, *, progress=False, workers=1):
     results = dict(zip(keys, values))
     kinds = ("", "_ge") if has_ge(grid) else ("",)
     times = {k + kind: np.full((2,) + shape, np.nan) for k in THEORY_TIMES for kind in kinds}
+    stability = {k: np.full((2,) + shape, np.nan) for k in THEORY_STABILITY} if has_ge(grid) else {}
     curves = {k + kind: np.full((2,) + shape + (len(t),), np.nan) for k in THEORY_CURVES for kind in kinds}
     for flat, *keys in per_cell:
         idx = grid.index(flat)
@@ -169,18 +180,26 @@ def theory_dataset(grid, *, progress=False, workers=1):
                 result = results[key]
                 for name in THEORY_TIMES:
                     times[name + kind][(s,) + idx] = _none_to_nan(result.get(name))
+                if kind == "":
+                    for name in stability:
+                        stability[name][(s,) + idx] = _none_to_nan(result.get(name))
                 for name in THEORY_CURVES:
                     if result.get(name) is not None:
                         curves[name + kind][(s,) + idx] = _none_to_nan(result[name])
     coords = {dim: grid.axes[dim] for dim in (*dims, "t")}
     ds = xr.Dataset(coords={**coords, **grid.size_coords(), "spectrum": np.array(SPECTRA, dtype=object)})
+    from diffmem.theory import RS_DISTANCE_NOTE
+
+    rs_note = {_RS_NOTE_ATTR: RS_DISTANCE_NOTE} if "_ge" in kinds else {}
     for name, long_name in THEORY_TIMES.items():
-        attrs = {"long_name": long_name, "units": "time (OU units)"}
+        attrs = {"long_name": long_name, "units": "time (OU units)", **rs_note}
         ds[name] = (("spectrum",) + dims, times[name], attrs)
         if "_ge" in kinds:
             ds[ge_name(name)] = (("spectrum",) + dims, times[ge_name(name)], ge_attrs(long_name, units="time (OU units)"))
+    for name, long_name in THEORY_STABILITY.items() if stability else ():
+        ds[name] = (("spectrum",) + dims, stability[name], {"long_name": long_name, "units": "1", **rs_note})
     for name, (long_name, units) in THEORY_CURVES.items():
-        ds[name] = (("spectrum",) + dims + ("t",), curves[name], {"long_name": long_name, "units": units})
+        ds[name] = (("spectrum",) + dims + ("t",), curves[name], {"long_name": long_name, "units": units, **rs_note})
         if "_ge" in kinds:
             ds[ge_name(name)] = (("spectrum",) + dims + ("t",), curves[ge_name(name)],
                                  ge_attrs(long_name, units=units))

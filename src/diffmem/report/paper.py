@@ -49,8 +49,9 @@ def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
     default: the deviation from the realized-size quenched theory fitted in log(N)/N, added to the
     nominal theory), its ``extrapolated_se``, ``chi2``, ``dof``, ``n_sizes``; the raw fit of the seed
     means (``extrapolated_raw``, ``extrapolated_raw_se``, ``chi2_raw``), kept for comparison; the
-    N -> infinity theory at the requested alpha, alpha_D (``theory_nominal``: replica-symmetric for
-    t_c of a nonlinear sigma, NaN for its t_o and t_g, which have no exact theory); for a nonlinear
+    N -> infinity theory at the requested alpha, alpha_D (``theory_nominal``: for a nonlinear sigma
+    the replica-symmetric theory, GLM entropy for t_c and distance theory for t_o and t_g,
+    docs/theory.md#rs-distance); for a nonlinear
     sigma ``theory_ge``, the Gaussian-equivalent APPROXIMATION there (``theory_kind_ge`` says so in
     every row; its measured error is in docs/theory.md#ge-error) and ``deviation_ge`` = estimate /
     theory_ge - 1, how far this sweep lies from it (estimate: ``extrapolated``, else

@@ -1,15 +1,18 @@
 """How a Gaussian-equivalent (GE) result is named and labelled, in one place (docs/theory.md#gaussian-equivalent).
 
-For a nonlinear sigma only t_c and f have an exact large-N theory (the replica-symmetric formula);
-t_o, t_g, t_L, t_s, rho_b and the loss exist only in the Gaussian-equivalent approximation, whose
-error against simulation is measured in docs/theory.md#ge-error. Every place that shows a GE value
-(``theory.zarr``, ``phase.zarr``, the paper table, figure legends, ``diffmem theory``) takes its name
-and label from here, so that it is never shown as if it were the theory:
+For a nonlinear sigma the theory of record is replica-symmetric: the GLM entropy for f and t_c
+(:mod:`diffmem.theory.nonlinear`) and the distance theory for t_o, t_g, t_L, rho_b and the loss
+(:mod:`diffmem.theory.rs_distance`, docs/theory.md#rs-distance). The Gaussian-equivalent (GE)
+approximation stays beside it for comparison (its error against simulation is measured in
+docs/theory.md#ge-error). Every place that shows a GE value (``theory.zarr``, ``phase.zarr``, the
+paper table, figure legends, ``diffmem theory``) takes its name and label from here, so that it is
+never shown as if it were the theory:
 
 - variables: ``<name>_ge`` (:func:`ge_name`), with attrs ``approximation: gaussian-equivalent`` and
   a long_name ending in "(Gaussian-equivalent approximation)" (:func:`ge_attrs`);
 - figure legends: "GE approx." (:data:`GE_SHORT`);
-- text: "APPROXIMATION=gaussian-equivalent" in the ``diffmem theory`` header and a note on every GE line.
+- text: "APPROXIMATION=gaussian-equivalent" in the ``diffmem theory`` header and a note on every GE line;
+  beside an RS result, each GE value is prefixed "GE approx.:".
 """
 
 __all__ = ["GE", "GE_LABEL", "GE_SHORT", "GE_SUFFIX", "GE_NOTE", "ge_name", "ge_long_name", "ge_attrs", "is_ge"]

@@ -34,10 +34,11 @@ The Gaussian-equivalent approximation sigma(h) ~ mu0 + mu1 h + mu_* eta (a compa
 :func:`gaussian_equivalent_spectrum`; it over-counts entropy at small t.
 
 Only f and t_c are given by this formula. The onset time, basin radius, generalization time and loss
-need the rate function of distances between data points, which for nonlinear sigma is not Gaussian;
-they are not provided (``None`` in :func:`diffmem.theory.predict`) except through the
-Gaussian-equivalent approximation, labelled as such wherever it is written
-(:mod:`diffmem.theory.approximation`; measured error in docs/theory.md#ge-error).
+need the rate function of distances between data points, which for nonlinear sigma is not Gaussian:
+they come from the replica-symmetric distance theory of :mod:`diffmem.theory.rs_distance`
+(docs/theory.md#rs-distance). The Gaussian-equivalent approximation of all of them stays available
+for comparison, labelled as such wherever it is written (:mod:`diffmem.theory.approximation`;
+measured error in docs/theory.md#ge-error).
 """
 
 from dataclasses import dataclass
