@@ -6,7 +6,7 @@ the CPU, for a small cell). Needs only the engine (numpy, scipy, array-api-compa
 
 Figures (the pass is timed after one untimed pass that generates the training set and compiles):
 
-- ``pass_s``: the array-API time-shared pass (:func:`diffmem.engine.timeshare_device.stream_shared_device`);
+- ``pass_s``: the array-API time-shared pass (:func:`diffmem.engine.kernels.shared_device.stream_shared_device`);
 - ``gemm_s``: its GEMMs alone, ``V A^T`` over the same column blocks (a floor for the pass);
 - ``gemm_share``: gemm_s / pass_s (1 = the pass costs no more than its GEMMs);
 - ``shared_path``: the pass :func:`diffmem.engine.cell.run_cell` takes on this backend ("device" on cupy);
@@ -26,7 +26,7 @@ from diffmem.engine.backend import resolve
 from diffmem.engine.data import DataSpec, TrainingSet
 from diffmem.engine.observables import Context, test_points
 from diffmem.engine.timeshare import query_table, shared_draws, shared_path
-from diffmem.engine.timeshare_device import (
+from diffmem.engine.kernels.shared_device import (
     DEVICE_BLOCK_ELEMENTS,
     HOST_BLOCK_ELEMENTS,
     block_shape,

@@ -17,7 +17,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from diffmem.engine import fused
+from diffmem.engine.kernels import numba_pass as fused
 
 pytestmark = pytest.mark.skipif(not fused.HAVE_NUMBA, reason="numba not importable")
 
@@ -40,7 +40,7 @@ _INPUTS = textwrap.dedent(
 _PROGRAM = _INPUTS + textwrap.dedent(
     """
     import json
-    from diffmem.engine import fused
+    from diffmem.engine.kernels import numba_pass as fused
     shift = np.full(Q, -np.inf); s1 = np.zeros(Q); s2 = np.zeros(Q); li = np.full(Q, -np.inf)
     fused.fold_block(G, sq, 0, row_a, coef_a, row_b, coef_b, coef_sq, index, shift, s1, s2, li, None, np.zeros(Q, np.int64))
     alone = 0

@@ -19,7 +19,7 @@ class Refuse:
         if name.split(".")[0] in ("zarr", "dask", "distributed", "snakemake", "array_api_strict"):
             raise ImportError("not on the GPU image: " + name)
 sys.meta_path.insert(0, Refuse())
-import diffmem.bench.kernels, diffmem.engine.cell, diffmem.engine.timeshare_device
+import diffmem.bench.kernels, diffmem.engine.cell, diffmem.engine.kernels.shared_device
 sys.argv = ["gpu_shared_pass.py"] + sys.argv[1:]
 runpy.run_path({script!r}, run_name="__main__")
 """

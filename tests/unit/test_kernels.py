@@ -194,7 +194,7 @@ def test_cupy_kernel_matches_dense(problem):
 @pytest.mark.parametrize("chunk_size", [1, 64, 500])
 def test_device_path_matches_dense_on_cpu_namespaces(problem, backend, chunk_size):
     """The cupy path's algorithm (bias in the GEMM, row sums from E @ B, one exp pass) on CPU namespaces."""
-    from diffmem.engine.device_kernel import stream_device
+    from diffmem.engine.kernels.cupy_logits import stream_device
 
     A, X, index, t = problem
     be = resolve(backend)
@@ -209,7 +209,7 @@ def test_device_path_matches_dense_on_cpu_namespaces(problem, backend, chunk_siz
 
 def test_device_path_without_mean_and_with_empty_rows():
     """Row sums from xp.sum when there is no mean GEMM; a query with no finite logit stays -inf."""
-    from diffmem.engine.device_kernel import stream_device
+    from diffmem.engine.kernels.cupy_logits import stream_device
 
     be = resolve("array_api_strict")
     rng = np.random.default_rng(4)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp, softmax
 
-from diffmem.engine import kernels
+from diffmem.engine.kernels import numpy_fast
 from diffmem.engine.backend import resolve
 from diffmem.engine.kernels import AugmentedChunk, stream_logits
 
@@ -49,7 +49,7 @@ def chunks_of(A, size, augmented=False, order=None):
 @pytest.fixture(params=[1, 2, 3], ids=lambda w: f"workers{w}")
 def workers(request, monkeypatch):
     """Force the worker count (the default follows the BLAS thread count, 1 or 2 on CI)."""
-    monkeypatch.setattr(kernels, "_worker_count", lambda M, rows: request.param)
+    monkeypatch.setattr(numpy_fast, "worker_count", lambda M, rows: request.param)
     return request.param
 
 
@@ -213,7 +213,7 @@ def test_bit_identical_for_any_thread_count(monkeypatch, streamed):
     A, X, index, (c1, c2, delta) = problem(0.1, M=300, P=9000)
     results = []
     for w in (1, 2, 3, 2):
-        monkeypatch.setattr(kernels, "_worker_count", lambda M, rows, w=w: w)
+        monkeypatch.setattr(numpy_fast, "worker_count", lambda M, rows, w=w: w)
         chunks = chunks_of(A, 1000)
         source = iter(chunks) if streamed else chunks
         results.append(stream_logits(X, source, c1=c1, c2=c2, delta=delta, index=index, want_mean=True))
@@ -224,7 +224,7 @@ def test_bit_identical_for_any_thread_count(monkeypatch, streamed):
 
 def test_worker_failure_is_raised_not_hung(monkeypatch):
     """A chunk source that fails mid-stream raises in the caller; no worker waits forever."""
-    monkeypatch.setattr(kernels, "_worker_count", lambda M, rows: 2)
+    monkeypatch.setattr(numpy_fast, "worker_count", lambda M, rows: 2)
     A, X, _, (c1, c2, delta) = problem(0.5, M=64, P=6000)
 
     def failing():

@@ -13,14 +13,13 @@ from diffmem.engine.kernels import stream_logits
 from diffmem.engine.observables import SHARED_STREAM, Context, time_observables
 from diffmem.engine.observables import test_points as held_out_points
 from diffmem.engine.timeshare import (
-    fused_applies,
     query_table,
     shared_draws,
     shared_path,
     shared_time_observables,
     stream_shared,
 )
-from diffmem.engine.timeshare_device import block_shape, stream_shared_device
+from diffmem.engine.kernels.shared_device import block_shape, stream_shared_device
 
 numba = pytest.importorskip("numba")
 
@@ -223,7 +222,7 @@ def test_fallback_backend_gives_the_same_numbers():
     """The array-API pass (array_api_strict here, what cupy runs) gives the numba pass's observables."""
     strict = make_ctx(N=10, P=300, chunk_size=64, backend="array_api_strict")
     fast = make_ctx(N=10, P=300, chunk_size=64)
-    assert fused_applies(fast) and not fused_applies(strict) and shared_path(strict) == "device"
+    assert shared_path(fast) == "fused" and shared_path(strict) == "device"
     b = held_out_points(fast.spec, 10, 3)
     kw = dict(samples=12, seed=3, rho=RHO, basin_samples=4)
     for got, want in zip(shared_time_observables(fast, TIMES, b, **kw), shared_time_observables(strict, TIMES, b, **kw)):

@@ -361,9 +361,9 @@ def _make_training_set(backend, N, P, chunk_size, seed=0, memory_budget=None):
 
 def _kernel_blocking():
     """(rows, cols) of the numpy kernel's internal GEMM blocks, or None if it does not block."""
-    from diffmem.engine import kernels
+    from diffmem.engine.kernels import numpy_fast
 
-    rows, cols = getattr(kernels, "ROW_BLOCK", None), getattr(kernels, "COL_BLOCK", None)
+    rows, cols = getattr(numpy_fast, "ROW_BLOCK", None), getattr(numpy_fast, "COL_BLOCK", None)
     return (rows, cols) if rows and cols else None
 
 

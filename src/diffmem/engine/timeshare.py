@@ -10,7 +10,7 @@ e^{-t} a^mu, basin starts e^{-t} a^mu0 + sqrt(rho Delta_t) u and the held-out po
 and every logit of every (t, rho) is a combination of at most two rows of ONE block of base dot
 products G = V A^T, V the t-independent vectors (a^mu0, xi, b', xi', a^mu, a^mu0 of the basins, u,
 b). Per training chunk: one GEMM for G, then one fused pass per query and time
-(:func:`diffmem.engine.fused.fold_block`). The KDE loss (bandwidth h^2 = e^{2t} - 1) reuses the
+(:func:`diffmem.engine.kernels.numba_pass.fold_block`). The KDE loss (bandwidth h^2 = e^{2t} - 1) reuses the
 test points' row of G with its own coefficients.
 
 The numbers equal those of :func:`diffmem.engine.observables.time_observables` called with stream
@@ -18,19 +18,17 @@ index SHARED_STREAM at every t, to rounding (tested to 1e-12 relative): the fuse
 implementation of the shared scheme, not a different estimator. :func:`shared_time_observables`
 picks the pass with :func:`shared_path`: the numba pass on the numpy float64 backend; on cupy (and
 array_api_strict, which the tests use to run the same code on a CPU) the array-API pass of
-:mod:`diffmem.engine.timeshare_device`, with the same structure (one GEMM per training block, the
+:mod:`diffmem.engine.kernels.shared_device`, with the same structure (one GEMM per training block, the
 combination per time on the device); otherwise (numpy float32, no numba) the per-time loop: same
 scheme, same numbers to rounding, per-time speed.
 """
 
-import contextlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from math import sqrt
 
 import numpy as np
 
-from diffmem.engine import kernels
+from diffmem.engine.kernels import shared_path, stream_shared
 from diffmem.engine.observables import (
     PLANTED,
     SHARED_STREAM,
@@ -48,7 +46,6 @@ from diffmem.seeding import QUERY, generator
 __all__ = [
     "QueryTable",
     "SharedDraws",
-    "fused_applies",
     "query_table",
     "shared_path",
     "shared_draws",
@@ -56,9 +53,6 @@ __all__ = [
     "stream_shared",
 ]
 
-_LN2 = 0.6931471805599453
-GEMM_ROWS = 256  # rows of V per single-threaded GEMM call: a fixed partition, so G never depends on threads
-BLOCK_ELEMENTS = 1 << 22  # R x columns of one G block (32 MiB float64): sets the training columns per fold
 
 
 @dataclass
@@ -109,7 +103,7 @@ class QueryTable:
 
     Queries are base-major (all times of one base query are adjacent, so consecutive queries read
     the same rows of G); ``blocks`` maps a block name to its (first, count) range of base queries.
-    All arrays have length Q = n_base x n_t; see :func:`diffmem.engine.fused.fold_block`.
+    All arrays have length Q = n_base x n_t; see :func:`diffmem.engine.kernels.numba_pass.fold_block`.
     """
 
     row_a: np.ndarray
@@ -194,122 +188,6 @@ def query_table(draws, times, rho):
     )
 
 
-def fused_applies(ctx):
-    """True when the fused shared pass can run: numpy float64 backend and numba importable."""
-    if ctx.backend.name != "numpy" or ctx.backend.dtype != "float64":
-        return False
-    from diffmem.engine import fused
-
-    return fused.HAVE_NUMBA
-
-
-def shared_path(ctx):
-    """Which implementation of the shared scheme runs on ``ctx``'s backend.
-
-    Returns
-    -------
-    str
-        ``"fused"`` (numba pass: numpy float64 with numba), ``"device"`` (array-API pass of
-        :mod:`diffmem.engine.timeshare_device`: cupy, array_api_strict) or ``"per-time"`` (one
-        streamed pass per t: numpy float32, or numpy without numba).
-    """
-    if fused_applies(ctx):
-        return "fused"
-    if ctx.backend.name != "numpy":
-        return "device"
-    return "per-time"
-
-
-def _base_products(V, A, out, pool):
-    """out = V A^T with single-threaded GEMMs over fixed row blocks of V (thread-count independent)."""
-    calls = [(lo, min(lo + GEMM_ROWS, V.shape[0])) for lo in range(0, V.shape[0], GEMM_ROWS)]
-    if pool is None:
-        for lo, hi in calls:
-            np.matmul(V[lo:hi], A.T, out=out[lo:hi])
-    else:
-        list(pool.map(lambda r: np.matmul(V[r[0] : r[1]], A.T, out=out[r[0] : r[1]]), calls))
-
-
-@contextlib.contextmanager
-def _numba_threads(count):
-    """Run numba's parallel loops on ``count`` threads (the BLAS thread budget of this process)."""
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
-
-
-def stream_shared(ctx, V, table, *, progress=False, skip=False):
-    """One pass over the training set: log_z, sum_w2 and w_index of every query of ``table``.
-
-    Parameters
-    ----------
-    V : float64 (R, N), C-contiguous
-        Base vectors (rows referenced by the table).
-    table : QueryTable
-    skip : bool
-        Skip the tiles of training points that provably add less than 2^-100 each to a query's sums
-        (:func:`diffmem.engine.fused.tile_bounds`); False (the default) evaluates every point. Off by
-        default because it does not pay yet: on a paper-like cell (N = 96, 48 times) it skips 84 % of
-        the tiles at t = 0.002 and 35 % at t = 0.1, but the tile-by-tile loop costs about what it
-        saves (docs/benchmarks.md, "Exact skipping").
-
-    Returns
-    -------
-    dict of float64 arrays (Q,): ``log_z``, ``sum_w2``, ``w_index`` (0 where the query has no
-    designated point), and ``skipped`` (int64: tiles skipped per query; zero without ``skip``).
-    """
-    from diffmem.engine.fused import LOG2E, fold_block, tile_bounds
-
-    Q = table.size
-    coef_a, coef_b, coef_sq = (table.coef_a * LOG2E, table.coef_b * LOG2E, table.coef_sq * LOG2E)
-    shift = np.full(Q, -np.inf)
-    s1 = np.zeros(Q)
-    s2 = np.zeros(Q)
-    logit_index = np.full(Q, -np.inf)
-    skipped = np.zeros(Q, dtype=np.int64)
-    R = V.shape[0]
-    columns = int(min(ctx.train.chunk_size, max(64, BLOCK_ELEMENTS // max(R, 1))))
-    G = np.empty((R, columns))
-    threads = kernels._worker_count(Q, columns)
-    chunks = ctx.train.chunks()
-    if progress:
-        from tqdm import tqdm
-
-        chunks = tqdm(chunks, total=-(-ctx.P // ctx.train.chunk_size), desc="chunks", unit="chunk")
-    pool = ThreadPoolExecutor(threads) if threads > 1 else None
-    try:
-        with kernels._single_threaded_blas(), _numba_threads(threads):
-            for start, A, sqnorm in chunks:
-                sq_chunk = np.ascontiguousarray(sqnorm, dtype=np.float64)
-                for lo in range(0, A.shape[0], columns):
-                    hi = min(lo + columns, A.shape[0])
-                    block = G[:, : hi - lo]
-                    if hi - lo < columns:
-                        block = np.empty((R, hi - lo))
-                    _base_products(V, A[lo:hi], block, pool)
-                    sq_block = sq_chunk[lo:hi]
-                    fold_block(
-                        block, sq_block, start + lo, table.row_a, coef_a, table.row_b,
-                        coef_b, coef_sq, table.index, shift, s1, s2, logit_index,
-                        tile_bounds(block, sq_block) if skip else None, skipped,
-                    )
-    finally:
-        if pool is not None:
-            pool.shutdown()
-    log2_z = shift + np.log2(s1)
-    with np.errstate(under="ignore"):
-        # a weight is <= 1; the designated logit is evaluated apart from the vectorized sums, so a
-        # lone dominant term can come out an ulp above its share of the sum
-        w_index = np.minimum(np.exp2(logit_index - log2_z), 1.0)
-    sum_w2 = np.minimum(s2 / (s1 * s1), 1.0)  # <= 1 as well, whatever the last-bit rounding
-    return {"log_z": log2_z * _LN2, "sum_w2": sum_w2, "w_index": w_index, "skipped": skipped}
-
-
 def _block(res, table, name):
     """(n_base, n_t) views of each result for one block of the table."""
     first, count = table.blocks[name]
@@ -322,21 +200,14 @@ def shared_time_observables(ctx, times, b, *, samples, seed, rho, basin_samples,
 
     Returns a list (one per t, in order) of the dicts :func:`time_observables` returns.
     """
-    path = shared_path(ctx)
-    if path == "per-time":
+    if shared_path(ctx) == "per-time":
         return [
             time_observables(ctx, t, SHARED_STREAM, b, samples=samples, seed=seed, rho=rho, basin_samples=basin_samples)
             for t in times
         ]
     draws = shared_draws(ctx, b, samples=samples, seed=seed, basin_samples=basin_samples)
     table = query_table(draws, times, rho)
-    if path == "fused":
-        res = stream_shared(ctx, draws.V, table, progress=progress)
-    else:
-        from diffmem.engine.timeshare_device import stream_shared_device
-
-        res = stream_shared_device(ctx, draws.V, table, progress=progress)
-    res.pop("skipped", None)
+    res = stream_shared(ctx, draws.V, table, progress=progress)
     planted = _block(res, table, "planted")
     fresh = _block(res, table, "fresh")
     trap = _block(res, table, "trap")

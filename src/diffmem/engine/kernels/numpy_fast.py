@@ -1,175 +1,18 @@
-"""Streamed empirical-score kernels: one pass over training chunks with an online log-sum-exp.
+"""The numpy fast path of the per-time kernel: the array-API loop's results with fewer passes.
 
-For M query points X (M, N) and coefficients (c1, c2, delta) the logits over training points are
-
-    l_mu(x) = (c1 x.a^mu - c2 |a^mu|^2 / 2) / delta .
-
-With c1 = e^{-t}, c2 = e^{-2t}, delta = Delta_t they are the posterior logits of P^e_t
-(docs/theory.md#kernel): -|x - c1 a|^2 / (2 delta) = l_mu(x) - |x|^2 / (2 delta) when c2 = c1^2. With c1 = c2 = 1
-and delta = h^2 they are the logits of the kernel density estimate of bandwidth h^2 (docs/theory.md#loss), and
-with delta = 1 they give squared distances d^2 = |x|^2 - 2 l.
-
-Normalisation: ``log_z`` = log sum_mu exp(l_mu) (no 1/P, no Gaussian constant), so that
-
-    log P^e_t(x) = log_z - log P - |x|^2 / (2 Delta_t) - (N/2) log(2 pi Delta_t).
-
-Logits come from one GEMM per chunk (X @ A^T), the weighted mean from a second (E @ A); memory is
-O(M chunk + chunk N) whatever P is. The code uses only the array API standard (via
-``array_api_compat``), so one implementation serves numpy, cupy and array_api_strict.
-
-On cupy (without ``want_second``) it takes the device path of :mod:`diffmem.engine.device_kernel`: the bias
-folded into the GEMMs, one fused exponential pass and one reduction per block, no host round trips.
-On numpy (float64 or float32, without ``want_second``) :func:`stream_logits` takes a fast path with
-the same results that removes most passes over the (M, chunk) logit block and uses every BLAS thread
-for the exponential too (see the comment above :class:`AugmentedChunk`; figures in
-``docs/benchmarks.md``).
+Takes the place of :mod:`.generic` for numpy float64 and float32 queries without ``want_second``
+(:func:`diffmem.engine.kernels.logits_path`); same arguments and results.
 """
 
-import contextlib
 import itertools
 import threading
-from dataclasses import dataclass
-from math import inf
 
 import numpy as np
-from array_api_compat import array_namespace
 
-__all__ = ["AugmentedChunk", "KernelResult", "stream_logits"]
+from diffmem.engine.kernels.state import KernelResult
+from diffmem.engine.kernels.threads import single_threaded_blas, worker_count
 
-
-@dataclass
-class KernelResult:
-    """What one streamed pass returns, per query (all backend arrays, shape (M,) unless stated).
-
-    Attributes
-    ----------
-    log_z : log sum_mu exp(l_mu).
-    max_logit : max_mu l_mu.
-    argmax : index mu of the largest logit (first one on ties), int64.
-    sum_w2 : sum_mu w_mu^2 with w = softmax(l) (participation ratio).
-    w_index : w at the designated index of each query (None if no index was given).
-    mean : (M, N) weighted mean sum_mu w_mu a^mu (None unless requested).
-    second_logit : second-largest logit (None unless requested).
-    """
-
-    log_z: object
-    max_logit: object
-    argmax: object
-    sum_w2: object
-    w_index: object = None
-    mean: object = None
-    second_logit: object = None
-
-
-def _row_pick(xp, L, cols):
-    """L[m, cols[m]] for every row m, with flat ``take`` (the array API has no 2-D fancy indexing)."""
-    M, n = L.shape
-    flat = xp.reshape(L, (M * n,))
-    return xp.take(flat, xp.arange(M, dtype=cols.dtype) * n + cols)
-
-
-def stream_logits(X, chunks, *, c1, c2, delta, index=None, want_mean=False, want_second=False):
-    """One streamed pass of the logits of X against all training chunks.
-
-    Parameters
-    ----------
-    X : array (M, N)
-        Query points on the backend.
-    chunks : iterable of (start, A, sqnorm)
-        Training chunks in any order: ``A`` (rows, N) holds points start..start+rows-1 and ``sqnorm``
-        their |a|^2 (rows,), on the same backend and dtype as X.
-    c1, c2, delta : float
-        Logit coefficients, l = (c1 x.a - c2 |a|^2 / 2) / delta, delta > 0.
-    index : int array (M,), optional
-        Designated training index per query (e.g. the planted mu0); its weight is returned.
-    want_mean : bool
-        Also accumulate the weighted mean of the training points (the empirical score needs it).
-    want_second : bool
-        Also track the second-largest logit (nearest and second-nearest points).
-
-    Returns
-    -------
-    KernelResult
-    """
-    if _fast_path_applies(X, want_second):
-        return _stream_numpy(X, chunks, c1=c1, c2=c2, delta=delta, index=index, want_mean=want_mean)
-    if not want_second:
-        from diffmem.engine.device_kernel import is_cupy_array, stream_device
-
-        if is_cupy_array(X):
-            fields = stream_device(X, chunks, c1=c1, c2=c2, delta=delta, index=index, want_mean=want_mean)
-            return KernelResult(**vars(fields))
-    return _stream_generic(
-        X, chunks, c1=c1, c2=c2, delta=delta, index=index, want_mean=want_mean, want_second=want_second
-    )
-
-
-def _stream_generic(X, chunks, *, c1, c2, delta, index=None, want_mean=False, want_second=False):
-    """The array-API loop of :func:`stream_logits` (any namespace: numpy, cupy, array_api_strict)."""
-    xp = array_namespace(X)
-    M, N = X.shape
-    dtype = X.dtype
-    Xs = X * (c1 / delta)  # scale the small (M, N) side once, not every (M, chunk) logit block
-    half = c2 / (2.0 * delta)
-
-    run_max = xp.full((M,), -inf, dtype=dtype)
-    run_arg = xp.zeros((M,), dtype=xp.int64)
-    run_second = xp.full((M,), -inf, dtype=dtype) if want_second else None
-    s1 = xp.zeros((M,), dtype=dtype)
-    s2 = xp.zeros((M,), dtype=dtype)
-    mean = xp.zeros((M, N), dtype=dtype) if want_mean else None
-    logit_index = xp.full((M,), -inf, dtype=dtype) if index is not None else None
-
-    for start, A, sqnorm in chunks:
-        n = A.shape[0]
-        L = Xs @ A.T
-        L -= half * sqnorm[None, :]
-        chunk_arg = xp.argmax(L, axis=1)
-        chunk_max = _row_pick(xp, L, chunk_arg)
-
-        if index is not None:
-            local = index - start
-            inside = (local >= 0) & (local < n)
-            picked = _row_pick(xp, L, xp.clip(local, 0, n - 1))
-            logit_index = xp.where(inside, picked, logit_index)
-
-        if want_second:
-            cols = xp.arange(n, dtype=chunk_arg.dtype)
-            masked = xp.where(cols[None, :] == chunk_arg[:, None], -inf, L)
-            chunk_second = xp.max(masked, axis=1) if n > 1 else xp.full((M,), -inf, dtype=dtype)
-            # second of the union of {run_max, run_second} and {chunk_max, chunk_second}
-            run_second = xp.maximum(
-                xp.minimum(run_max, chunk_max), xp.maximum(run_second, chunk_second)
-            )
-
-        new_max = xp.maximum(run_max, chunk_max)
-        run_arg = xp.where(chunk_max > run_max, chunk_arg + start, run_arg)
-        # Guard rows whose maximum is still -inf: subtracting it would give NaN.
-        finite = xp.isfinite(new_max)
-        shift = xp.where(finite, new_max, xp.zeros_like(new_max))
-        rescale = xp.where(xp.isfinite(run_max), xp.exp(run_max - shift), xp.zeros_like(run_max))
-        L -= shift[:, None]
-        E = xp.exp(L)
-        s1 = s1 * rescale + xp.sum(E, axis=1)
-        s2 = s2 * (rescale * rescale) + xp.sum(E * E, axis=1)
-        if want_mean:
-            mean = mean * rescale[:, None] + E @ A
-        run_max = new_max
-
-    finite = xp.isfinite(run_max)
-    safe_max = xp.where(finite, run_max, xp.zeros_like(run_max))
-    safe_s1 = xp.where(s1 > 0, s1, xp.ones_like(s1))
-    log_z = xp.where(finite, safe_max + xp.log(safe_s1), run_max)
-    sum_w2 = s2 / (safe_s1 * safe_s1)
-    result = KernelResult(log_z=log_z, max_logit=run_max, argmax=run_arg, sum_w2=sum_w2)
-    if index is not None:
-        result.w_index = xp.exp(logit_index - log_z)
-    if want_mean:
-        result.mean = mean / safe_s1[:, None]
-    if want_second:
-        result.second_logit = run_second
-    return result
-
+__all__ = ["AugmentedChunk", "FAST_DTYPES", "stream_numpy"]
 
 # ---------------------------------------------------------------------------------------------------
 # numpy fast path: same results as the array-API loop, fewer passes over the logit block.
@@ -211,11 +54,11 @@ def _stream_generic(X, chunks, *, c1, c2, delta, index=None, want_mean=False, wa
 # whether an entry is really below clip; float32 at 2^-60 nearly always has one, so looking would
 # only add a pass.
 _FAST_LIMITS = {np.dtype(np.float64): (-1000.0, 400.0, True), np.dtype(np.float32): (-60.0, 40.0, False)}
+FAST_DTYPES = tuple(_FAST_LIMITS)  # the dtypes this path serves
 _LOG2E = 1.4426950408889634  # log2(e)
 _LN2 = 0.6931471805599453  # ln(2)
 COL_BLOCK = 1024  # training points per work item: a (ROW_BLOCK x COL_BLOCK) float64 block is 2 MiB
 ROW_BLOCK = 256  # queries per GEMM call
-_MIN_THREADED_WORK = 1 << 12  # M x block below which threads cost more than they save
 LANES = 8  # fixed partition of the blocks into reduction lanes: results do not depend on the threads
 
 
@@ -253,15 +96,6 @@ def _augmented(chunk, dtype):
     if B is None or B.dtype != dtype:
         B = AugmentedChunk.from_points(start, A, sqnorm, dtype).augmented
     return start, B
-
-
-def _fast_path_applies(X, want_second):
-    return (
-        isinstance(X, np.ndarray)
-        and X.ndim == 2
-        and X.dtype in _FAST_LIMITS
-        and not want_second
-    )
 
 
 class _Accumulator:
@@ -399,37 +233,6 @@ def _work_items(chunks, dtype):
             yield start + j, B[j : j + COL_BLOCK]
 
 
-def _worker_count(M, first_rows):
-    if M * first_rows < _MIN_THREADED_WORK:
-        return 1
-    try:
-        counts = [lib["num_threads"] for lib in _controller().info() if lib.get("user_api") == "blas"]
-    except ImportError:
-        return 1
-    return max(1, min(counts)) if counts else 1
-
-
-_CONTROLLER = None
-
-
-def _controller():
-    """One threadpoolctl controller per process (finding the libraries costs ~1 ms; querying does not)."""
-    global _CONTROLLER
-    from threadpoolctl import ThreadpoolController
-
-    if _CONTROLLER is None:
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER
-
-
-def _single_threaded_blas():
-    """Context manager limiting BLAS to one thread (a no-op without threadpoolctl)."""
-    try:
-        return _controller().limit(limits=1, user_api="blas")
-    except ImportError:
-        return contextlib.nullcontext()
-
-
 def _merge(accs):
     """Combine the lanes in lane order into the first (rows rescaled to a common shift)."""
     total = accs[0]
@@ -452,8 +255,8 @@ def _merge(accs):
     return total
 
 
-def _stream_numpy(X, chunks, *, c1, c2, delta, index, want_mean):
-    """numpy fast path of :func:`stream_logits` (same arguments and results)."""
+def stream_numpy(X, chunks, *, c1, c2, delta, index=None, want_mean=False):
+    """One streamed pass (arguments and result of :func:`diffmem.engine.kernels.stream_logits`)."""
     M, N = X.shape
     dtype = X.dtype
     limits = _FAST_LIMITS[dtype]
@@ -466,7 +269,7 @@ def _stream_numpy(X, chunks, *, c1, c2, delta, index, want_mean):
     index = None if index is None else np.asarray(index, dtype=np.int64)
     items = _work_items(chunks, dtype)
     first = next(items, None)
-    workers = min(LANES, _worker_count(M, 0 if first is None else first[1].shape[0]))
+    workers = min(LANES, worker_count(M, 0 if first is None else first[1].shape[0]))
     items = itertools.chain([] if first is None else [first], items)
     feed = _Feed(items, limit=4 * LANES)
     rows = max(1, min(M, ROW_BLOCK))
@@ -493,7 +296,7 @@ def _stream_numpy(X, chunks, *, c1, c2, delta, index, want_mean):
 
     # single-threaded BLAS even with one worker: a threaded GEMM may split its reduction differently,
     # and the results would then depend on the thread count in the last bits
-    with _single_threaded_blas():
+    with single_threaded_blas():
         if workers == 1:
             work(0)
         else:

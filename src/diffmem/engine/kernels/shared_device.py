@@ -1,7 +1,7 @@
 """The time-shared pass on any array namespace (cupy on a GPU; numpy and array_api_strict in the tests).
 
-Same contract and numbers (to rounding) as :func:`diffmem.engine.timeshare.stream_shared`, the numba
-pass of the CPU, with the same structure carried over to a device:
+Same contract and numbers (to rounding) as :func:`diffmem.engine.kernels.shared_cpu.stream_shared`, the
+numba pass of the CPU, with the same structure carried over to a device:
 
 - per block of training columns ONE GEMM, ``G = V A^T``: the dot products of every t-independent
   query vector (the planted a^mu0 and their noises xi, fresh points and noises, trap centres, basin
@@ -30,9 +30,9 @@ of G): columns per GEMM and times per block follow from it.
 from math import inf
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_cupy_array
 
-from diffmem.engine.device_kernel import is_cupy_array
+from diffmem.engine.kernels.state import row_pick
 
 __all__ = ["DEVICE_BLOCK_ELEMENTS", "HOST_BLOCK_ELEMENTS", "block_shape", "stream_shared_device"]
 
@@ -83,12 +83,6 @@ def _block_sums(xp, Ga, Gb, sq, ca, cb, cs):
     m = xp.max(L, axis=2)
     E = xp.exp(L - m[..., None])
     return m, xp.sum(E, axis=2), xp.sum(E * E, axis=2)
-
-
-def _row_pick(xp, G, cols):
-    """G[i, cols[i]] for every row i (flat ``take``: the array API has no 2-D fancy indexing)."""
-    rows, n = G.shape
-    return xp.take(xp.reshape(G, (rows * n,)), xp.arange(rows, dtype=cols.dtype) * n + cols)
 
 
 def block_shape(R, n_base, n_t, chunk, elements):
@@ -170,7 +164,7 @@ def stream_shared_device(ctx, V, table, *, progress=False, block_elements=None):
             inside = (local >= 0) & (local < n)
             picked = xp.where(inside, local, xp.zeros_like(local))
             inside = inside[:, None]
-            pick_a, pick_b, pick_sq = _row_pick(xp, Ga, picked), _row_pick(xp, Gb, picked), xp.take(sq, picked)
+            pick_a, pick_b, pick_sq = row_pick(xp, Ga, picked), row_pick(xp, Gb, picked), xp.take(sq, picked)
             Ga3, Gb3 = xp.reshape(Ga, (n_base, 1, n)), xp.reshape(Gb, (n_base, 1, n))
             sq3 = xp.reshape(sq, (1, 1, n))
             for k in range(len(spans)):

@@ -20,17 +20,11 @@ passes over the (M x chunk) block against the generic loop's nine. Weights are e
 shifted by the running maximum (no clipping: GPUs process subnormals at full speed).
 """
 
-from math import inf
-from types import SimpleNamespace
+from array_api_compat import array_namespace, is_cupy_array
 
-from array_api_compat import array_namespace
+from diffmem.engine.kernels.state import OnlineState
 
-__all__ = ["is_cupy_array", "stream_device"]
-
-
-def is_cupy_array(X):
-    """True for a cupy array (checked without importing cupy)."""
-    return type(X).__module__.split(".")[0] == "cupy"
+__all__ = ["stream_device"]
 
 
 _CUPY_KERNELS = {}
@@ -74,65 +68,25 @@ def _augment_chunk(xp, A, sqnorm):
     return xp.concat([A, xp.ones((n, 1), dtype=A.dtype), xp.reshape(sqnorm, (n, 1))], axis=1)
 
 
-def _row_pick(xp, L, cols):
-    M, n = L.shape
-    return xp.take(xp.reshape(L, (M * n,)), xp.arange(M, dtype=cols.dtype) * n + cols)
-
-
 def stream_device(X, chunks, *, c1, c2, delta, index=None, want_mean=False):
     """One streamed pass of the logits of X against all chunks (see the module docstring).
 
-    Parameters as :func:`diffmem.engine.kernels.stream_logits`; returns the fields of its
-    ``KernelResult`` as attributes of a namespace (``second_logit`` is not computed: callers needing
-    it use the generic loop). This module does not import the kernels module, which dispatches here.
+    Parameters and result as :func:`diffmem.engine.kernels.stream_logits` (``second_logit`` is not
+    computed: callers needing it take the generic loop).
     """
     xp = array_namespace(X)
     M, N = X.shape
-    dtype = X.dtype
     Xa = _augment_queries(xp, X, c1, c2, delta)
-
-    run_max = xp.full((M,), -inf, dtype=dtype)
-    run_arg = xp.zeros((M,), dtype=xp.int64)
-    s1 = xp.zeros((M,), dtype=dtype)
-    s2 = xp.zeros((M,), dtype=dtype)
-    mean = xp.zeros((M, N), dtype=dtype) if want_mean else None
-    logit_index = xp.full((M,), -inf, dtype=dtype) if index is not None else None
-    zero = xp.zeros((M,), dtype=dtype)
-
+    state = OnlineState(xp, M, N, X.dtype, index=index, want_mean=want_mean)
     for start, A, sqnorm in chunks:
-        n = A.shape[0]
         B = _augment_chunk(xp, A, sqnorm)
         L = Xa @ B.T  # the logit block, bias included
-        chunk_arg = xp.argmax(L, axis=1)
-        chunk_max = _row_pick(xp, L, chunk_arg)
-        if index is not None:
-            local = index - start
-            inside = (local >= 0) & (local < n)
-            picked = _row_pick(xp, L, xp.clip(local, 0, n - 1))
-            logit_index = xp.where(inside, picked, logit_index)
-        new_max = xp.maximum(run_max, chunk_max)
-        run_arg = xp.where(chunk_max > run_max, chunk_arg + start, run_arg)
-        # rows whose maximum is still -inf would give NaN: shift them by 0 and rescale by 0
-        shift = xp.where(xp.isfinite(new_max), new_max, zero)
-        rescale = xp.where(xp.isfinite(run_max), xp.exp(run_max - shift), zero)
+        chunk_arg, chunk_max = state.observe(L, start)
+        shift, rescale = state.advance(chunk_arg, chunk_max, start)
         E, sumsq = _shifted_exp_and_sumsq(xp, L, shift)
-        s2 = s2 * (rescale * rescale) + sumsq
         if want_mean:
             EB = E @ B  # [E @ A | row sums | E @ |a|^2]
-            mean = mean * rescale[:, None] + EB[:, :N]
-            s1 = s1 * rescale + EB[:, N]
+            state.accumulate(rescale, EB[:, N], sumsq, EB[:, :N])
         else:
-            s1 = s1 * rescale + xp.sum(E, axis=1)
-        run_max = new_max
-
-    finite = xp.isfinite(run_max)
-    safe_max = xp.where(finite, run_max, zero)
-    safe_s1 = xp.where(s1 > 0, s1, xp.ones_like(s1))
-    log_z = xp.where(finite, safe_max + xp.log(safe_s1), run_max)
-    result = SimpleNamespace(log_z=log_z, max_logit=run_max, argmax=run_arg, sum_w2=s2 / (safe_s1 * safe_s1),
-                             w_index=None, mean=None, second_logit=None)
-    if index is not None:
-        result.w_index = xp.exp(logit_index - log_z)
-    if want_mean:
-        result.mean = mean / safe_s1[:, None]
-    return result
+            state.accumulate(rescale, xp.sum(E, axis=1), sumsq)
+    return state.result()

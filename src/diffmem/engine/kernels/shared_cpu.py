@@ -1,0 +1,111 @@
+"""The time-shared pass on the CPU: per training block one GEMM G = V A^T, then the numba fold.
+
+Every query of a :class:`~diffmem.engine.timeshare.QueryTable` (all times at once) combines at most
+two rows of G with |a|^2; :func:`diffmem.engine.kernels.numba_pass.fold_block` folds each block into
+the online sums. G comes from single-threaded GEMMs over fixed row blocks of V, in a thread pool of
+the process's BLAS thread budget, and numba runs on the same number of threads; neither split
+changes a bit of the results.
+"""
+
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from diffmem.engine.kernels.numba_pass import LOG2E, fold_block, tile_bounds
+from diffmem.engine.kernels.threads import single_threaded_blas, worker_count
+
+__all__ = ["BLOCK_ELEMENTS", "GEMM_ROWS", "stream_shared_cpu"]
+
+_LN2 = 0.6931471805599453
+GEMM_ROWS = 256  # rows of V per single-threaded GEMM call: a fixed partition, so G never depends on threads
+BLOCK_ELEMENTS = 1 << 22  # R x columns of one G block (32 MiB float64): sets the training columns per fold
+
+
+def _base_products(V, A, out, pool):
+    """out = V A^T with single-threaded GEMMs over fixed row blocks of V (thread-count independent)."""
+    calls = [(lo, min(lo + GEMM_ROWS, V.shape[0])) for lo in range(0, V.shape[0], GEMM_ROWS)]
+    if pool is None:
+        for lo, hi in calls:
+            np.matmul(V[lo:hi], A.T, out=out[lo:hi])
+    else:
+        list(pool.map(lambda r: np.matmul(V[r[0] : r[1]], A.T, out=out[r[0] : r[1]]), calls))
+
+
+@contextlib.contextmanager
+def _numba_threads(count):
+    """Run numba's parallel loops on ``count`` threads (the BLAS thread budget of this process)."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def stream_shared_cpu(ctx, V, table, *, progress=False, skip=False):
+    """One pass over the training set: log_z, sum_w2 and w_index of every query of ``table``.
+
+    Parameters
+    ----------
+    V : float64 (R, N), C-contiguous
+        Base vectors (rows referenced by the table).
+    table : QueryTable
+    skip : bool
+        Skip the tiles of training points that provably add less than 2^-100 each to a query's sums
+        (:func:`diffmem.engine.kernels.numba_pass.tile_bounds`); False (the default) evaluates every point. Off by
+        default because it does not pay yet: on a paper-like cell (N = 96, 48 times) it skips 84 % of
+        the tiles at t = 0.002 and 35 % at t = 0.1, but the tile-by-tile loop costs about what it
+        saves (docs/benchmarks.md, "Exact skipping").
+
+    Returns
+    -------
+    dict of float64 arrays (Q,): ``log_z``, ``sum_w2``, ``w_index`` (0 where the query has no
+    designated point), and ``skipped`` (int64: tiles skipped per query; zero without ``skip``).
+    """
+    
+    Q = table.size
+    coef_a, coef_b, coef_sq = (table.coef_a * LOG2E, table.coef_b * LOG2E, table.coef_sq * LOG2E)
+    shift = np.full(Q, -np.inf)
+    s1 = np.zeros(Q)
+    s2 = np.zeros(Q)
+    logit_index = np.full(Q, -np.inf)
+    skipped = np.zeros(Q, dtype=np.int64)
+    R = V.shape[0]
+    columns = int(min(ctx.train.chunk_size, max(64, BLOCK_ELEMENTS // max(R, 1))))
+    G = np.empty((R, columns))
+    threads = worker_count(Q, columns)
+    chunks = ctx.train.chunks()
+    if progress:
+        from tqdm import tqdm
+
+        chunks = tqdm(chunks, total=-(-ctx.P // ctx.train.chunk_size), desc="chunks", unit="chunk")
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    try:
+        with single_threaded_blas(), _numba_threads(threads):
+            for start, A, sqnorm in chunks:
+                sq_chunk = np.ascontiguousarray(sqnorm, dtype=np.float64)
+                for lo in range(0, A.shape[0], columns):
+                    hi = min(lo + columns, A.shape[0])
+                    block = G[:, : hi - lo]
+                    if hi - lo < columns:
+                        block = np.empty((R, hi - lo))
+                    _base_products(V, A[lo:hi], block, pool)
+                    sq_block = sq_chunk[lo:hi]
+                    fold_block(
+                        block, sq_block, start + lo, table.row_a, coef_a, table.row_b,
+                        coef_b, coef_sq, table.index, shift, s1, s2, logit_index,
+                        tile_bounds(block, sq_block) if skip else None, skipped,
+                    )
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    log2_z = shift + np.log2(s1)
+    with np.errstate(under="ignore"):
+        # a weight is <= 1; the designated logit is evaluated apart from the vectorized sums, so a
+        # lone dominant term can come out an ulp above its share of the sum
+        w_index = np.minimum(np.exp2(logit_index - log2_z), 1.0)
+    sum_w2 = np.minimum(s2 / (s1 * s1), 1.0)  # <= 1 as well, whatever the last-bit rounding
+    return {"log_z": log2_z * _LN2, "sum_w2": sum_w2, "w_index": w_index, "skipped": skipped}
