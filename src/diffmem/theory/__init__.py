@@ -241,8 +241,9 @@ def predict(
         ``t_c, t_o, t_g, t_s, t_L`` (float or None where not defined for that family/sigma, or where
         no solution exists; ``t_s`` only for the Gaussian mixture with N, the one family with a
         spike), ``voronoi_radius`` (r*: the condensed basin radius, rho_b(t) = s(t) r* below
-        t_c, the limit of rho_b Delta_t as t -> 0), ``replicon_t_o``, ``replicon_t_g`` (the RS stability of the distance theory of a
-        nonlinear sigma, locally stable below 1; None otherwise), ``params`` (what was used), and
+        t_c, the limit of rho_b Delta_t as t -> 0), ``replicon_t_o``, ``replicon_t_g`` (the RS
+        stability of the distance theory of a nonlinear sigma, locally stable below 1; None
+        otherwise), ``params`` (what was used), and
         with ``t``: ``t``, ``f``, ``rho_b``, ``loss`` as float arrays aligned with t (None where not
         defined).
 
@@ -254,8 +255,8 @@ def predict(
     formulas are to the linear one (docs/theory.md#rs-distance). Both are N -> infinity theories of
     i.i.d. Gaussian F that depend on F only through alpha_D: there is no quenched version, and a cell
     (with N) is given them at its realized alpha = log(P)/N and alpha_D = D/N. ``t_s`` is None (no
-    spike). ``approximation="gaussian-equivalent"`` gives the GE approximation instead. For the Gaussian mixture f and t_c are the closed forms; the
-    other times come from the isotropic spectrum of variance sigma^2 (the class spike is O(1/N) per
+    spike). ``approximation="gaussian-equivalent"`` gives the GE approximation instead. For the
+    Gaussian mixture f and t_c are the closed forms; the other times come from the isotropic spectrum of variance sigma^2 (the class spike is O(1/N) per
     dimension), t_s = (1/2) log(N m_tilde^2 + sigma^2) needs N. The hidden manifold and isotropic
     data have no spike (the top of a bulk is not a speciation transition): t_s is None for them.
     """
