@@ -363,3 +363,108 @@ def test_cell_writes_never_touch_the_root_metadata(tmp_path):
         store.write_cell(flat, synthetic_result(config, flat))
     assert (root.read_bytes(), root.stat().st_mtime_ns) == before
     assert int(xr.open_zarr(path)["done"].sum()) == 3  # the consolidated view sees the new cells
+
+
+# --- digests, identity, growth (synthetic cells: no engine) -------------------------------------
+
+
+def _filled(path, grid, flats=None):
+    st.create(path, grid)
+    store = st.SweepStore.open(path, grid)
+    for flat in range(grid.n_cells) if flats is None else flats:
+        store.write_cell(flat, synthetic_result(grid, flat))
+    return store
+
+
+def test_digest_of_every_done_cell_verifies_and_a_changed_value_does_not(tmp_path):
+    import zarr
+
+    grid = config_for()
+    store = _filled(tmp_path / "sweep.zarr", grid)
+    assert store.verify_cells(range(8)) == {}
+    digest = json.loads(str(zarr.open_array(tmp_path / "sweep.zarr" / "digest", mode="r")[0, 0, 0, 0, 0]))
+    assert set(digest) == set(st.DIGESTED)
+    # a value rewritten behind the store's back (decodes fine): caught by the digest only
+    arr = zarr.open_array(tmp_path / "sweep.zarr" / "loss", mode="r+")
+    index = grid.index(3)
+    arr[index] = np.asarray(arr[index]) + 1e-12
+    assert store.unreadable_cells(range(8)) == {}
+    assert store.verify_cells(range(8)) == {3: "loss does not match its digest"}
+    # NaN payloads do not matter (an all-NaN chunk is not written and reads back as the fill NaN)
+    assert st.value_digest(np.array([np.nan, 1.0])) == st.value_digest(np.array([-np.nan, 1.0]))
+
+
+def test_cell_key_is_stable_and_covers_the_numbers_only(monkeypatch):
+    from diffmem.pipeline import grid as grid_module
+
+    a, b = config_for(), config_for()
+    assert [a.cell_key(f) for f in range(8)] == [b.cell_key(f) for f in range(8)]
+    assert len({a.cell_key(f) for f in range(8)}) == 8
+    spec = a.cell(0)
+    assert grid_module.cell_key(spec.replace(backend="numpy")) == grid_module.cell_key(spec)  # backend aside
+    assert grid_module.cell_key(spec.replace(samples=17)) != grid_module.cell_key(spec)
+    assert grid_module.cell_identity(spec)["exponential"] == "default"
+    monkeypatch.setattr(grid_module, "PHYSICS_VERSION", 99)
+    assert grid_module.cell_key(spec) != a.cell_key(0)
+
+
+def test_store_of_another_physics_version_is_refused_naming_it(tmp_path, monkeypatch):
+    from diffmem.pipeline import grid as grid_module
+
+    path = tmp_path / "sweep.zarr"
+    _filled(path, config_for(), flats=[0])
+    monkeypatch.setattr(grid_module, "PHYSICS_VERSION", 99)
+    with pytest.raises(ParameterError) as info:
+        st.SweepStore.open(path, config_for())
+    assert "physics_version (store: 1, config: 99)" in str(info.value)
+
+
+def test_grow_keeps_done_cells_byte_for_byte_and_leaves_corrupt_ones_to_recompute(tmp_path):
+    from diffmem.pipeline.grid import grow_plan
+
+    small, big = config_for(), config_for(seed=[0, 1, 2], N=[8, 9])
+    path = tmp_path / "sweep.zarr"
+    _filled(path, small, flats=[0, 1, 2, 5, 7])
+    before = {(name, f): st.cell_chunk_path(path, name, f).read_bytes()
+              for f in (0, 1, 2, 5) for name in (*VARIABLES, *st.PROVENANCE, "done")
+              if st.cell_chunk_path(path, name, f).exists()}
+    bad = st.cell_chunk_path(path, "phi", 7)
+    bad.write_bytes(bad.read_bytes()[:5])  # truncated: not kept
+    assert st.create(path, big) is False  # grown
+    plan = grow_plan(small.config, big.config)
+    for (name, f), data in before.items():
+        assert st.cell_chunk_path(path, name, plan[f]).read_bytes() == data, (name, f)
+    grown = st.SweepStore.open(path, big)
+    assert sorted(np.flatnonzero(grown.done_flat()).tolist()) == sorted(plan[[0, 1, 2, 5]].tolist())
+    assert grown.verify_cells(np.flatnonzero(grown.done_flat())) == {}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".sweep.zarr")]
+    # the grown store has the metadata of a store of the big grid made from scratch
+    fresh = tmp_path / "fresh.zarr"
+    st.create(fresh, big)
+    a, b = xr.open_zarr(path, consolidated=False), xr.open_zarr(fresh, consolidated=False)
+    assert dict(a.sizes) == dict(b.sizes) and set(a.data_vars) == set(b.data_vars)
+    for name in b.coords:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"grid": {"seed": [1, 0]}}, None),  # the same values in another order: grows (a permutation)
+    ({"grid": {"seed": [0]}}, "grid.seed"),
+    ({"samples": 17}, "samples"),
+    ({"t": [0.1, 1.0]}, "t"),
+    ({"grid": {"alpha": None, "P": [3, 4]}}, "grid_dims"),
+])
+def test_grow_plan_allows_only_supersets(change, key):
+    from diffmem.pipeline.config import validate_config
+    from diffmem.pipeline.grid import grow_plan
+    from helpers import small_config
+
+    old = validate_config(small_config())
+    new = validate_config(small_config(**change))
+    if key is None:
+        plan = grow_plan(old, new)
+        assert sorted(plan.tolist()) == list(range(8))
+        return
+    with pytest.raises(ParameterError) as info:
+        grow_plan(old, new)
+    assert info.value.name == key, str(info.value)
