@@ -156,30 +156,25 @@ if HAVE_NUMBA:
 
     # "nnan" and "nsz" only: a maximum or minimum is the same number in any order of evaluation (G
     # holds no NaN), so these flags let LLVM vectorize the reductions without changing any bit.
+    @njit(inline="always", fastmath={"nnan", "nsz"}, cache=True)
+    def _extremes(v, lo, hi):
+        """(min, max) of v[lo:hi], hi > lo."""
+        top = v[lo]
+        bottom = top
+        for j in range(lo + 1, hi):
+            top = max(top, v[j])
+            bottom = min(bottom, v[j])
+        return bottom, top
+
     @njit(parallel=True, fastmath={"nnan", "nsz"}, cache=True)
     def _tile_extremes(G, sq, g_max, g_min, sq_min, sq_max):
         n = sq.size
         tiles = g_max.shape[1]
         for r in prange(G.shape[0]):
-            row = G[r]
             for k in range(tiles):
-                hi = min((k + 1) * TILE, n)
-                top = row[k * TILE]
-                bottom = top
-                for j in range(k * TILE + 1, hi):
-                    top = max(top, row[j])
-                    bottom = min(bottom, row[j])
-                g_max[r, k] = top
-                g_min[r, k] = bottom
+                g_min[r, k], g_max[r, k] = _extremes(G[r], k * TILE, min((k + 1) * TILE, n))
         for k in range(tiles):
-            hi = min((k + 1) * TILE, n)
-            top = sq[k * TILE]
-            bottom = top
-            for j in range(k * TILE + 1, hi):
-                top = max(top, sq[j])
-                bottom = min(bottom, sq[j])
-            sq_min[k] = bottom
-            sq_max[k] = top
+            sq_min[k], sq_max[k] = _extremes(sq, k * TILE, min((k + 1) * TILE, n))
 
     @njit(cache=True)
     def _row_max(Ga, Gb, sq, ca, cb, cs):
