@@ -161,12 +161,37 @@ def test_block_shape_bounds_the_logit_block():
 
 
 def test_shared_path_dispatch():
-    """numba pass on numpy float64, array-API pass on every other namespace (cupy), per-time on numpy float32."""
+    """numba pass on numpy float64 and float32, array-API pass on every other namespace (cupy)."""
     assert shared_path(make_ctx(N=10, P=50, chunk_size=16)) == "fused"
     assert shared_path(make_ctx(N=10, P=50, chunk_size=16, backend="array_api_strict")) == "device"
     be32 = resolve("numpy", "float32")
     spec = DataSpec("hmm", 10, 5, 50, 3, "tanh")
-    assert shared_path(Context(spec, be32, TrainingSet(spec, chunk_size=16, device_put=be32.put))) == "per-time"
+    assert shared_path(Context(spec, be32, TrainingSet(spec, chunk_size=16, device_put=be32.put))) == "fused"
+
+
+def test_float32_shared_pass_within_its_documented_bound():
+    """float32 takes the fused pass: float32 G, float64 combination and sums. Against float64 on the same
+    cell, log Z moves by at most the bound of kernels.shared_cpu: 2^-24 N (|c_a G_a| + |c_b G_b|)
+    + 2^-24 |c_sq| |a|^2 per logit, evaluated here with the largest coefficients and |G| of the cell."""
+    from diffmem.engine.kernels import stream_shared
+
+    spec = DataSpec("hmm", 16, 8, 400, 3, "tanh")
+    be32, be64 = resolve("numpy", "float32"), resolve("numpy", "float64")
+    ctx32 = Context(spec, be32, TrainingSet(spec, chunk_size=64, device_put=be32.put))
+    ctx64 = Context(spec, be64, TrainingSet(spec, chunk_size=64, device_put=be64.put))
+    b = held_out_points(spec, 8, 3)
+    draws = shared_draws(ctx64, b, samples=8, seed=3, basin_samples=4)
+    table = query_table(draws, TIMES, RHO)
+    got = stream_shared(ctx32, draws.V, table)
+    want = stream_shared(ctx64, draws.V, table)
+    A = np.concatenate([a for _, a, _ in ctx64.train.chunks()])
+    G = draws.V @ A.T
+    big_g = np.abs(G).max()
+    big_sq = np.einsum("ij,ij->i", A, A).max()
+    bound = 2.0**-24 * (spec.N * (np.abs(table.coef_a) + np.abs(table.coef_b)) * big_g + np.abs(table.coef_sq) * big_sq)
+    err = np.abs(got["log_z"] - want["log_z"])
+    assert np.all(err <= bound), float(np.max(err / bound))
+    assert err.max() > 0  # float32 G really was used: the bound is not met trivially by float64
 
 
 @pytest.mark.gpu

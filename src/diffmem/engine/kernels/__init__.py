@@ -95,13 +95,11 @@ def shared_path(ctx):
     Returns
     -------
     str
-        ``"fused"`` (numba pass: numpy float64 with numba importable), ``"device"`` (array-API pass:
-        cupy, array_api_strict) or ``"per-time"`` (one streamed pass per t: numpy float32, or numpy
+        ``"fused"`` (numba pass: numpy float64 or float32 with numba importable), ``"device"``
+        (array-API pass: cupy, array_api_strict) or ``"per-time"`` (one streamed pass per t: numpy
         without numba).
     """
     if ctx.backend.name == "numpy":
-        if ctx.backend.dtype != "float64":
-            return "per-time"
         from diffmem.engine.kernels.numba_pass import HAVE_NUMBA
 
         return "fused" if HAVE_NUMBA else "per-time"

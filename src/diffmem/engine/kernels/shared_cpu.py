@@ -5,6 +5,14 @@ two rows of G with |a|^2; :func:`diffmem.engine.kernels.numba_pass.fold_block` f
 the online sums. G comes from single-threaded GEMMs over fixed row blocks of V, in a thread pool of
 the process's BLAS thread budget, and numba runs on the same number of threads; neither split
 changes a bit of the results.
+
+float32 (``dtype: float32``): V, the training chunks and so G are float32 (the GEMMs run at the float32
+rate and G takes half the memory traffic); every logit is then combined from float32 dot products in
+float64, exponentiated and summed in float64. A float32 GEMM of length N has a relative error below
+about N 2^-24 in the worst case (sqrt(N) 2^-24 typically), and a logit l = c_a G_a + c_b G_b - c_sq |a|^2
+inherits |delta l| <= 2^-24 N (|c_a G_a| + |c_b G_b|) + 2^-24 |c_sq| |a|^2; weights move by that
+relative amount, log Z by at most that absolute amount. The per-time float32 path has the same bound
+(float32 logits), so float32 is a choice of speed against that error, not a different estimator.
 """
 
 import contextlib
@@ -50,7 +58,10 @@ def stream_shared_cpu(ctx, V, table, *, progress=False, skip=False):
 
     Parameters
     ----------
-    V : float64 (R, N), C-contiguous
+    V : float64 or float32 (R, N), C-contiguous
+        Base vectors (rows referenced by the table), in the backend's dtype. With float32 the GEMMs
+        (and so G) are float32; the combination, the exponential and the sums are float64 whatever
+        the dtype, so the only float32 error is that of G itself (module docstring).
         Base vectors (rows referenced by the table).
     table : QueryTable
     skip : bool
@@ -67,6 +78,7 @@ def stream_shared_cpu(ctx, V, table, *, progress=False, skip=False):
     """
     
     Q = table.size
+    V = np.ascontiguousarray(V, dtype=ctx.backend.dtype)  # float32 cells: float32 GEMMs
     coef_a, coef_b, coef_sq = (table.coef_a * LOG2E, table.coef_b * LOG2E, table.coef_sq * LOG2E)
     shift = np.full(Q, -np.inf)
     s1 = np.zeros(Q)
@@ -75,7 +87,7 @@ def stream_shared_cpu(ctx, V, table, *, progress=False, skip=False):
     skipped = np.zeros(Q, dtype=np.int64)
     R = V.shape[0]
     columns = int(min(ctx.train.chunk_size, max(64, BLOCK_ELEMENTS // max(R, 1))))
-    G = np.empty((R, columns))
+    G = np.empty((R, columns), dtype=V.dtype)
     threads = worker_count(Q, columns)
     chunks = ctx.train.chunks()
     if progress:
@@ -91,7 +103,7 @@ def stream_shared_cpu(ctx, V, table, *, progress=False, skip=False):
                     hi = min(lo + columns, A.shape[0])
                     block = G[:, : hi - lo]
                     if hi - lo < columns:
-                        block = np.empty((R, hi - lo))
+                        block = np.empty((R, hi - lo), dtype=V.dtype)
                     _base_products(V, A[lo:hi], block, pool)
                     sq_block = sq_chunk[lo:hi]
                     fold_block(
