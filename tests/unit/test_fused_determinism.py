@@ -42,12 +42,12 @@ _PROGRAM = _INPUTS + textwrap.dedent(
     import json
     from diffmem.engine.kernels import numba_pass as fused
     shift = np.full(Q, -np.inf); s1 = np.zeros(Q); s2 = np.zeros(Q); li = np.full(Q, -np.inf)
-    fused.fold_block(G, sq, 0, row_a, coef_a, row_b, coef_b, coef_sq, index, shift, s1, s2, li, None, np.zeros(Q, np.int64))
+    fused.fold_block(G, sq, 0, row_a, coef_a, row_b, coef_b, coef_sq, index, shift, s1, s2, li, None, np.zeros(Q, np.int64), False)
     alone = 0
     for q in range(Q):
         b = row_b[q] if row_b[q] >= 0 else row_a[q]
         cb = coef_b[q] if row_b[q] >= 0 else 0.0
-        t1, t2 = fused._row_sums(G[row_a[q]], G[b], sq, coef_a[q], cb, coef_sq[q], shift[q], np.empty(n))
+        t1, t2 = fused._row_sums(G[row_a[q]], G[b], sq, coef_a[q], cb, coef_sq[q], shift[q], np.empty(n), False)
         alone += int(t1 == s1[q] and t2 == s2[q])
     print(json.dumps({"state": np.concatenate([shift, s1, s2, li]).tobytes().hex(), "alone": alone, "Q": Q}))
     """
@@ -89,7 +89,7 @@ def _fold(threads):
     numba.set_num_threads(threads)
     try:
         fused.fold_block(d["G"], d["sq"], 0, d["row_a"], d["coef_a"], d["row_b"], d["coef_b"], d["coef_sq"],
-                         d["index"], shift, s1, s2, li, None, np.zeros(Q, np.int64))
+                         d["index"], shift, s1, s2, li, None, np.zeros(Q, np.int64), False)
     finally:
         numba.set_num_threads(before)
     return np.concatenate([shift, s1, s2, li])
@@ -178,7 +178,7 @@ def _fold_skipping(threads, spread):
             block = np.ascontiguousarray(G[:, lo : lo + 500])
             sq = d["sq"][lo : lo + 500] * spread
             fused.fold_block(block, sq, lo, d["row_a"], d["coef_a"], d["row_b"], d["coef_b"], d["coef_sq"],
-                             d["index"], shift, s1, s2, li, fused.tile_bounds(block, sq), skipped)
+                             d["index"], shift, s1, s2, li, fused.tile_bounds(block, sq), skipped, False)
     finally:
         numba.set_num_threads(before)
     return shift, s1, s2, li, skipped
@@ -192,7 +192,7 @@ def _fold_plain(spread):
     for lo in range(0, G.shape[1], 500):
         block = np.ascontiguousarray(G[:, lo : lo + 500])
         fused.fold_block(block, d["sq"][lo : lo + 500] * spread, lo, d["row_a"], d["coef_a"], d["row_b"],
-                         d["coef_b"], d["coef_sq"], d["index"], shift, s1, s2, li, None, np.zeros(Q, np.int64))
+                         d["coef_b"], d["coef_sq"], d["index"], shift, s1, s2, li, None, np.zeros(Q, np.int64), False)
     return shift, s1, s2, li
 
 
@@ -222,3 +222,37 @@ def test_skipping_leaves_out_less_than_its_bound_and_keeps_thread_invariance():
     if numba.config.NUMBA_NUM_THREADS >= 2:
         for a, b in zip(_fold_skipping(2, spread=40.0), (shift, s1, s2, li, skipped)):
             np.testing.assert_array_equal(a, b)
+
+
+def test_mixed_exponential_within_its_stated_bound():
+    from numba import njit
+
+    @njit
+    def evaluate(d):
+        out = np.empty_like(d)
+        for i in range(d.size):
+            out[i] = fused.exp2_mixed(d[i])
+        return out
+
+    rng = np.random.default_rng(11)
+    d = np.concatenate([rng.uniform(-60.0, 60.0, 400_000), np.arange(-40.0, 40.0, 1 / 64)])
+    reference = np.exp2(d.astype(np.longdouble))
+    rel = np.abs((evaluate(d).astype(np.longdouble) - reference) / reference)
+    assert float(rel.max()) < fused.MIXED_WEIGHT_ERROR
+    assert float(rel.max()) > 1e-12  # it really is the float32 polynomial, not the default one
+
+
+def test_fold_block_with_the_mixed_exponential_stays_within_its_bound_of_the_default():
+    d = _inputs()
+    Q = d["Q"]
+    out = {}
+    for mixed in (False, True):
+        shift, s1, s2, li = np.full(Q, -np.inf), np.zeros(Q), np.zeros(Q), np.full(Q, -np.inf)
+        fused.fold_block(d["G"], d["sq"], 0, d["row_a"], d["coef_a"], d["row_b"], d["coef_b"], d["coef_sq"],
+                         d["index"], shift, s1, s2, li, None, np.zeros(Q, np.int64), mixed)
+        out[mixed] = (shift, s1, s2)
+    np.testing.assert_array_equal(out[True][0], out[False][0])  # the shift is an exact maximum either way
+    # every weight within MIXED_WEIGHT_ERROR relative, so are the sums of them (and of their squares: 2x)
+    np.testing.assert_allclose(out[True][1], out[False][1], rtol=fused.MIXED_WEIGHT_ERROR + 1e-15)
+    np.testing.assert_allclose(out[True][2], out[False][2], rtol=2 * fused.MIXED_WEIGHT_ERROR + 1e-15)
+    assert not np.array_equal(out[True][1], out[False][1])

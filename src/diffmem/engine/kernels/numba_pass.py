@@ -43,7 +43,7 @@ import numpy as np
 
 try:
     from llvmlite import ir
-    from numba import njit, prange
+    from numba import literally, njit, prange
     from numba.core import cgutils
     from numba.core import types
     from numba.extending import intrinsic
@@ -52,10 +52,10 @@ try:
 except ImportError:  # pragma: no cover - numba is a declared dependency
     HAVE_NUMBA = False
 
-__all__ = ["EXPONENTIAL", "HAVE_NUMBA", "HEADROOM", "LOG2E", "SKIP_BELOW", "SPAN", "TILE", "exp2_clamped",
+__all__ = ["EXPONENTIAL", "EXPONENTIALS", "HAVE_NUMBA", "MIXED_WEIGHT_ERROR", "HEADROOM", "LOG2E", "SKIP_BELOW", "SPAN", "TILE", "exp2_clamped", "exp2_mixed",
            "fold_block", "tile_bounds"]
 
-EXPONENTIAL = "minimax11-fma"  # the exponential of the fused pass, recorded with every cell it makes
+EXPONENTIAL = "minimax11-fma"  # the default exponential of the fused pass, recorded with every cell it makes
 HEADROOM = 300.0  # a block is re-summed when its sum in shift units exceeds 2^HEADROOM
 CLAMP_LOW, CLAMP_HIGH = -500.0, 1000.0  # base-2: 2^-500 = 3e-151 and its square are normal numbers
 LANES = 8  # float64 per vector of the block sums: one AVX-512 register (two AVX2 ones)
@@ -82,6 +82,22 @@ _P = (
     7.074194297288521e-09,
     4.4558179083360645e-10,
 )
+# Opt-in mixed precision (EXPONENTIALS["mixed-f32"]): 2^f by a degree-6 minimax polynomial evaluated in
+# float32 (Remez on [-1/2, 1/2]: relative error 1.9e-9 exact, 9.6e-8 evaluated in float32).
+_P6 = tuple(np.float32(c) for c in (
+    1.0,
+    0.6931471824645996,
+    0.24022646248340607,
+    0.05550328642129898,
+    0.009618489071726799,
+    0.0013399930903688073,
+    0.0001534581242594868,
+))
+# The exponentials of the pass, by the name a cell records; the flag fold_block takes is the index.
+EXPONENTIALS = ("minimax11-fma", "mixed-f32")
+# Relative error of one weight 2^d with "mixed-f32": f = d - k rounded to float32 (<= 2^-25 absolute,
+# ln 2 2^-25 = 2.1e-8 relative) plus the float32 polynomial (<= 9.6e-8): below 2e-7, the tested bound.
+MIXED_WEIGHT_ERROR = 2e-7
 _TWO_HEADROOM = 2.0**HEADROOM
 
 
@@ -148,6 +164,37 @@ if HAVE_NUMBA:
         p = _fma(p, f, _P[1])
         p = _fma(p, f, _P[0])
         return p * _float_from_bits((np.int64(kf) + 1023) << 52)
+
+    @intrinsic
+    def _fma32(typingctx, a, b, c):
+        """a * b + c in float32 with one rounding (llvm.fma.f32)."""
+
+        def codegen(context, builder, signature, args):
+            single = ir.FloatType()
+            fn = builder.module.declare_intrinsic("llvm.fma", [single], ir.FunctionType(single, [single] * 3))
+            return builder.call(fn, args)
+
+        return types.float32(types.float32, types.float32, types.float32), codegen
+
+    @njit(inline="always", cache=True)
+    def exp2_mixed(d):
+        """2^d as :func:`exp2_clamped`, with 2^f from the float32 polynomial ``_P6``: relative error
+        below :data:`MIXED_WEIGHT_ERROR` (the split d = k + f and the product stay float64)."""
+        d = min(max(d, CLAMP_LOW), CLAMP_HIGH)
+        kf = np.floor(d + 0.5)
+        f = np.float32(d - kf)
+        p = _fma32(_P6[6], f, _P6[5])
+        p = _fma32(p, f, _P6[4])
+        p = _fma32(p, f, _P6[3])
+        p = _fma32(p, f, _P6[2])
+        p = _fma32(p, f, _P6[1])
+        p = _fma32(p, f, _P6[0])
+        return np.float64(p) * _float_from_bits((np.int64(kf) + 1023) << 52)
+
+    @njit(inline="always", cache=True)
+    def _exp2(d, mixed):
+        """The exponential of the pass: :func:`exp2_mixed` when ``mixed``, else :func:`exp2_clamped`."""
+        return exp2_mixed(d) if mixed else exp2_clamped(d)
 
     @njit(inline="always", cache=True)
     def _logit(Ga, Gb, sq, ca, cb, cs, j):
@@ -252,15 +299,15 @@ if HAVE_NUMBA:
         return signature, codegen
 
     @njit(cache=True)
-    def _row_sums(Ga, Gb, sq, ca, cb, cs, shift, scratch):
+    def _row_sums(Ga, Gb, sq, ca, cb, cs, shift, scratch, mixed):
         """sum_mu 2^(l - shift) and sum_mu 2^(2 (l - shift)) over the block (fixed order)."""
         n = sq.size
         for j in range(n):  # elementwise: LLVM vectorizes it without re-associating anything
-            scratch[j] = exp2_clamped(_logit(Ga, Gb, sq, ca, cb, cs, j) - shift)
+            scratch[j] = _exp2(_logit(Ga, Gb, sq, ca, cb, cs, j) - shift, mixed)
         return _lane_sums(scratch, n)
 
     @njit(cache=True)
-    def _row_sums_skipping(Ga, Gb, sq, ca, cb, cs, shift, scratch, keep, bounds_a, bounds_b, sq_min, sq_max):
+    def _row_sums_skipping(Ga, Gb, sq, ca, cb, cs, shift, scratch, mixed, keep, bounds_a, bounds_b, sq_min, sq_max):
         """:func:`_row_sums` where every tile whose logit bound lies below shift + SKIP_BELOW counts 0.
 
         ``bounds_a``, ``bounds_b``: (g_max, g_min) rows of the two G rows (:func:`tile_bounds`);
@@ -287,7 +334,7 @@ if HAVE_NUMBA:
             kept += keep[k]
         if 2 * kept > tiles:
             for j in range(n):
-                scratch[j] = exp2_clamped(_logit(Ga, Gb, sq, ca, cb, cs, j) - shift)
+                scratch[j] = _exp2(_logit(Ga, Gb, sq, ca, cb, cs, j) - shift, mixed)
         for k in range(tiles):
             # unsigned indices: numba emits no negative-index wraparound, so a tile's loads and
             # stores are contiguous vectors (signed ones gave gathers here)
@@ -298,13 +345,13 @@ if HAVE_NUMBA:
                     scratch[j] = 0.0
             elif 2 * kept <= tiles:
                 for j in range(lo, hi):
-                    scratch[j] = exp2_clamped(_logit(Ga, Gb, sq, ca, cb, cs, j) - shift)
+                    scratch[j] = _exp2(_logit(Ga, Gb, sq, ca, cb, cs, j) - shift, mixed)
         t1, t2 = _lane_sums(scratch, n)
         return t1, t2, tiles - kept
 
     @njit(parallel=True, cache=True)
     def fold_block(G, sq, start, row_a, coef_a, row_b, coef_b, coef_sq, index, shift, s1, s2, logit_index,
-                   bounds, skipped):
+                   bounds, skipped, mixed):
         """Fold training points start..start+n-1 into the online sums of every query.
 
         Parameters
@@ -329,7 +376,10 @@ if HAVE_NUMBA:
             2^SKIP_BELOW per point are skipped. None: every point is evaluated.
         skipped : int64 (Q,)
             Tiles skipped per query, incremented in place (untouched when ``bounds`` is None).
+        mixed : bool
+            The opt-in mixed-precision exponential (:func:`exp2_mixed`) instead of the default.
         """
+        literally(mixed)  # compiled once per value: the exponential is a constant of the vector loops
         Q = row_a.size
         n = sq.size
         groups = (Q + QUERY_GROUP - 1) // QUERY_GROUP
@@ -349,11 +399,11 @@ if HAVE_NUMBA:
                     ref = _row_max(Ga, Gb, sq, ca, cb, cs)
                     shift[q] = ref
                 if bounds is None:
-                    t1, t2 = _row_sums(Ga, Gb, sq, ca, cb, cs, ref, scratch)
+                    t1, t2 = _row_sums(Ga, Gb, sq, ca, cb, cs, ref, scratch, mixed)
                 else:
                     g_max, g_min, sq_min, sq_max = bounds
                     rb = row_b[q] if row_b[q] >= 0 else row_a[q]
-                    t1, t2, k = _row_sums_skipping(Ga, Gb, sq, ca, cb, cs, ref, scratch, keep, (g_max[row_a[q]], g_min[row_a[q]]),
+                    t1, t2, k = _row_sums_skipping(Ga, Gb, sq, ca, cb, cs, ref, scratch, mixed, keep, (g_max[row_a[q]], g_min[row_a[q]]),
                                                    (g_max[rb], g_min[rb]), sq_min, sq_max)
                     skipped[q] += k
                 if not t1 <= _TWO_HEADROOM:  # also catches inf: redo the block at its exact maximum
@@ -362,7 +412,7 @@ if HAVE_NUMBA:
                     s1[q] *= factor
                     s2[q] *= factor * factor
                     shift[q] = top
-                    t1, t2 = _row_sums(Ga, Gb, sq, ca, cb, cs, top, scratch)
+                    t1, t2 = _row_sums(Ga, Gb, sq, ca, cb, cs, top, scratch, mixed)
                 s1[q] += t1
                 s2[q] += t2
                 k = index[q] - start

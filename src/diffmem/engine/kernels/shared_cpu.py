@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from diffmem.engine.kernels.numba_pass import LOG2E, fold_block, tile_bounds
+from diffmem.engine.kernels.numba_pass import EXPONENTIAL, EXPONENTIALS, LOG2E, fold_block, tile_bounds
 from diffmem.engine.kernels.threads import single_threaded_blas, worker_count
 
 __all__ = ["BLOCK_ELEMENTS", "GEMM_ROWS", "stream_shared_cpu"]
@@ -53,7 +53,7 @@ def _numba_threads(count):
         numba.set_num_threads(before)
 
 
-def stream_shared_cpu(ctx, V, table, *, progress=False, skip=False):
+def stream_shared_cpu(ctx, V, table, *, progress=False, skip=False, exponential=EXPONENTIAL):
     """One pass over the training set: log_z, sum_w2 and w_index of every query of ``table``.
 
     Parameters
@@ -70,6 +70,10 @@ def stream_shared_cpu(ctx, V, table, *, progress=False, skip=False):
         default because it does not pay yet: on a paper-like cell (N = 96, 48 times) it skips 84 % of
         the tiles at t = 0.002 and 35 % at t = 0.1, but the tile-by-tile loop costs about what it
         saves (docs/benchmarks.md, "Exact skipping").
+    exponential : str
+        One of :data:`~diffmem.engine.kernels.numba_pass.EXPONENTIALS`: the default ``"minimax11-fma"``
+        (within 1 ulp) or the opt-in ``"mixed-f32"`` (2^f in float32: each weight within
+        :data:`~diffmem.engine.kernels.numba_pass.MIXED_WEIGHT_ERROR` relative).
 
     Returns
     -------
@@ -77,6 +81,9 @@ def stream_shared_cpu(ctx, V, table, *, progress=False, skip=False):
     designated point), and ``skipped`` (int64: tiles skipped per query; zero without ``skip``).
     """
     
+    if exponential not in EXPONENTIALS:
+        raise ValueError(f"exponential: must be one of {', '.join(EXPONENTIALS)}, got {exponential!r}")
+    mixed = exponential == "mixed-f32"
     Q = table.size
     V = np.ascontiguousarray(V, dtype=ctx.backend.dtype)  # float32 cells: float32 GEMMs
     coef_a, coef_b, coef_sq = (table.coef_a * LOG2E, table.coef_b * LOG2E, table.coef_sq * LOG2E)
@@ -109,7 +116,7 @@ def stream_shared_cpu(ctx, V, table, *, progress=False, skip=False):
                     fold_block(
                         block, sq_block, start + lo, table.row_a, coef_a, table.row_b,
                         coef_b, coef_sq, table.index, shift, s1, s2, logit_index,
-                        tile_bounds(block, sq_block) if skip else None, skipped,
+                        tile_bounds(block, sq_block) if skip else None, skipped, mixed,
                     )
     finally:
         if pool is not None:
