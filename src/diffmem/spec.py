@@ -14,7 +14,7 @@ so the *realized* ratios are alpha = log(P)/N and alpha_D = D/N. :func:`n_points
 turns their result into integers and checks the limits.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from math import isfinite, log
 
 import numpy as np
@@ -34,6 +34,10 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "PHYSICS_VERSION",
     "DEFAULT_EXPONENTIAL",
+    "DEFAULT_SAMPLES",
+    "DEFAULT_BACKEND",
+    "DEFAULT_DTYPE",
+    "EXPONENTIALS",
     "n_points",
     "latent_dim",
 ]
@@ -50,19 +54,26 @@ MAX_P = 10**12
 # Squared basin perturbation radii per dimension (units of Delta_t): log-spaced enough to place the
 # 1/2 crossing of the basin probability for t from 0.05 to 2.
 DEFAULT_RHO = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0)
-# Basin queries per (t, rho): 64 gives a standard error <= 0.0625 on P[w_mu0 > 1/2], enough to place
-# the 1/2 crossing on the default 14-point rho grid; len(rho) x 64 queries per t.
-DEFAULT_BASIN_SAMPLES = 64
-DEFAULT_CHUNK_SIZE = 4096  # training points per kernel chunk (memory ~ 2 x query_batch x chunk x 8 B)
+# The defaults of a cell's statistics and numerics, the one source for CellSpec, the sweep config
+# (its schema's defaults are checked against these) and ``diffmem cell`` (its flags are made from
+# CellSpec's fields).
+DEFAULT_SAMPLES = 256  # queries per time
+# Basin queries per (t, rho): 32 gives a standard error <= 0.088 on P[w_mu0 > 1/2], enough to place
+# the 1/2 crossing on the default 14-point rho grid; len(rho) x 32 queries per t.
+DEFAULT_BASIN_SAMPLES = 32
+DEFAULT_CHUNK_SIZE = 8192  # training points per kernel chunk (memory ~ 2 x query_batch x chunk x 8 B)
+DEFAULT_BACKEND = "numpy"
+DEFAULT_DTYPE = "float64"
+# The exponentials of the fused time-shared pass (diffmem.engine.kernels.numba_pass): the default,
+# within 1 ulp, and an opt-in mixed-precision one (2^f in float32, each weight within 2e-7).
+EXPONENTIALS = ("minimax11-fma", "mixed-f32")
 # Version of the numbers the engine computes for a given cell: part of every cell's identity key
 # (diffmem.pipeline.grid.cell_key), so a store's finished cells are reused (resumed, grown, imported)
 # only by code that computes the same numbers. Bump it in the same commit as any change of the engine
 # that changes a cell's bits (a kernel's summation order, an exponential, a seeding stream); never on
 # other commits (a refactor, docs, the pipeline), which would throw finished cells away for nothing.
 PHYSICS_VERSION = 1
-# The exponential of the kernel as it enters a cell's identity; a later kernel option (a CellSpec field
-# ``exponential``) is keyed by its value, and a cell without that field is keyed with this one.
-DEFAULT_EXPONENTIAL = "default"
+DEFAULT_EXPONENTIAL = EXPONENTIALS[0]
 
 
 def n_points(alpha, N):
@@ -158,30 +169,38 @@ class CellSpec:
         Start time of reverse trajectories (None: the engine's default); must exceed max(t).
     backend, dtype : str
         Array backend and compute dtype (checked by the engine's backend resolution).
+    exponential : {"minimax11-fma", "mixed-f32"}
+        Exponential of the fused time-shared pass (the default is within 1 ulp; mixed-f32 evaluates
+        2^f in float32, each weight within 2e-7 relative). Part of the cell's identity.
     """
 
-    family: str = "hmm"
-    nonlinearity: str = "linear"
-    normalize: bool = False
-    N: int
-    P: int | None = None
-    alpha: float | None = None
-    alpha_D: float = 1.0
-    seed: int = 0
-    m_tilde: float = 1.0
-    sigma: float = 1.0
-    t: tuple = ()
-    samples: int = 256
-    mode: str = "marginal"
-    sampling: str = DEFAULT_SAMPLING
-    steps: int | None = None
-    rho: tuple = DEFAULT_RHO
-    basin_samples: int = DEFAULT_BASIN_SAMPLES
-    test_samples: int | None = None
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    T: float | None = None
-    backend: str = "auto"
-    dtype: str = "float64"
+    family: str = field(default="hmm", metadata={"help": "data family"})
+    nonlinearity: str = field(default="linear", metadata={"help": "hidden-manifold sigma (registry name)"})
+    normalize: bool = field(default=False, metadata={"help": "unit second moment per component"})
+    N: int = field(metadata={"help": "ambient dimension (>= 1)"})
+    P: int | None = field(default=None, metadata={"help": "number of training points (>= 2)"})
+    alpha: float | None = field(default=None, metadata={"help": "P = floor(exp(alpha N) + 1/2) (alpha > 0)"})
+    alpha_D: float = field(default=1.0, metadata={"help": "latent ratio in (0, 1]; D = floor(alpha_D N + 1/2)"})
+    seed: int = field(default=0, metadata={"help": "seed of every random array"})
+    m_tilde: float = field(default=1.0, metadata={"help": "gaussian-mixture centre scale"})
+    sigma: float = field(default=1.0, metadata={"help": "gaussian-mixture per-class standard deviation"})
+    t: tuple = field(default=(), metadata={"help": "times (> 0)"})
+    samples: int = field(default=DEFAULT_SAMPLES, metadata={"help": "queries per time"})
+    mode: str = field(default="marginal", metadata={"help": "marginal sampling, or reverse sde/ode"})
+    sampling: str = field(default=DEFAULT_SAMPLING, metadata={
+        "help": "marginal queries: the same draws at every t, the whole grid in one pass (shared), or fresh "
+                "draws per t (independent)"})
+    steps: int | None = field(default=None, metadata={"help": "reverse steps from T to min(t) (None: 200)"})
+    rho: tuple = field(default=DEFAULT_RHO, metadata={"help": "basin radii (increasing)"})
+    basin_samples: int = field(default=DEFAULT_BASIN_SAMPLES, metadata={"help": "queries per (t, rho)"})
+    test_samples: int | None = field(default=None, metadata={"help": "held-out points (None: samples)"})
+    chunk_size: int = field(default=DEFAULT_CHUNK_SIZE, metadata={"help": "training points per kernel chunk"})
+    T: float | None = field(default=None, metadata={"help": "start time of reverse trajectories (None: max(4, max t + 2))"})
+    backend: str = field(default=DEFAULT_BACKEND, metadata={"help": "array backend (auto: cupy when it works, else numpy)"})
+    dtype: str = field(default=DEFAULT_DTYPE, metadata={"help": "compute dtype"})
+    exponential: str = field(default=DEFAULT_EXPONENTIAL, metadata={
+        "help": "exponential of the fused time-shared pass: minimax11-fma (within 1 ulp) or mixed-f32 "
+                "(2^f in float32, each weight within 2e-7 relative)"})
 
     def __post_init__(self):
         put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
@@ -190,6 +209,7 @@ class CellSpec:
         put("normalize", bool(self.normalize))
         put("mode", _choice("mode", self.mode, MODES))
         put("sampling", _choice("sampling", self.sampling, SAMPLING))
+        put("exponential", _choice("exponential", self.exponential, EXPONENTIALS))
         N = check_range("N", self.N, low=1, integer=True)
         put("N", N)
         P, alpha = _training_size(N, self.P, self.alpha)

@@ -2,25 +2,50 @@
 
 import json
 import math
+from dataclasses import fields
 
 from diffmem.engine.backend import BACKENDS, DTYPES
 from diffmem.engine.cell import run_cell
-from diffmem.spec import (
-    DEFAULT_BASIN_SAMPLES,
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_RHO,
-    DEFAULT_SAMPLING,
-    FAMILIES,
-    MODES,
-    SAMPLING,
-    CellSpec,
-)
+from diffmem.spec import EXPONENTIALS, FAMILIES, MODES, SAMPLING, CellSpec
 
 __all__ = ["add_parser", "run", "to_json"]
 
 # Columns of the readable table (per t); the full set is in --json.
 TABLE_COLUMNS = ("phi", "phi_se", "y2", "y2_fresh", "g_num", "loss", "loss_raw", "trap", "basin_radius")
 SCALARS = ("d_nn", "d_nn_se", "t_g_nn", "memorization_fraction", "memorization_fraction_se", "n_samples", "steps")
+
+
+# The flags of ``diffmem cell``, one per CellSpec field: (field, argparse options). The default and the
+# help text are the field's own (diffmem.spec), so a cell run here and the same cell of a sweep (whose
+# schema defaults are checked against CellSpec's) are the same cell.
+_FLAGS = (
+    ("family", dict(choices=FAMILIES, required=True)),
+    ("nonlinearity", dict()),
+    ("normalize", dict(action="store_true")),
+    ("N", dict(type=int, required=True)),
+    ("alpha_D", dict(type=float)),
+    ("m_tilde", dict(type=float)),
+    ("sigma", dict(type=float)),
+    ("t", dict(type=float, nargs="+", required=True)),
+    ("samples", dict(type=int)),
+    ("seed", dict(type=int)),
+    ("mode", dict(choices=MODES)),
+    ("sampling", dict(choices=SAMPLING)),
+    ("steps", dict(type=int)),
+    ("T", dict(type=float)),
+    ("backend", dict(choices=BACKENDS)),
+    ("dtype", dict(choices=DTYPES)),
+    ("exponential", dict(choices=EXPONENTIALS)),
+    ("chunk_size", dict(type=int)),
+    ("basin_samples", dict(type=int)),
+    ("test_samples", dict(type=int)),
+    ("rho", dict(type=float, nargs="+")),
+)
+_FIELDS = {f.name: f for f in fields(CellSpec)}
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
 
 
 def add_parser(subparsers, help_text):
@@ -30,66 +55,30 @@ def add_parser(subparsers, help_text):
         description="Simulate one cell: P training points on a hidden manifold (or a reference family), "
         "measure phi, y2, g_num, the held-out loss, basins and, in sde/ode mode, reverse trajectories.",
     )
-    p.add_argument("--family", choices=FAMILIES, required=True, help="data family")
-    p.add_argument("--nonlinearity", default="linear", help="hidden-manifold sigma (registry name; default linear)")
-    p.add_argument("--normalize", action="store_true", help="unit second moment per component")
-    p.add_argument("--N", type=int, required=True, help="ambient dimension (>= 1)")
     size = p.add_mutually_exclusive_group(required=True)
-    size.add_argument("--P", type=int, help="number of training points (>= 2)")
-    size.add_argument("--alpha", type=float, help="P = floor(exp(alpha N) + 1/2) (alpha > 0)")
-    p.add_argument("--alpha-D", dest="alpha_D", type=float, default=1.0, help="latent ratio in (0, 1]; D = floor(alpha_D N + 1/2)")
-    p.add_argument("--m-tilde", dest="m_tilde", type=float, default=1.0, help="gaussian-mixture centre scale")
-    p.add_argument("--sigma", type=float, default=1.0, help="gaussian-mixture per-class standard deviation")
-    p.add_argument("--t", type=float, nargs="+", required=True, help="times (> 0)")
-    p.add_argument("--samples", type=int, default=256, help="queries per time (default 256)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random array (default 0)")
-    p.add_argument("--mode", choices=MODES, default="marginal", help="marginal sampling, or reverse sde/ode")
-    p.add_argument(
-        "--sampling", choices=SAMPLING, default=DEFAULT_SAMPLING,
-        help="marginal queries: the same draws at every t, the whole grid in one pass (shared, default), "
-        "or fresh draws per t (independent)",
-    )
-    p.add_argument("--steps", type=int, default=None, help="reverse steps from T to min(t) (default 200)")
-    p.add_argument("--T", type=float, default=None, help="start time of reverse trajectories (default max(4, max t + 2))")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="array backend (default auto)")
-    p.add_argument("--dtype", choices=DTYPES, default="float64", help="compute dtype (default float64)")
-    p.add_argument("--chunk-size", dest="chunk_size", type=int, default=DEFAULT_CHUNK_SIZE,
-                   help=f"training points per kernel chunk (default {DEFAULT_CHUNK_SIZE})")
-    p.add_argument("--basin-samples", dest="basin_samples", type=int, default=DEFAULT_BASIN_SAMPLES,
-                   help=f"queries per (t, rho) (default {DEFAULT_BASIN_SAMPLES})")
-    p.add_argument("--test-samples", dest="test_samples", type=int, default=None, help="held-out points (default --samples)")
-    p.add_argument("--rho", type=float, nargs="+", default=list(DEFAULT_RHO), help="basin radii (increasing)")
+    for name in ("P", "alpha"):
+        size.add_argument(_flag(name), dest=name, type=int if name == "P" else float,
+                          help=_FIELDS[name].metadata["help"])
+    for name, options in _FLAGS:
+        field = _FIELDS[name]
+        default = field.default
+        if not options.get("required") and options.get("action") != "store_true":
+            options = dict(options, default=list(default) if isinstance(default, tuple) else default)
+        quiet = options.get("required") or options.get("action") or default is None
+        shown = "" if quiet else f" (default {_shown(default)})"
+        p.add_argument(_flag(name), dest=name, help=field.metadata["help"] + shown, **options)
     p.add_argument("--progress", action="store_true", help="progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON object (NaN -> null)")
     p.set_defaults(func=run)
     return p
 
 
+def _shown(default):
+    return " ".join(f"{v:g}" for v in default) if isinstance(default, tuple) else str(default)
+
+
 def run(args):
-    spec = CellSpec(
-        family=args.family,
-        nonlinearity=args.nonlinearity,
-        normalize=args.normalize,
-        N=args.N,
-        P=args.P,
-        alpha=args.alpha,
-        alpha_D=args.alpha_D,
-        m_tilde=args.m_tilde,
-        sigma=args.sigma,
-        t=args.t,
-        samples=args.samples,
-        seed=args.seed,
-        mode=args.mode,
-        steps=args.steps,
-        rho=args.rho,
-        basin_samples=args.basin_samples,
-        test_samples=args.test_samples,
-        backend=args.backend,
-        dtype=args.dtype,
-        chunk_size=args.chunk_size,
-        T=args.T,
-        sampling=args.sampling,
-    )
+    spec = CellSpec(**{name: getattr(args, name) for name in _FIELDS})
     result = run_cell(spec, progress=args.progress)
     print(to_json(result) if args.json else to_table(result))
     return 0

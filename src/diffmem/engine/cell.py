@@ -71,7 +71,7 @@ def run_cell(spec=None, *, progress=False, **parameters):
     result.update(nearest_neighbour(ctx, b))
     for i, at_t in enumerate(
         _marginal_observables(ctx, times, b, spec.sampling, samples=samples, seed=seed, rho=rho,
-                              basin_samples=basin_samples, progress=progress)
+                              basin_samples=basin_samples, progress=progress, exponential=spec.exponential)
     ):
         for key, value in at_t.items():
             result[key][i] = value
@@ -120,6 +120,8 @@ def run_cell(spec=None, *, progress=False, **parameters):
         "dtype": be.dtype,
         "chunk_size": spec.chunk_size,
         "sampling": spec.sampling,
+        "kernel": _kernel_name(ctx, spec),
+        "exponential": spec.exponential if _kernel_name(ctx, spec) == "fused" else "library",
         "version": __version__,
     }
     out = {"params": params, "t": list(times), "rho": list(rho)}
@@ -128,7 +130,16 @@ def run_cell(spec=None, *, progress=False, **parameters):
     return out
 
 
-def _marginal_observables(ctx, times, b, sampling, *, samples, seed, rho, basin_samples, progress):
+def _kernel_name(ctx, spec):
+    """The pass that made the marginal observables: ``fused`` (numba, with ``spec.exponential``),
+    ``device`` (array-API time-shared pass) or ``per-time`` (one streamed pass per t, the backend's
+    own exp)."""
+    from diffmem.engine.kernels import shared_path
+
+    return shared_path(ctx) if spec.sampling == "shared" else "per-time"
+
+
+def _marginal_observables(ctx, times, b, sampling, *, samples, seed, rho, basin_samples, progress, exponential):
     """Per-time observable dicts, in the order of ``times``, in the given sampling scheme.
 
     shared: every t from the same draws, the whole grid in one streamed pass
@@ -139,7 +150,7 @@ def _marginal_observables(ctx, times, b, sampling, *, samples, seed, rho, basin_
     if sampling == "shared":
         from diffmem.engine.timeshare import shared_time_observables
 
-        return shared_time_observables(ctx, times, b, progress=progress, **kwargs)
+        return shared_time_observables(ctx, times, b, progress=progress, exponential=exponential, **kwargs)
     iterator = range(len(times))
     if progress:
         from tqdm import tqdm

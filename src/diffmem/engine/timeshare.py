@@ -195,9 +195,10 @@ def _block(res, table, name):
     return {k: v[lo:hi].reshape(count, table.n_t) for k, v in res.items()}
 
 
-def shared_time_observables(ctx, times, b, *, samples, seed, rho, basin_samples, progress=False):
+def shared_time_observables(ctx, times, b, *, samples, seed, rho, basin_samples, progress=False, exponential=None):
     """Every marginal-mode observable at every t of ``times`` in the shared scheme.
 
+    ``exponential``: the fused pass's exponential (:func:`diffmem.engine.kernels.stream_shared`).
     Returns a list (one per t, in order) of the dicts :func:`time_observables` returns.
     """
     if shared_path(ctx) == "per-time":
@@ -207,7 +208,7 @@ def shared_time_observables(ctx, times, b, *, samples, seed, rho, basin_samples,
         ]
     draws = shared_draws(ctx, b, samples=samples, seed=seed, basin_samples=basin_samples)
     table = query_table(draws, times, rho)
-    res = stream_shared(ctx, draws.V, table, progress=progress)
+    res = stream_shared(ctx, draws.V, table, progress=progress, exponential=exponential)
     planted = _block(res, table, "planted")
     fresh = _block(res, table, "fresh")
     trap = _block(res, table, "trap")

@@ -55,14 +55,14 @@ __all__ = [
 # (the backend and device of each cell are recorded as provenance).
 SCIENCE_KEYS = (
     "family", "mode", "normalize", "m_tilde", "sigma", "t", "rho", "samples", "test_samples",
-    "basin_samples", "steps", "dtype", "chunk_size", "sampling",
+    "basin_samples", "steps", "dtype", "chunk_size", "sampling", "exponential",
 )
 
 INTEGER_AXES = ("N", "P", "D", "seed")
 # Keys of a validated config that every cell of the sweep shares (CellSpec fields of the same name).
 SHARED_KEYS = (
     "family", "normalize", "m_tilde", "sigma", "samples", "mode", "steps", "basin_samples",
-    "test_samples", "chunk_size", "backend", "dtype", "sampling",
+    "test_samples", "chunk_size", "backend", "dtype", "sampling", "exponential",
 )
 
 

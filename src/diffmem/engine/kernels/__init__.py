@@ -106,10 +106,12 @@ def shared_path(ctx):
     return "device"
 
 
-def stream_shared(ctx, V, table, *, progress=False):
+def stream_shared(ctx, V, table, *, progress=False, exponential=None):
     """One pass over the training set for every query of a shared-draws ``table`` (all times).
 
-    Returns a dict of float64 arrays (Q,): ``log_z``, ``sum_w2``, ``w_index`` (see
+    ``exponential`` names the fused pass's exponential (:data:`diffmem.spec.EXPONENTIALS`; None: the
+    default); the device pass uses the namespace's own ``exp``. Returns a dict of float64 arrays
+    (Q,): ``log_z``, ``sum_w2``, ``w_index`` (see
     :func:`diffmem.engine.kernels.shared_cpu.stream_shared_cpu`); raises ValueError on a backend
     whose :func:`shared_path` is ``"per-time"``.
     """
@@ -117,7 +119,8 @@ def stream_shared(ctx, V, table, *, progress=False):
     if path == "fused":
         from diffmem.engine.kernels.shared_cpu import stream_shared_cpu
 
-        res = stream_shared_cpu(ctx, V, table, progress=progress)
+        kwargs = {} if exponential is None else {"exponential": exponential}
+        res = stream_shared_cpu(ctx, V, table, progress=progress, **kwargs)
         res.pop("skipped")
         return res
     if path == "device":
