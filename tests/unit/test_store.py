@@ -403,7 +403,8 @@ def test_cell_key_is_stable_and_covers_the_numbers_only(monkeypatch):
     spec = a.cell(0)
     assert grid_module.cell_key(spec.replace(backend="numpy")) == grid_module.cell_key(spec)  # backend aside
     assert grid_module.cell_key(spec.replace(samples=17)) != grid_module.cell_key(spec)
-    assert grid_module.cell_identity(spec)["exponential"] == "default"
+    assert grid_module.cell_identity(spec)["exponential"] == "minimax11-fma"
+    assert grid_module.cell_key(spec.replace(exponential="mixed-f32")) != grid_module.cell_key(spec)
     monkeypatch.setattr(grid_module, "PHYSICS_VERSION", 99)
     assert grid_module.cell_key(spec) != a.cell_key(0)
 
