@@ -147,9 +147,9 @@ def integrity(path, done):
     import numpy as np
 
     from diffmem.pipeline.grid import Grid, describe_cell
-    from diffmem.pipeline.store import SweepStore, _read_root_attrs
+    from diffmem.pipeline.store import SweepStore, read_attrs
 
-    attrs = _read_root_attrs(path)
+    attrs = read_attrs(path)
     grid = Grid(json.loads(attrs["config"]))
     flats = np.flatnonzero(done)
     start = time.perf_counter()

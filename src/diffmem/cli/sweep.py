@@ -185,10 +185,10 @@ def _open_sweep(args):
     from diffmem.errors import ParameterError
     from diffmem.pipeline.grid import config_hash
     from diffmem.pipeline.pack import ANALYSIS_KIND
-    from diffmem.pipeline.store import _read_root_attrs, check_compatible
+    from diffmem.pipeline.store import check_compatible, read_attrs
 
     grid, store = _load(args)
-    attrs = _read_root_attrs(store) if store.exists() else None
+    attrs = read_attrs(store) if store.exists() else None
     if attrs and attrs.get("diffmem_store") == ANALYSIS_KIND:
         if attrs.get("config_hash") != config_hash(grid.config):
             raise ParameterError(

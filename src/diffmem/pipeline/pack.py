@@ -78,10 +78,10 @@ def pack(store, out):
     import xarray as xr
 
     from diffmem.pipeline import lock
-    from diffmem.pipeline.store import STORE_KIND, _read_root_attrs, _remove_stale_temporaries, _temporary_owner
+    from diffmem.pipeline.store import STORE_KIND, _remove_stale_temporaries, _temporary_owner, read_attrs
 
     store, out = Path(store), Path(out)
-    attrs = _read_root_attrs(store)
+    attrs = read_attrs(store)
     if not attrs or attrs.get("diffmem_store") != STORE_KIND:
         raise ParameterError("store", f"{store} is not a diffmem sweep store")
     ds = xr.open_zarr(store, chunks=None).load()

@@ -68,6 +68,7 @@ __all__ = [
     "create",
     "SweepStore",
     "is_sweep_store",
+    "read_attrs",
     "cell_chunk_path",
     "CONVENTIONS",
     "DATETIME_ENCODING",
@@ -277,21 +278,24 @@ def template(grid):
     return ds
 
 
-def _read_root_attrs(path):
-    """Root attributes of a zarr group at ``path``, or None if it is not a readable zarr group."""
-    meta = Path(path) / "zarr.json"
+def read_attrs(path):
+    """Root attributes (a dict) of the zarr group at ``path``, or None if it is not a readable zarr group.
+
+    Reads the group's own metadata (``use_consolidated=False``: the attributes are written once, at
+    creation, and never consolidated elsewhere), without opening any array.
+    """
+    import zarr
+
     try:
-        doc = json.loads(meta.read_text())
-    except (OSError, ValueError):
+        return dict(zarr.open_group(path, mode="r", use_consolidated=False).attrs)
+    except (OSError, ValueError, KeyError, TypeError):
+        # missing path, no group there (an array, nothing), or a zarr.json that does not parse
         return None
-    if doc.get("node_type") != "group":
-        return None
-    return doc.get("attributes", {})
 
 
 def is_sweep_store(path):
     """True when ``path`` is a diffmem sweep store (has the ``diffmem_store`` marker)."""
-    attrs = _read_root_attrs(path)
+    attrs = read_attrs(path)
     return bool(attrs) and attrs.get("diffmem_store") == STORE_KIND
 
 
@@ -332,7 +336,7 @@ def check_compatible(path, config):
         differing key when its grid or physics differ from ``config`` (with a hint to grow the store
         when the new grid holds every cell of the store's).
     """
-    attrs = _read_root_attrs(path)
+    attrs = read_attrs(path)
     if not attrs or attrs.get("diffmem_store") != STORE_KIND:
         raise ParameterError(
             "store", f"{path} exists but is not a diffmem sweep store; refusing to touch it "
@@ -443,7 +447,7 @@ def create(path, grid, log=None):
         with sweep_lock(path, "diffmem: recover an interrupted grow"):
             _recover_swap(path)
     if path.exists():
-        attrs = _read_root_attrs(path)
+        attrs = read_attrs(path)
         if (attrs and attrs.get("diffmem_store") == STORE_KIND
                 and attrs.get("config_hash") != grid.config_hash and _growable(attrs, config)[0]):
             grow(path, grid, log=log)
@@ -599,7 +603,7 @@ def grow(path, grid, log=None):
     log = sys.stderr if log is None else log
     with sweep_lock(path, "diffmem sweep init (grow the store)"):
         _recover_swap(path)
-        attrs = _read_root_attrs(path)
+        attrs = read_attrs(path)
         if not attrs or attrs.get("diffmem_store") != STORE_KIND:
             check_compatible(path, grid.config)  # raises the store error
         if attrs.get("config_hash") == grid.config_hash:
@@ -687,7 +691,7 @@ def import_cells(path, grid, sources, log=None, missing_ok=False):
             if not source.exists() and missing_ok:
                 print(f"store: reuse: {source} does not exist (yet); nothing imported from it", file=log, flush=True)
                 continue
-            attrs = _read_root_attrs(source)
+            attrs = read_attrs(source)
             if not attrs or attrs.get("diffmem_store") != STORE_KIND:
                 raise ParameterError("reuse", f"{source} is not a diffmem sweep store")
             if source.resolve() == path.resolve():
@@ -1035,14 +1039,22 @@ class SweepStore:
         writes = []
         for name, (_, values) in self._cell_values(flat, result).items():
             if values.dtype.kind == "M":
-                # CF encoding of DATETIME_ENCODING: float64 seconds since the epoch (NaT -> NaN).
-                values = np.where(np.isnat(values), np.nan,
-                                  (values - np.datetime64(0, "ns")) / np.timedelta64(1, "s"))
+                values = _encode_datetime(values)
             writes.append(arrays[name].async_array.setitem(region, values))
         # The data chunks are written concurrently (one trip through zarr's event loop instead of
         # one per variable); ``done`` only after all of them have been written.
         sync(_gather(writes))
         arrays["done"][region] = np.ones((1,) * len(self.dims), dtype=bool)
+
+
+def _encode_datetime(values):
+    """``values`` (datetime64) as stored: xarray's CF coder with :data:`DATETIME_ENCODING` (float64
+    seconds since the epoch, NaT -> NaN), the same bytes as ``to_zarr`` writes."""
+    import xarray as xr
+    from xarray.coders import CFDatetimeCoder
+
+    variable = xr.Variable(tuple(f"d{i}" for i in range(values.ndim)), values, encoding=dict(DATETIME_ENCODING))
+    return np.asarray(CFDatetimeCoder().encode(variable).values)
 
 
 def cells_to_redo(path, grid, log=None):
@@ -1072,7 +1084,7 @@ def cell_chunk_path(path, variable, flat):
     import zarr
 
     arr = zarr.open_array(Path(path) / variable, mode="r")
-    n_cell_dims = len(json.loads(_read_root_attrs(path)["cell_dims"]))
+    n_cell_dims = len(json.loads(read_attrs(path)["cell_dims"]))
     cell = np.unravel_index(int(flat), arr.shape[:n_cell_dims])
     coords = tuple(int(i) for i in cell) + (0,) * (arr.ndim - n_cell_dims)
     return Path(path) / variable / arr.metadata.chunk_key_encoding.encode_chunk_key(coords)
