@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from diffmem import snakemake_glue
 from diffmem.pipeline import lock
 
 HOLD = """
@@ -59,7 +60,7 @@ def test_reused_pid_is_not_taken_for_the_holder(tmp_path):
     # Our own PID (alive) but another start time: the holder was a previous process with that PID.
     path = tmp_path / "run.lock"
     record = lock.this_process()
-    record["start_ticks"] = str(int(record["start_ticks"]) - 1)
+    record["started_since_boot"] -= 0.01  # one kernel tick earlier
     path.write_text(json.dumps(record))
     assert lock.clear_if_stale(path)[0] == "cleared" and not path.exists()
 
@@ -68,7 +69,7 @@ def test_holder_on_another_node_is_judged_by_heartbeat(tmp_path):
     # A PID on another node cannot be checked here: a recent heartbeat keeps the lock, an old one
     # (several missed beats) clears it.
     path = tmp_path / "run.lock"
-    record = {"host": "another-node", "boot_id": "x", "pid": os.getpid(), "start_ticks": "1", "token": "t"}
+    record = {"host": "another-node", "boot_time": 0.0, "pid": os.getpid(), "started_since_boot": 1.0, "token": "t"}
     path.write_text(json.dumps(record))
     assert lock.clear_if_stale(path)[0] == "live"
     old = time.time() - lock.STALE_AFTER_S - 60
@@ -121,10 +122,13 @@ def test_unreadable_lock_is_stale(tmp_path):
         (["snakemake", "--report", "report.html"], True),
         (["snakemake", "--unlock"], False),
         (["snakemake", "-c2"], False),
+        (["snakemake", "--cores", "1", "--config", "note=-n"], False),
+        (["snakemake", "--report", "r.html", "--report-after-run", "--cores", "1"], False),
+        (["snakemake", "--rulegraph"], True),
     ],
 )
 def test_read_only_invocations(argv, read_only):
-    assert lock.read_only_invocation(argv) is read_only
+    assert snakemake_glue.read_only_invocation(argv) is read_only
 
 
 def test_preflight_clears_only_this_sweeps_snakemake_locks(tmp_path, monkeypatch):
@@ -136,10 +140,19 @@ def test_preflight_clears_only_this_sweeps_snakemake_locks(tmp_path, monkeypatch
     dead = tmp_path / "results" / "mine" / "run.lock"
     dead.parent.mkdir(parents=True)
     record = lock.this_process()
-    record["start_ticks"] = "0"
+    record["started_since_boot"] = 0.0
     dead.write_text(json.dumps(record))
     log = tmp_path / "log.txt"
     with open(log, "w") as fh:
-        assert lock.workflow_preflight("results/mine", ["snakemake", "--cores", "1"], fh) == "cleared"
+        assert snakemake_glue.preflight("results/mine", False, fh) == "cleared"
     assert sorted(p.name for p in locks.iterdir()) == ["1.output.lock"]
     assert "cleared the lock" in log.read_text() and not dead.exists()
+
+
+def test_identity_is_stable_and_a_live_holder_on_this_host_is_alive(tmp_path):
+    # The start time since boot of one process reads the same at every call (a clock step cancels).
+    first, second = lock.this_process(), lock.this_process()
+    assert abs(first["started_since_boot"] - second["started_since_boot"]) <= lock.START_TOLERANCE_S
+    assert lock.holder_alive(first, time.time(), tmp_path)
+    gone = dict(first, pid=2**22 + 12345)  # above any pid_max: no such process
+    assert not lock.holder_alive(gone, time.time(), tmp_path)

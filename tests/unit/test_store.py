@@ -82,7 +82,7 @@ def test_create_cleans_up_after_a_killed_creation(tmp_path):
 
 def test_temporary_of_another_node_is_kept_while_recent(tmp_path):
     # Same PID as ours, but on another host: a PID says nothing there, only the record's age does.
-    record = {"host": "another-node", "boot_id": "x", "pid": os.getpid(), "start_ticks": "1", "token": "t"}
+    record = {"host": "another-node", "boot_time": 0.0, "pid": os.getpid(), "started_since_boot": 1.0, "token": "t"}
     tmp = tmp_path / ".sweep.zarr.tmp-t"
     (tmp / "phi").mkdir(parents=True)
     owner = tmp_path / ".sweep.zarr.tmp-t.owner"

@@ -93,7 +93,7 @@ BLOCKS = GRID.block_names()
 # conda environment with cupy.
 GPUS_PER_BLOCK = 1 if config["backend"] == "cupy" else 0
 CONDA_ENV = "../../envs/gpu.yaml" if GPUS_PER_BLOCK else "../../envs/cpu.yaml"
-# Where a run records when it started and on how many cores (written by onstart, below): the summary
+# Where a run records when it started and on how many cores (record_run_start, below): the summary
 # divides the cells' compute by cores x the workflow's wall time (the sweep's efficiency).
 RUN_START = f"{RESULTS}/run-start.json"
 
@@ -136,7 +136,9 @@ def blocks_run_in_parallel():
 BLOCK_PROGRESS = "--progress" if config["progress"] and not blocks_run_in_parallel() else "--no-progress"
 
 
-onstart:
+def record_run_start():
+    """Record when this run started and on how many cores (RUN_START), and point at the sweep's
+    progress bar; called by the workflow's onstart handler (lock.smk)."""
     Path(RESULTS).mkdir(parents=True, exist_ok=True)
     Path(RUN_START).write_text(json.dumps({"start": time.time(), "cores": local_cores()}) + "\n")
     if config["progress"] and blocks_run_in_parallel():

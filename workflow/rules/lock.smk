@@ -2,48 +2,55 @@
 # refused, naming the running one (host and PID); the lock of a killed run is cleared by the next run,
 # together with the Snakemake directory locks it left, so no `snakemake --unlock` is needed. Only the
 # main Snakemake process takes part: jobs on cluster nodes re-parse this file in another exec mode.
-# Needs common.smk (RESULTS).
+# What this needs to know of Snakemake's command line is in diffmem.snakemake_glue.
+# Needs common.smk (RESULTS, record_run_start).
 import os as _os
 import shlex as _shlex
 import sys as _sys
 
+from diffmem import snakemake_glue
 from diffmem.pipeline import lock as diffmem_lock
 from diffmem.pipeline.store import LOCK_TOKEN_ENV
 
+# Whether this command only reads (dry run, lint, report, listing): decided once, here (sweep.smk
+# reads it too), because it must be known while the Snakefile is parsed.
+READ_ONLY_RUN = workflow.is_main_process and snakemake_glue.read_only_invocation(_sys.argv)
 _SWEEP_LOCK = {}
-# Snakemake keeps one handler of each kind: the lock's handlers call those registered before them
-# (common.smk's onstart records the run's start), so both keep working.
-_PREVIOUS_HOOKS = {"start": workflow._onstart, "success": workflow._onsuccess, "error": workflow._onerror}
 
 if workflow.is_main_process:
     try:
-        diffmem_lock.workflow_preflight(RESULTS, _sys.argv, _sys.stderr)
+        snakemake_glue.preflight(RESULTS, READ_ONLY_RUN, _sys.stderr)
     except diffmem_lock.LockHeld as _held:
         print(diffmem_lock.refusal(RESULTS, _held.record), file=_sys.stderr, flush=True)
         _sys.exit(1)
 
 
+def release_sweep_lock():
+    """Release the sweep lock taken by onstart (a no-op when none was taken)."""
+    release = _SWEEP_LOCK.pop("release", None)
+    if release is not None:
+        release()
+
+
+# The workflow's only handlers (Snakemake keeps one of each kind, and runs none in a dry run): take
+# the sweep lock, then record the run's start (common.smk); release the lock at the end.
 onstart:
     try:
-        _SWEEP_LOCK["record"] = diffmem_lock.workflow_start(RESULTS, _shlex.join(_sys.argv))
-        # The jobs of this run (init_store grows the store or imports `reuse:` cells) work for the
-        # lock's holder: its token in their environment lets them (diffmem.pipeline.store.sweep_lock).
-        _os.environ[LOCK_TOKEN_ENV] = _SWEEP_LOCK["record"]["token"]
+        _record, _SWEEP_LOCK["release"] = diffmem_lock.hold(
+            diffmem_lock.sweep_lock_path(RESULTS), command=_shlex.join(_sys.argv)
+        )
     except diffmem_lock.LockHeld as _held:
         print(diffmem_lock.refusal(RESULTS, _held.record), file=_sys.stderr, flush=True)
         raise
-    _PREVIOUS_HOOKS["start"](log)
+    # The jobs of this run (init_store grows the store or imports `reuse:` cells) work for the
+    # lock's holder: its token in their environment lets them (diffmem.pipeline.store.sweep_lock).
+    _os.environ[LOCK_TOKEN_ENV] = _record["token"]
+    record_run_start()
 
 
 onsuccess:
-    try:
-        _PREVIOUS_HOOKS["success"](log)
-    finally:
-        diffmem_lock.workflow_end(_SWEEP_LOCK.get("record"))
+    release_sweep_lock()
 
 
 onerror:
-    try:
-        _PREVIOUS_HOOKS["error"](log)
-    finally:
-        diffmem_lock.workflow_end(_SWEEP_LOCK.get("record"))
+    release_sweep_lock()

@@ -7,7 +7,7 @@
 # done cell of the store is verified against the digest written with it (and decoded), and the block
 # of a cell that must be redone loses its marker, so the block runs again and recomputes exactly that
 # cell (diffmem.pipeline.store.cells_to_redo; about 20 ms per done cell on 2 loaded cores).
-if workflow.is_main_process and not diffmem_lock.read_only_invocation(_sys.argv):
+if workflow.is_main_process and not READ_ONLY_RUN:
     from diffmem.pipeline.store import cells_to_redo as _cells_to_redo
 
     _redo = _cells_to_redo(STORE, GRID)

@@ -1,19 +1,32 @@
 """One runner per sweep: a lock file that names its holder and clears itself when the holder is dead.
 
 The lock is a small JSON file (``results/<sweep>/run.lock``) holding the *identity* of the process
-that holds it: host name, the kernel's boot id, PID and the process start time (clock ticks since
-boot, field 22 of ``/proc/<pid>/stat``). A PID alone is not an identity: PIDs are reused, and the
-same PID on two nodes of a cluster sharing the file system is two different processes.
+that holds it: host name, the machine's boot time, PID and the process start time, the last two from
+psutil (``psutil.boot_time()``, ``psutil.Process(pid).create_time()``). A PID alone is not an
+identity: PIDs are reused, and the same PID on two nodes of a cluster sharing the file system is two
+different processes.
 
 Deciding whether a holder is alive:
 
-- on the holder's own host (same host name and boot id), exactly: the holder is alive when a process
-  with its PID exists *and* started at the recorded time;
+- on the holder's own host (same host name and boot), exactly: the holder is alive when a process
+  with its PID exists *and* started at the recorded time. This is kept although a heartbeat alone
+  would be simpler: it clears the lock of a killed run *at once* (the next run starts immediately
+  instead of waiting :data:`STALE_AFTER_S`), and never takes a reused PID for the holder;
 - from another host (the process table there cannot be read), by heartbeat: the holder touches the
   lock file every :data:`HEARTBEAT_S` seconds, and the lock is stale when its modification time is
   older than :data:`STALE_AFTER_S`. The age is measured against the file system's own clock (the
   modification time of a freshly touched probe file in the same directory), so clock skew between
   nodes does not matter.
+
+psutil gives both times in seconds since the epoch, computed from the system clock at each call, so
+they move when the clock is adjusted. The start time is therefore recorded as seconds *since boot*
+(``create_time() - boot_time()``, both read at once: a clock step cancels), which never changes
+for a process, and compared to :data:`START_TOLERANCE_S` (below the kernel's 10 ms tick of start
+times: two processes with one PID cannot start that close). The boot time is compared to
+:data:`BOOT_TOLERANCE_S` (it is whole seconds and may tick by one); a larger clock step since the
+holder started makes it look like another boot, and the holder is then judged by heartbeat, which
+errs on the safe side (a live holder is never cleared). Where the start time cannot be read
+(another user's process on some systems) existence alone decides.
 
 The file is created with ``O_CREAT | O_EXCL`` (atomic on local file systems and on NFSv3+/Lustre), so
 two runners starting together cannot both win. A stale lock is broken by renaming it to a unique name
@@ -21,9 +34,12 @@ two runners starting together cannot both win. A stale lock is broken by renamin
 lock broken by mistake is put back.
 
 No ``flock``: it silently degrades to a node-local lock on NFS mounted with ``nolock`` and fails on
-Lustre without ``-o flock``.
+Lustre without ``-o flock``. The Snakemake side (when the workflow takes and releases the lock, which
+invocations only read) is not here: it lives with the workflow (``workflow/rules/lock.smk``,
+:mod:`diffmem.snakemake_glue`).
 """
 
+import atexit
 import json
 import os
 import socket
@@ -33,9 +49,13 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import psutil
+
 __all__ = [
     "HEARTBEAT_S",
     "STALE_AFTER_S",
+    "START_TOLERANCE_S",
+    "BOOT_TOLERANCE_S",
     "LockHeld",
     "this_process",
     "holder_alive",
@@ -45,11 +65,9 @@ __all__ = [
     "release",
     "clear_if_stale",
     "Heartbeat",
+    "hold",
     "sweep_lock_path",
-    "read_only_invocation",
-    "workflow_preflight",
-    "workflow_start",
-    "workflow_end",
+    "refusal",
 ]
 
 HEARTBEAT_S = 20.0
@@ -57,6 +75,10 @@ HEARTBEAT_S = 20.0
 # another host is declared dead.
 STALE_AFTER_S = 180.0
 UNREADABLE_GRACE_S = 10.0
+# Start times since boot closer than this are the same process (Linux counts them in 10 ms ticks).
+START_TOLERANCE_S = 0.005
+# Boot times closer than this are the same boot (psutil gives whole seconds, which may tick by one).
+BOOT_TOLERANCE_S = 1.5
 
 
 class LockHeld(RuntimeError):
@@ -68,36 +90,24 @@ class LockHeld(RuntimeError):
         super().__init__(f"{path} is held by {describe(record)}")
 
 
-def _boot_id():
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
+def _started_since_boot(pid):
+    """Start time of process ``pid`` in seconds since boot; None if there is no such process.
 
-
-def _start_ticks(pid):
-    """Start time of process ``pid`` in clock ticks since boot, None if there is no such process.
-
-    Returns the string "unknown" where there is no ``/proc`` (the process exists but its start time
-    cannot be read), so that the caller falls back to existence only.
+    Returns the string "unknown" when the process exists but its start time cannot be read, so that
+    the caller falls back to existence only.
     """
     try:
-        stat = Path(f"/proc/{int(pid)}/stat").read_text()
-    except FileNotFoundError:
-        if Path("/proc/self/stat").exists():
-            return None
-        try:
-            os.kill(int(pid), 0)  # no /proc (macOS): existence is all that can be checked
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return "unknown"
-    except OSError:
+        proc = psutil.Process(int(pid))
+        for _ in range(3):
+            boot = psutil.boot_time()
+            started = proc.create_time() - boot
+            if psutil.boot_time() == boot:  # no clock step between the two readings
+                break
+        return round(started, 3)
+    except (psutil.NoSuchProcess, ValueError):
         return None
-    # The command name (field 2) is in parentheses and may contain spaces: split after its ')'.
-    fields = stat[stat.rindex(")") + 2:].split()
-    return fields[19]  # field 22 of the whole line
+    except psutil.AccessDenied:
+        return "unknown"
 
 
 def this_process(**extra):
@@ -105,9 +115,9 @@ def this_process(**extra):
     pid = os.getpid()
     record = {
         "host": socket.gethostname(),
-        "boot_id": _boot_id(),
+        "boot_time": psutil.boot_time(),
         "pid": pid,
-        "start_ticks": _start_ticks(pid),
+        "started_since_boot": _started_since_boot(pid),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "token": uuid.uuid4().hex,
     }
@@ -115,12 +125,12 @@ def this_process(**extra):
     return record
 
 
-
 def _same_host(record):
+    """Whether ``record`` was written on this host during this boot (its PID can be checked here)."""
     if record.get("host") != socket.gethostname():
         return False
-    boot = _boot_id()
-    return not boot or not record.get("boot_id") or record["boot_id"] == boot
+    boot = record.get("boot_time")
+    return isinstance(boot, (int, float)) and abs(boot - psutil.boot_time()) <= BOOT_TOLERANCE_S
 
 
 def _fs_now(directory):
@@ -156,10 +166,13 @@ def holder_alive(record, mtime, directory, stale_after=STALE_AFTER_S):
         # Its record is written within microseconds of its creation: a grace period is plenty.
         return _fs_now(directory) - mtime < UNREADABLE_GRACE_S
     if _same_host(record):
-        ticks = _start_ticks(record.get("pid", -1))
-        if ticks is None:
+        started = _started_since_boot(record.get("pid", -1))
+        if started is None:
             return False
-        return ticks == "unknown" or record.get("start_ticks") in (None, "unknown", ticks)
+        recorded = record.get("started_since_boot")
+        if started == "unknown" or not isinstance(recorded, (int, float)):
+            return True
+        return abs(started - recorded) <= START_TOLERANCE_S
     return _fs_now(directory) - mtime < stale_after
 
 
@@ -309,34 +322,35 @@ class Heartbeat:
                 pass
 
 
-# ---------------------------------------------------------------------------------------------
-# the Snakemake workflow (workflow/rules/lock.smk)
+def hold(path, **extra):
+    """Take the lock at ``path`` (:func:`acquire`) and keep it alive (:class:`Heartbeat`) until released.
 
-# Snakemake invocations that only read: they never take the lock and are never refused.
-_READ_ONLY_LONG = {
-    "--dry-run", "--dryrun", "--lint", "--report", "--summary", "--detailed-summary", "--list",
-    "--list-rules", "--list-target-rules", "--dag", "--rulegraph", "--filegraph", "--d3dag",
-    "--list-changes", "--list-code-changes", "--list-input-changes", "--list-params-changes",
-    "--list-untracked", "--print-compilation", "--containerize", "--export-cwl", "--archive",
-    "--help", "--version",
-}
-_READ_ONLY_SHORT = {"n", "S", "l", "h", "v"}
+    Returns
+    -------
+    tuple
+        ``(record, release)``: our record and a function releasing the lock (idempotent). An
+        ``atexit`` hook releases it too, so an interrupted process (Ctrl-C, an exception) leaves
+        nothing behind; a SIGKILLed one leaves a lock that the next run finds dead and clears.
+
+    Raises
+    ------
+    LockHeld
+        if a live process holds it.
+    """
+    record = acquire(path, **extra)
+    beat = Heartbeat(path, record).start()
+
+    def _release():
+        beat.stop()
+        release(path, record)
+
+    atexit.register(_release)
+    return record, _release
 
 
 def sweep_lock_path(results_dir):
     """The lock of the sweep whose outputs go to ``results_dir`` (``results/<sweep>``)."""
     return Path(results_dir) / "run.lock"
-
-
-def read_only_invocation(argv):
-    """True when a Snakemake command line only reads (dry run, lint, report, listing)."""
-    for arg in argv[1:]:
-        if arg.split("=", 1)[0] in _READ_ONLY_LONG:
-            return True
-        if arg.startswith("-") and not arg.startswith("--") and arg[1:].isalpha():
-            if _READ_ONLY_SHORT & set(arg[1:]):
-                return True
-    return False
 
 
 def refusal(results_dir, holder):
@@ -347,83 +361,3 @@ def refusal(results_dir, holder):
         f"(kill {holder.get('pid')} on {holder.get('host')}); the lock of a killed run "
         f"({sweep_lock_path(results_dir)}) is cleared automatically by the next run."
     )
-
-
-def _clear_snakemake_locks(results_dir, workdir="."):
-    """Remove Snakemake's directory locks that name files under ``results_dir``.
-
-    Called only when no live process holds the sweep lock: every run of the sweep takes the sweep
-    lock before Snakemake's, so such locks were left by a killed run (what ``snakemake --unlock``
-    would remove, limited to this sweep's files).
-    """
-    locks = Path(workdir) / ".snakemake" / "locks"
-    prefix = str(Path(results_dir)).rstrip("/") + "/"
-    removed = []
-    for lock in sorted(locks.glob("*.lock")):
-        try:
-            names = lock.read_text().splitlines()
-        except OSError:
-            continue
-        if any(name.startswith(prefix) or os.path.abspath(name).startswith(os.path.abspath(prefix))
-               for name in names):
-            try:
-                lock.unlink()
-                removed.append(lock)
-            except OSError:
-                pass
-    return removed
-
-
-def workflow_preflight(results_dir, argv, log):
-    """Check the sweep lock while the Snakefile is parsed, before Snakemake locks its directory.
-
-    - a live holder: an executing run is refused (raises :class:`LockHeld` with :func:`refusal`'s
-      message); a read-only one (dry run, lint, report) gets a note on ``log`` and goes on;
-    - a dead holder's lock is removed, and so are the Snakemake directory locks its run left (so that
-      no ``snakemake --unlock`` is ever needed, and none is ever run on a live sweep).
-    """
-    path = sweep_lock_path(results_dir)
-    read_only = read_only_invocation(argv)
-    state, holder = clear_if_stale(path)
-    if state == "live":
-        if read_only:
-            print(f"note: sweep {Path(results_dir).name!r} is being run by {describe(holder)}",
-                  file=log, flush=True)
-            return state
-        raise LockHeld(path, holder)
-    if state == "cleared":
-        print(f"diffmem: cleared the lock of a run that is gone ({describe(holder)})", file=log, flush=True)
-    if not read_only:
-        _clear_snakemake_locks(results_dir)
-    return state
-
-
-def workflow_start(results_dir, command):
-    """Take the sweep lock for this Snakemake process (``onstart``) and keep it alive.
-
-    Returns
-    -------
-    dict
-        The lock record; :func:`workflow_end` releases it. An ``atexit`` hook releases it too, so an
-        interrupted run (Ctrl-C, an exception) leaves nothing behind; a SIGKILLed one leaves a lock
-        that the next run finds dead and clears.
-    """
-    import atexit
-
-    path = sweep_lock_path(results_dir)
-    record = acquire(path, command=command)
-    beat = Heartbeat(path, record).start()
-
-    def _release():
-        beat.stop()
-        release(path, record)
-
-    atexit.register(_release)
-    record["_release"] = _release
-    return record
-
-
-def workflow_end(record):
-    """Release the lock taken by :func:`workflow_start` (``onsuccess`` / ``onerror``)."""
-    if record and "_release" in record:
-        record["_release"]()
