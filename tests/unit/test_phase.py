@@ -90,10 +90,22 @@ def test_extract_recovers_known_times_and_seed_intervals():
     per_seed = out["t_c"].values[0, 1, 0, 1]  # seeds 0, 1 done, seed 2 not
     assert out["t_c_nseed"].values[0, 1, 0, 1] == 2
     mean = per_seed[:2].mean()
-    half = stats.t.ppf(0.975, 1) * per_seed[:2].std(ddof=1) / np.sqrt(2)
+    se_seeds = per_seed[:2].std(ddof=1) / np.sqrt(2)
+    # The grid resolution of each seed's crossing: half the t interval that brackets it.
+    t = cfg.axes["t"]
+    k = np.searchsorted(t, per_seed[:2], side="right") - 1
+    resolution = 0.5 * (t[k + 1] - t[k])
+    np.testing.assert_allclose(out["t_c_resolution"].values[0, 1, 0, 1, :2], resolution)
+    assert out["t_c_mean_resolution"].values[0, 1, 0, 1] == pytest.approx(resolution.mean())
+    # t_c_mean_se stays the seed scatter (the accessor's); the total adds the resolution in quadrature
+    assert out["t_c_mean_se"].values[0, 1, 0, 1] == pytest.approx(se_seeds)
+    se = np.hypot(se_seeds, resolution.mean())
+    assert out["t_c_mean_se_total"].values[0, 1, 0, 1] == pytest.approx(se)
     assert out["t_c_mean"].values[0, 1, 0, 1] == pytest.approx(mean)
-    assert out["t_c_hi"].values[0, 1, 0, 1] == pytest.approx(mean + half)
-    assert out["t_c_lo"].values[0, 1, 0, 1] == pytest.approx(mean - half)
+    for suffix, sd in (("", se_seeds), ("_total", se)):
+        half = stats.t.ppf(0.975, 1) * sd
+        assert out[f"t_c_hi{suffix}"].values[0, 1, 0, 1] == pytest.approx(mean + half)
+        assert out[f"t_c_lo{suffix}"].values[0, 1, 0, 1] == pytest.approx(mean - half)
     assert (out["t_c_nseed"].values.sum() == done.sum()) and int(out["n_done"]) == done.sum()
     np.testing.assert_allclose(out["basin_radius_mean"].values[0, 0, 0, 0], np.arange(30))
 
@@ -157,3 +169,67 @@ def test_predict_kwargs_of_a_mapping_and_of_a_spec_object_agree():
         predict_kwargs(cell, at="nominal", spectrum="quenched")
     with pytest.raises(ParameterError, match="^at:"):
         predict_kwargs(dict(cell, alpha=None), at="nominal", spectrum="limit")
+
+
+def step_sweep(cfg, t_star, width):
+    """A sweep whose phi and trap fall from 1 to 0 around t_star (logistic of ``width`` in log t; 0:
+    a step sharper than any grid, identical for every seed) and whose loss has its minimum at t_star."""
+    ds = template(cfg).load().copy(deep=True)
+    logt = np.log(ds["t"].values)
+    shape = cfg.shape
+    if width == 0:
+        curve = (logt < np.log(t_star)[..., None]).astype(float)
+    else:
+        curve = 1.0 / (1.0 + np.exp((logt - np.log(t_star)[..., None]) / width))
+    for name in ("phi", "trap"):
+        ds[name][:] = np.broadcast_to(curve, ds[name].shape)
+        ds[f"{name}_se"][:] = 0.0
+    ds["loss"][:] = np.broadcast_to((logt - np.log(t_star)[..., None]) ** 2, ds["loss"].shape)
+    ds["basin_radius"][:] = 1.0
+    ds["t_g_nn"][:] = t_star
+    ds["done"][:] = np.ones(shape, bool)
+    return ds
+
+
+def test_a_step_sharper_than_the_grid_keeps_the_grid_resolution():
+    # phi = trap = 1 below t* = 0.5, 0 above, the same for every seed: the seed scatter is exactly 0 and
+    # every seed reads the midpoint of the two grid times around t*. The error must still cover the
+    # whole bracketing interval's half-width (the crossing can be anywhere in it).
+    cfg = config(alpha_D=[0.5], alpha=[0.2], seed=[0, 1, 2])
+    t = cfg.axes["t"]
+    t_star = 0.5
+    k = np.searchsorted(t, t_star) - 1
+    half_interval = 0.5 * (t[k + 1] - t[k])
+    out = phase.extract(step_sweep(cfg, np.full(cfg.shape, t_star), 0.0))
+    for name in ("t_c", "t_o"):
+        assert np.ptp(out[name].values) == 0 and float(out[f"{name}_mean_se"].squeeze()) == 0.0
+        assert t[k] <= float(out[f"{name}_mean"].squeeze()) <= t[k + 1]
+        assert float(out[f"{name}_mean_se_total"].squeeze()) >= half_interval * (1 - 1e-12)
+        assert float(out[f"{name}_resolution"].isel(seed=0).squeeze()) == pytest.approx(half_interval)
+        lo, hi = float(out[f"{name}_lo_total"].squeeze()), float(out[f"{name}_hi_total"].squeeze())
+        assert lo < t_star < hi  # the interval now contains the true t*
+    # argmin: half the spacing to the neighbours of the grid minimum
+    i = int(np.argmin(np.abs(np.log(t) - np.log(t_star))))
+    assert float(out["t_g_mean_se_total"].squeeze()) == pytest.approx(0.25 * (t[i + 1] - t[i - 1]))
+    # the static basin radius is a crossing on the rho grid
+    assert "basin_radius_resolution" in out and np.isfinite(out["basin_radius_mean_se_total"]).all()
+    for name in ("t_c_resolution", "t_c_mean_resolution", "basin_radius_mean_resolution"):
+        assert out[name].attrs["long_name"] and out[name].attrs["units"]
+
+
+def test_a_smooth_curve_on_a_fine_grid_is_dominated_by_the_seed_scatter():
+    # 300 times from 0.05 to 3 (ratio 1.0138): a smooth logistic (width 0.1 in log t) whose centre
+    # scatters by 10 % between seeds. The resolution (~0.7 % of t) is a small part of the error.
+    from diffmem.pipeline.config import validate_config
+
+    g = {"alpha_D": [0.5], "N": [16], "alpha": [0.2], "seed": list(range(6))}
+    cfg = Grid(validate_config({"sweep": "fine", "grid": g, "t": {"start": 0.05, "stop": 3.0, "num": 300,
+                                                                  "spacing": "log"}}))
+    rng = np.random.default_rng(1)
+    t_star = 0.5 * np.exp(0.1 * rng.standard_normal(cfg.shape))
+    out = phase.extract(step_sweep(cfg, t_star, 0.1))
+    se_seeds = float(out["t_c_mean_se"].squeeze())
+    resolution = float(out["t_c_mean_resolution"].squeeze())
+    assert se_seeds == pytest.approx(t_star.std(ddof=1) / np.sqrt(6), rel=0.05)
+    assert resolution < 0.3 * se_seeds
+    assert float(out["t_c_mean_se_total"].squeeze()) == pytest.approx(se_seeds, rel=0.05)

@@ -20,11 +20,23 @@ name                content
 ``q_lo``, ``q_hi``  ends of the two-sided confidence interval of the mean (Student t)
 ``q_nseed``         number of seeds with a finite value
 ==================  ==========================================================================
+
+A quantity read on a grid (a crossing time, an argmin, a radius) also carries the resolution of
+that grid (docs/theory.md#grid-resolution; :func:`grid_resolution`, :func:`add_resolution`):
+
+============================  ================================================================
+``q_resolution``              per cell: half-width of the grid interval the value was read in
+``q_mean_resolution``         of the seed mean: mean of the per-cell resolutions over the seeds
+``q_mean_se_total``           sqrt(q_mean_se^2 + q_mean_resolution^2): the error to report, never
+                              below what the grid resolves (``q_mean_se`` stays the seed scatter)
+``q_lo_total``, ``q_hi_total``  the interval of the mean at that total error
+============================  ================================================================
 """
 
 import numpy as np
 
-__all__ = ["CONFIDENCE", "SUFFIXES", "seed_summary", "summarize_seeds", "seed_mean", "level_crossing"]
+__all__ = ["CONFIDENCE", "SUFFIXES", "RESOLUTION_KINDS", "seed_summary", "summarize_seeds", "seed_mean",
+           "level_crossing", "grid_resolution", "combine_resolution", "add_resolution"]
 
 CONFIDENCE = 0.95
 SUFFIXES = ("mean", "mean_se", "lo", "hi", "nseed")
@@ -76,7 +88,7 @@ def _summary_tuple(values, se, confidence):
 
 
 def summarize_seeds(per_cell, per_cell_se=None, name="q", long_name=None, units="time (OU units)",
-                    confidence=CONFIDENCE):
+                    confidence=CONFIDENCE, resolution=None):
     """Per-cell values and their summary over ``seed``, named as in the module docstring.
 
     Parameters
@@ -91,6 +103,10 @@ def summarize_seeds(per_cell, per_cell_se=None, name="q", long_name=None, units=
         Attributes of the per-cell variable (the summary variables say what they are on top).
     confidence : float
         Two-sided level of the interval.
+    resolution : xarray.DataArray, optional
+        Per-cell resolution of the grid each value was read on (:func:`grid_resolution`); then the
+        result also has ``q_resolution``, ``q_mean_resolution``, ``q_mean_se_total``, ``q_lo_total``,
+        ``q_hi_total`` (:func:`add_resolution`).
 
     Returns
     -------
@@ -128,6 +144,8 @@ def summarize_seeds(per_cell, per_cell_se=None, name="q", long_name=None, units=
         out[var].attrs = {"long_name": text, "units": units}
     out[f"{name}_mean"].attrs["confidence"] = confidence
     out[f"{name}_nseed"].attrs = {"long_name": f"seeds with a finite {name}", "units": "1"}
+    if resolution is not None:
+        out = add_resolution(out, name, resolution=resolution, confidence=confidence)
     return out
 
 
@@ -185,3 +203,135 @@ def level_crossing(t, values, se=None, level=0.75):
     if t.size and above[-1] == 0.0:
         return float(t[-1]), float("nan")
     return float("nan"), float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# the resolution of the grid a value was read on (docs/theory.md#grid-resolution)
+
+RESOLUTION_KINDS = ("crossing", "argmin")
+
+
+def grid_resolution(grid, value, kind="crossing"):
+    """Half-width of what a grid can resolve at ``value``: the resolution of a value read on it.
+
+    Parameters
+    ----------
+    grid : array (n,)
+        The grid the value was read on (times or radii), strictly increasing.
+    value : float or array
+        The values read (NaN stays NaN).
+    kind : {"crossing", "argmin"}
+        ``"crossing"``: a level crossing interpolated between the two grid points that bracket it;
+        the curve is known only at those points, so the crossing can lie anywhere in
+        [g_k, g_{k+1}] (a step sharper than the grid puts every seed at the same interpolated point):
+        half the bracketing interval, (g_{k+1} - g_k) / 2, with g_k <= value < g_{k+1}.
+        ``"argmin"``: the minimum of a sampled curve, at the grid point g_i nearest ``value`` (in
+        log, the grids are log-spaced): half the spacing to its neighbours, (g_{i+1} - g_{i-1}) / 4
+        (one-sided at the ends).
+
+    Returns
+    -------
+    float or array
+        Same shape as ``value``, in the units of ``grid``; NaN outside [g_0, g_{n-1}].
+    """
+    from diffmem.errors import ParameterError
+
+    g = np.asarray(grid, dtype=float)
+    if g.ndim != 1 or g.size < 2 or np.any(np.diff(g) <= 0):
+        raise ParameterError("grid", f"must be 1-D, strictly increasing, with >= 2 points, got {g!r}")
+    if kind not in RESOLUTION_KINDS:
+        raise ParameterError("kind", f"must be one of {', '.join(RESOLUTION_KINDS)}, got {kind!r}")
+    v = np.asarray(value, dtype=float)
+    inside = np.isfinite(v) & (v >= g[0]) & (v <= g[-1])
+    vv = np.where(inside, v, g[0])
+    if kind == "crossing":
+        k = np.clip(np.searchsorted(g, vv, side="right") - 1, 0, g.size - 2)
+        res = 0.5 * (g[k + 1] - g[k])
+    else:
+        if np.all(g > 0):
+            i = np.abs(np.log(vv)[..., None] - np.log(g)).argmin(axis=-1)
+        else:
+            i = np.abs(vv[..., None] - g).argmin(axis=-1)
+        lo, hi = np.clip(i - 1, 0, g.size - 1), np.clip(i + 1, 0, g.size - 1)
+        res = (g[hi] - g[lo]) / np.where((i == 0) | (i == g.size - 1), 2.0, 4.0)
+    res = np.where(inside, res, np.nan)
+    return float(res) if res.ndim == 0 else res
+
+
+def combine_resolution(se, resolution):
+    """A standard error with the grid resolution in quadrature, sqrt(se^2 + resolution^2).
+
+    A missing ``se`` (NaN: one seed, no propagated error) gives the resolution alone; a missing
+    resolution (a value not read on a grid) leaves ``se`` as it is. Never below either.
+    """
+    se = np.asarray(se, dtype=float)
+    res = np.asarray(resolution, dtype=float)
+    out = np.where(np.isfinite(se) & np.isfinite(res), np.hypot(se, res), np.where(np.isfinite(se), se, res))
+    return float(out) if out.ndim == 0 else out
+
+
+def add_resolution(summary, name, grid=None, kind="crossing", resolution=None, confidence=CONFIDENCE):
+    """A seed summary (:func:`summarize_seeds`) of ``name`` with the resolution of its grid beside it.
+
+    Adds ``<name>_resolution`` (per cell), ``<name>_mean_resolution`` (mean over the seeds with a
+    finite value: the quantization errors of seeds read in the same interval are the same, so they do
+    not average down; their mean bounds the error of the mean), ``<name>_mean_se_total`` =
+    :func:`combine_resolution` of ``<name>_mean_se`` (the seed scatter, left as it is) and the mean
+    resolution, and ``<name>_lo_total``, ``<name>_hi_total``: the Student-t (one seed: normal)
+    interval of that total error. A summary that already has them is returned unchanged.
+
+    Parameters
+    ----------
+    summary : xarray.Dataset
+        Holds ``<name>`` (per cell) and its summary variables.
+    name : str
+    grid : array, optional
+        The grid the per-cell values were read on (with ``kind``); or ``resolution`` directly.
+    kind : {"crossing", "argmin"}
+    resolution : xarray.DataArray, optional
+        Per-cell resolution (instead of ``grid``).
+    """
+    import warnings
+
+    import xarray as xr
+
+    from diffmem.errors import ParameterError
+
+    if f"{name}_mean_se_total" in summary:
+        return summary
+    per_cell = summary[name]
+    if resolution is None:
+        if grid is None:
+            raise ParameterError("grid", "add_resolution needs the grid or the per-cell resolution")
+        resolution = xr.apply_ufunc(grid_resolution, np.asarray(grid, dtype=float), per_cell,
+                                    kwargs={"kind": kind}, input_core_dims=[["grid"], []])
+    resolution = resolution.where(np.isfinite(per_cell))
+    units = summary[f"{name}_mean"].attrs.get("units", "time (OU units)")
+    long_name = summary[name].attrs.get("long_name", name)
+    if "seed" in resolution.dims:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells stay NaN
+            mean_res = resolution.mean("seed", skipna=True)
+    else:
+        mean_res = resolution
+    total = xr.apply_ufunc(combine_resolution, summary[f"{name}_mean_se"], mean_res)
+    stats = _stats()
+    n = summary[f"{name}_nseed"].astype(float)
+    factor = xr.apply_ufunc(
+        lambda k: np.where(k >= 2, stats.t.ppf(0.5 + confidence / 2, np.maximum(k, 2) - 1),
+                           stats.norm.ppf(0.5 + confidence / 2)), n)
+    mean = summary[f"{name}_mean"]
+    level = f"{confidence:.0%}"
+    out = summary.copy()
+    out[f"{name}_resolution"] = resolution.assign_attrs(
+        long_name=f"{long_name}, resolution of its grid per cell (half-width of the interval read in)", units=units)
+    out[f"{name}_mean_resolution"] = mean_res.assign_attrs(
+        long_name=f"{long_name}, resolution of the grid, mean over seeds", units=units)
+    out[f"{name}_mean_se_total"] = total.assign_attrs(
+        long_name=f"{long_name}, standard error of the mean over seeds with the grid resolution "
+        "(sqrt(mean_se^2 + mean_resolution^2))", units=units)
+    out[f"{name}_lo_total"] = (mean - factor * total).assign_attrs(
+        long_name=f"{long_name}, low end of the {level} interval of the mean, grid resolution included", units=units)
+    out[f"{name}_hi_total"] = (mean + factor * total).assign_attrs(
+        long_name=f"{long_name}, high end of the {level} interval of the mean, grid resolution included", units=units)
+    return out

@@ -20,7 +20,12 @@
   and the theory beside them: ``<q>_quenched`` (mean over seeds), ``<q>_limit`` (N -> infinity at the
   realized point) and ``<q>_nominal`` (N -> infinity at the requested alpha, alpha_D; alpha grid only),
   and for a nonlinear sigma ``<q>_ge_quenched``, ``<q>_ge_limit``, ``<q>_ge_nominal``: the same points
-  in the Gaussian-equivalent approximation, labelled as such.
+  in the Gaussian-equivalent approximation, labelled as such. Every time read on the t grid (t_c,
+  t_o: crossings; t_g: argmin) and the basin radius (a crossing on the rho grid) also has
+  ``<q>_resolution`` (per cell), ``<q>_mean_resolution`` and ``<q>_mean_se_total`` (the seed
+  standard error ``<q>_mean_se`` with the resolution in quadrature: the error to report),
+  ``<q>_lo_total``, ``<q>_hi_total`` (:func:`diffmem.analysis.estimators.add_resolution`,
+  docs/theory.md#grid-resolution).
 """
 
 import sys
@@ -40,6 +45,7 @@ __all__ = [
     "SPECTRA",
     "theory_dataset",
     "extract",
+    "resolved_times",
     "write_dataset",
 ]
 
@@ -62,6 +68,9 @@ THEORY_CURVES = {
 SPECTRA = cell_theory.SPECTRA
 
 MIN_CALLS_PER_WORKER = 16
+
+# The times read on the t grid, and how (diffmem.analysis.estimators.grid_resolution).
+RESOLVED_TIMES = {"t_c": "crossing", "t_o": "crossing", "t_g": "argmin"}
 
 
 def _none_to_nan(value):
@@ -219,6 +228,30 @@ THEORY_BESIDE = {
 }
 
 
+def resolved_times(times, t, confidence=estimators.CONFIDENCE):
+    """``ds.diffmem.times()`` with the resolution of the t grid in every crossing time and argmin.
+
+    Parameters
+    ----------
+    times : xarray.Dataset
+        The accessor's times (``t_c``, ``t_o``, ``t_g`` per cell and their seed summaries).
+    t : array
+        The time grid they were read on (``ds["t"]``).
+
+    Returns
+    -------
+    xarray.Dataset
+        The same variables (unchanged: ``<q>_mean_se`` is the seed scatter, as in ``ds.diffmem``) plus
+        ``<q>_resolution``, ``<q>_mean_resolution``, ``<q>_mean_se_total``, ``<q>_lo_total``,
+        ``<q>_hi_total`` (t_g_nn is not read on the grid and has none).
+    """
+    t = np.asarray(t, dtype=float)
+    for name, kind in RESOLVED_TIMES.items():
+        if name in times:
+            times = estimators.add_resolution(times, name, grid=t, kind=kind, confidence=confidence)
+    return times
+
+
 def extract(sweep_ds, theory=None, confidence=estimators.CONFIDENCE):
     """Measured times per cell and over seeds, basin radii, and the theory beside them.
 
@@ -238,8 +271,10 @@ def extract(sweep_ds, theory=None, confidence=estimators.CONFIDENCE):
     -------
     xarray.Dataset
         ``<q>``, ``<q>_se`` (per cell, q in t_c, t_o, t_g, t_g_nn), ``<q>_mean``, ``<q>_mean_se``,
-        ``<q>_lo``, ``<q>_hi``, ``<q>_nseed`` (over seeds); ``basin_radius_*`` and ``phi_*`` (the same
-        summaries over seeds, on t); with ``theory``: ``<q>_quenched``, ``<q>_limit`` and, on an alpha
+        ``<q>_lo``, ``<q>_hi``, ``<q>_nseed`` (over seeds), for t_c, t_o, t_g also
+        ``<q>_resolution``, ``<q>_mean_resolution``, ``<q>_mean_se_total``, ``<q>_lo_total``,
+        ``<q>_hi_total`` (:func:`resolved_times`); ``basin_radius_*`` (resolution of
+        the rho grid included the same way) and ``phi_*`` (the same summaries over seeds, on t); with ``theory``: ``<q>_quenched``, ``<q>_limit`` and, on an alpha
         grid, ``<q>_nominal`` for q in t_c, t_o, t_g, t_s, t_L; ``n_done`` / ``n_cells``.
     """
     import xarray as xr
@@ -247,13 +282,18 @@ def extract(sweep_ds, theory=None, confidence=estimators.CONFIDENCE):
     ds = sweep_ds.load() if hasattr(sweep_ds, "load") else sweep_ds
     acc = ds.diffmem
     done = ds["done"].values.astype(bool)
-    out = acc.times(confidence=confidence)
+    out = resolved_times(acc.times(confidence=confidence), ds["t"].values, confidence=confidence)
     out = out.drop_vars([c for c in out.coords if "rho" in out[c].dims])
     for name, long_name in (("basin_radius", "static basin radius"), ("phi", "phi(t)")):
         summary = estimators.summarize_seeds(
             acc._measured(name), name=name, long_name=long_name,  # noqa: SLF001 - the accessor's masking
             units=ds[name].attrs.get("units", "1"), confidence=confidence,
         )
+        if name == "basin_radius" and "rho" in ds.coords and ds.sizes.get("rho", 0) >= 2:
+            # the radius is a 1/2 crossing on the rho grid
+            summary = estimators.add_resolution(summary, name, grid=ds["rho"].values, kind="crossing",
+                                                confidence=confidence)
+            summary = summary.drop_vars([c for c in summary.coords if "rho" in summary[c].dims])
         out = out.merge(summary.drop_vars([name, f"{name}_se"]), compat="override")
     if theory is not None:
         th = theory.load()
