@@ -85,6 +85,64 @@ def test_committed_pulls_follow_from_the_committed_numbers():
     assert not bad, f"rows whose pull does not follow from extrapolated, theory_nominal, extrapolated_se: {bad[:3]}"
 
 
+@pytest.mark.skipif(not COMMITTED, reason=NOT_COMMITTED)
+def test_committed_errors_are_never_below_the_resolution_of_the_time_grid():
+    # Every t_c, t_g, t_o shown with an error: that error (seed or fit error with the resolution in
+    # quadrature) is at least the resolution of the time grid of sweep.json at the value shown (half
+    # the grid interval of a crossing, half the spacing to the neighbours of a minimum), up to the
+    # rounding of the CSV; and the resolution column is that resolution.
+    from diffmem.analysis.estimators import grid_resolution
+
+    t = paper_docs.time_grid(paper_docs.read_provenance(DOCS_DIR))
+    assert t is not None and t.size >= 2, "sweep.json must record the time grid t"
+    checked = 0
+    for row in paper_docs.read_summary(DOCS_DIR):
+        kind = paper_docs.RESOLUTION_KIND.get(row["quantity"])
+        if kind is None:
+            continue
+        for value, se, res in (("measured", "measured_se", "measured_resolution"),
+                               ("extrapolated", "extrapolated_se", "extrapolated_resolution")):
+            if not row[value]:
+                continue
+            r = grid_resolution(t, float(row[value]), kind=kind)
+            assert row[res] == paper_docs._error(r), (row, value)
+            assert row[se], (row, value)
+            assert float(row[se]) + _half_unit(row[se]) >= r, (
+                f"{row['nonlinearity']} alpha_D={row['alpha_D']} alpha={row['alpha']} {row['quantity']} {value}: "
+                f"+- {row[se]} below the grid resolution {r:.3g}")
+            checked += 1
+    assert checked >= 100  # 60 times x (measured, extrapolated) on the paper-2core grid
+
+
+def test_summary_rows_carry_the_resolution_columns():
+    table = _table()
+    table["measured_N_max_resolution"] = 0.011
+    table["extrapolated_resolution"] = 0.021
+    table["extrapolated_raw_resolution"] = 0.031
+    rows = paper_docs.summary_rows(table)
+    lin = next(r for r in rows if (r["nonlinearity"], r["quantity"]) == ("linear", "t_o"))
+    sign_tg = next(r for r in rows if (r["nonlinearity"], r["quantity"]) == ("sign", "t_g"))
+    assert lin["measured_resolution"] == "0.011" and lin["extrapolated_resolution"] == "0.021"
+    assert sign_tg["extrapolated_resolution"] == "0.031"  # the raw fit's
+
+
+def test_backfill_adds_the_resolution_in_quadrature():
+    import numpy as np
+
+    t = np.geomspace(0.002, 3.0, 48)
+    row = {c: "" for c in paper_docs.COLUMNS}
+    row.update(quantity="t_o", measured="1.09", measured_se="4.1e-15", extrapolated="1.09", extrapolated_se="0.0010",
+               theory_nominal="1.11", pull="-20.00", method="deviation")
+    (out,) = paper_docs.backfill_resolution([row], t)
+    k = np.searchsorted(t, 1.09) - 1
+    half = 0.5 * (t[k + 1] - t[k])
+    assert float(out["measured_resolution"]) == pytest.approx(half, rel=0.01)
+    assert float(out["measured_se"]) == pytest.approx(half, rel=0.01)
+    assert float(out["extrapolated_se"]) == pytest.approx(np.hypot(0.001, half), rel=0.01)
+    assert float(out["pull"]) == pytest.approx(-0.02 / float(out["extrapolated_se"]), abs=0.005)
+    assert paper_docs.backfill_resolution([out], t) == [out]  # idempotent
+
+
 def _half_unit(text):
     """Half a unit in the last written digit of a CSV number: the most its rounding moved it."""
     mantissa = text.lower().split("e")[0]

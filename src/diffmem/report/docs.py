@@ -8,10 +8,13 @@ generated sections of ``docs/paper.md``, rendered from that CSV alone so the doc
   t_g, t_o (measured at the largest N with its seed standard error, the quenched theory of the same
   cells, the N -> infinity estimate with its fit quality, the N -> infinity theory, the
   Gaussian-equivalent approximation for nonlinear sigma, the pull) and the static basin radius at the
-  quenched t_c (:func:`basin_at_collapse`). Numbers are rounded (3 significant digits, 2 for standard
+  quenched t_c (:func:`basin_at_collapse`). ``measured_se`` and ``extrapolated_se`` include the
+  resolution of the time grid, given in ``measured_resolution`` and ``extrapolated_resolution``
+  (docs/theory.md#grid-resolution), so the pull does too. Numbers are rounded (3 significant digits, 2 for standard
   errors) so that a rerun changes few characters, and the docs show exactly these strings;
 - ``docs/paper/sweep.json``: where the numbers come from (sweep, config hash, code revision, cells
-  done, when and on what they ran, the command that wrote the docs);
+  done, when and on what they ran, the command that wrote the docs) and the time grid ``t`` the
+  times were read on (:func:`time_grid`);
 - ``docs/paper/<figure>.png``: copies of :data:`DOC_FIGURES` (PNG only, 0.1-0.3 MB each);
 - the sections of ``docs/paper.md`` between ``<!-- BEGIN generated: NAME -->`` and
   ``<!-- END generated: NAME -->`` (:data:`SECTIONS`), replaced by :func:`render_sections` of the
@@ -39,7 +42,7 @@ from diffmem.theory.approximation import GE_SHORT
 __all__ = [
     "SUMMARY", "PROVENANCE", "DOC_FIGURES", "SECTIONS", "COLUMNS", "TIMES", "BASIN",
     "basin_at_collapse", "summary_rows", "provenance", "write_docs", "read_summary", "read_provenance",
-    "render_sections", "read_sections", "replace_sections",
+    "render_sections", "read_sections", "replace_sections", "time_grid", "backfill_resolution",
 ]
 
 SUMMARY = "summary.csv"
@@ -59,8 +62,10 @@ BASIN = "rho_b_at_t_c"
 COLUMNS = (
     "nonlinearity", "alpha_D", "alpha", "quantity", "N_max", "seeds", "measured", "measured_se",
     "theory_N_max", "method", "extrapolated", "extrapolated_se", "chi2", "dof", "theory_nominal",
-    "theory_ge", "pull",
+    "theory_ge", "pull", "measured_resolution", "extrapolated_resolution",
 )
+# How each time was read on the t grid (diffmem.analysis.estimators.grid_resolution).
+RESOLUTION_KIND = {"t_c": "crossing", "t_o": "crossing", "t_g": "argmin"}
 BEGIN = "<!-- BEGIN generated: {name} -->"
 END = "<!-- END generated: {name} -->"
 SECTION_RE = re.compile(r"<!-- BEGIN generated: ([\w-]+) -->\n(.*?)<!-- END generated: \1 -->", re.DOTALL)
@@ -161,6 +166,11 @@ def basin_at_collapse(ds, theory=None, confidence=0.95):
     return xr.Dataset({"mean": mean, "se": se, "nseed": nseed, "theory": th})
 
 
+def _first(rec, *keys):
+    """The first finite of ``rec[key]`` for ``keys`` (NaN if none)."""
+    return next((rec[k] for k in keys if _finite(rec.get(k))), np.nan)
+
+
 def summary_rows(table, basin=None):
     """The rows of ``summary.csv`` (all strings) from the paper table (:func:`~diffmem.report.paper.times_table`).
 
@@ -182,15 +192,21 @@ def summary_rows(table, basin=None):
         if q not in TIMES:
             continue
         method = "deviation"
-        value, se, chi2 = rec.get("extrapolated"), rec.get("extrapolated_se"), rec.get("chi2")
+        # the errors shown include the grid resolution where the table has it (docs/theory.md#grid-resolution)
+        value, se, chi2 = rec.get("extrapolated"), _first(rec, "extrapolated_se_total", "extrapolated_se"), rec.get("chi2")
         pull = rec.get("pull")
         if not _finite(value) and _finite(rec.get("extrapolated_raw")):
-            method, value, se, chi2 = "raw", rec["extrapolated_raw"], rec.get("extrapolated_raw_se"), rec.get("chi2_raw")
+            method, value, chi2 = "raw", rec["extrapolated_raw"], rec.get("chi2_raw")
+            se = _first(rec, "extrapolated_raw_se_total", "extrapolated_raw_se")
             pull = np.nan
+        res = rec.get("extrapolated_raw_resolution") if method == "raw" else rec.get("extrapolated_resolution")
         rows.append({
+            "measured_resolution": _error(rec.get("measured_N_max_resolution")),
+            "extrapolated_resolution": _error(res) if _finite(value) else "",
             "nonlinearity": str(rec["nonlinearity"]), "alpha_D": _grid(rec["alpha_D"]), "alpha": _grid(rec["alpha"]),
             "quantity": q, "N_max": _count(rec["N_max"]), "seeds": _count(rec["seeds"]),
-            "measured": _value(rec["measured_N_max"]), "measured_se": _error(rec["measured_N_max_se"]),
+            "measured": _value(rec["measured_N_max"]),
+            "measured_se": _error(_first(rec, "measured_N_max_se_total", "measured_N_max_se")),
             "theory_N_max": _value(rec["theory_quenched_N_max"]),
             "method": method if _finite(value) else "",
             "extrapolated": _value(value), "extrapolated_se": _error(se), "chi2": _value(chi2),
@@ -227,6 +243,8 @@ def provenance(ds, *, machine=None, command=None):
         "grid": {d: [str(v) if d == "nonlinearity" else float(v) for v in ds[d].values]
                  for d in ("nonlinearity", "alpha_D", "N", "alpha", "seed") if d in ds.dims},
     }
+    if "t" in ds.dims:
+        out["t"] = [float(v) for v in ds["t"].values]
     if "finished_at" in ds.data_vars and done.any():
         finished = ds["finished_at"].values[done]
         out["first_finished"] = np.datetime_as_string(finished.min(), unit="m") + "Z"
@@ -328,6 +346,50 @@ def read_provenance(docs_dir):
     return json.loads((Path(docs_dir) / PROVENANCE).read_text(encoding="utf-8"))
 
 
+def time_grid(prov):
+    """The time grid the committed times were read on (``t`` of ``sweep.json``), or None."""
+    t = prov.get("t")
+    return None if t is None else np.asarray(t, dtype=float)
+
+
+def backfill_resolution(rows, t):
+    """Committed rows made before the resolution columns, with the resolution of the time grid added.
+
+    From the committed strings alone (no store): per t_c, t_o, t_g row, ``measured_resolution`` and
+    ``extrapolated_resolution`` are :func:`~diffmem.analysis.estimators.grid_resolution` of the grid
+    ``t`` at the committed value (the interval the seed mean, or the estimate, lies in: the same
+    rule as a run with the store, which averages it over the seeds' own intervals);
+    ``measured_se`` and ``extrapolated_se`` (seed or fit errors) become
+    sqrt(se^2 + resolution^2) and the pull is recomputed from the rounded numbers with that error.
+    Rows that already have a resolution are left as they are.
+
+    Returns
+    -------
+    list of dict
+        New rows (keys :data:`COLUMNS`), the numbers rounded as :func:`summary_rows` rounds them.
+    """
+    from diffmem.analysis.estimators import combine_resolution, grid_resolution
+
+    out = []
+    for row in rows:
+        row = {c: row.get(c, "") for c in COLUMNS}
+        kind = RESOLUTION_KIND.get(row["quantity"])
+        if kind is not None and not (row["measured_resolution"] or row["extrapolated_resolution"]):
+            for value, se, res in (("measured", "measured_se", "measured_resolution"),
+                                   ("extrapolated", "extrapolated_se", "extrapolated_resolution")):
+                if not row[value]:
+                    continue
+                r = grid_resolution(t, float(row[value]), kind=kind)
+                row[res] = _error(r)
+                if _finite(r):
+                    row[se] = _error(combine_resolution(float(row[se]) if row[se] else np.nan, r))
+            if row["pull"] and row["extrapolated_se"]:
+                row["pull"] = _pull((float(row["extrapolated"]) - float(row["theory_nominal"]))
+                                    / float(row["extrapolated_se"]))
+        out.append(row)
+    return out
+
+
 def _pm(value, se):
     if not value:
         return "-"
@@ -347,6 +409,10 @@ def _render_provenance(prov):
         f"N {_listing(grid.get('N', []), lambda v: str(int(v)))}; alpha {_listing(grid.get('alpha', []), _grid)}; "
         f"{seeds} seeds. {prov['cells_done']} of {prov['cells']} cells done.",
     ]
+    t = time_grid(prov)
+    if t is not None and t.size >= 2:
+        lines[0] += (f" Times read on {t.size} times from {_grid(t[0])} to {_grid(t[-1])} "
+                     f"(largest ratio of neighbours {float(np.max(t[1:] / t[:-1])):.3f}).")
     run = []
     if "first_finished" in prov:
         run.append(f"cells finished from {prov['first_finished']} to {prov['last_finished']}")
@@ -414,6 +480,12 @@ def _render_extrapolated(rows):
         out += ("\n(raw): no realized-size theory exists for this quantity and sigma, so the estimate is the raw "
                 "fit of the seed means in log(N)/N; GE approx. is the Gaussian-equivalent approximation, not a theory "
                 "of the nonlinear model, hence no pull (its measured error: docs/theory.md#ge-error).\n")
+    if any(r["extrapolated_resolution"] for r in rows if r["quantity"] in TIMES):
+        out += ("\nEvery +- of t_c, t_g and t_o, here and in the largest-N table, includes the resolution of the "
+                "time grid the time was read on (half the grid interval of a crossing, half the spacing to the "
+                "neighbours of a minimum; `measured_resolution`, `extrapolated_resolution` in summary.csv) in "
+                "quadrature with the seed or fit error, and the pull uses that error "
+                "([theory](theory.md#grid-resolution)).\n")
     if notes:
         out += "\n" + "\n".join(f"- {n}." for n in notes) + "\n"
     return out

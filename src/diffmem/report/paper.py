@@ -22,17 +22,35 @@ __all__ = ["FIGURES", "TABLE", "ANSWERS", "times_table", "answers", "make_paper"
 
 
 def _extrapolations(ds, times, method="deviation"):
-    """N -> infinity fits (``ds.diffmem.extrapolate``) of t_c, t_g, t_g_nn, t_o on an alpha grid, else {}."""
+    """N -> infinity fits (``ds.diffmem.extrapolate``) of t_c, t_g, t_g_nn, t_o on an alpha grid, else {}.
+
+    For the times read on the t grid (t_c, t_o, t_g) each fit also has ``resolution``, the grid
+    resolution at the estimate (:func:`diffmem.analysis.estimators.grid_resolution`; a shift of the
+    same size at every N moves the intercept by as much), and ``se_total``, the fit's ``se`` with it
+    in quadrature (docs/theory.md#grid-resolution).
+    """
+    from diffmem.analysis.estimators import combine_resolution, grid_resolution
+    from diffmem.analysis.phase import RESOLVED_TIMES
+
     out = {}
     if not ds.diffmem.has_nominal_limit or ds.sizes.get("N", 1) < 2:
         return out
+    t = ds["t"].values.astype(float)
     for q in ("t_c", "t_g", "t_g_nn", "t_o"):
         if f"{q}_mean" not in times:
             continue
         try:
-            out[q] = ds.diffmem.extrapolate(q, method=method)
+            ex = ds.diffmem.extrapolate(q, method=method)
         except ParameterError:
             continue
+        if q in RESOLVED_TIMES:
+            import xarray as xr
+
+            res = xr.apply_ufunc(grid_resolution, t, ex["value"], kwargs={"kind": RESOLVED_TIMES[q]},
+                                 input_core_dims=[["t_grid"], []])
+            ex["resolution"] = res
+            ex["se_total"] = xr.apply_ufunc(combine_resolution, ex["se"], res)
+        out[q] = ex
     return out
 
 
@@ -42,8 +60,11 @@ THEORY_OF = {"t_c": "t_c", "t_g": "t_g", "t_g_nn": "t_g", "t_o": "t_o"}
 def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
     """Measured versus predicted times, one row per (nonlinearity, alpha_D, grid value, quantity).
 
-    Every number comes from ``ds.diffmem`` (the same code as ``phase.zarr``). Columns: at the largest
-    N, the seed mean, its standard error and the theory at the cell's realized alpha, alpha_D
+    Every number comes from ``ds.diffmem`` (the same code as ``phase.zarr``). For t_c, t_o, t_g the
+    resolution of the t grid is given beside each standard error (``measured_N_max_resolution``,
+    ``extrapolated_resolution``, ``extrapolated_raw_resolution``) and combined with it in
+    quadrature (``measured_N_max_se_total``, ``extrapolated_se_total``, ``extrapolated_raw_se_total``;
+    docs/theory.md#grid-resolution); the pull uses ``extrapolated_se_total``. Columns: at the largest N, the seed mean, its standard error and the theory at the cell's realized alpha, alpha_D
     (``theory_quenched_N_max``: the cell's own spectrum, mean over seeds; ``theory_limit_N_max``: the
     N -> infinity formulas there); the N -> infinity estimate ``extrapolated`` (``extrapolate``'s
     default: the deviation from the realized-size quenched theory fitted in log(N)/N, added to the
@@ -55,7 +76,7 @@ def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
     sigma ``theory_ge``, the Gaussian-equivalent APPROXIMATION there (``theory_kind_ge`` says so in
     every row; its measured error is in docs/theory.md#ge-error) and ``deviation_ge`` = estimate /
     theory_ge - 1, how far this sweep lies from it (estimate: ``extrapolated``, else
-    ``extrapolated_raw``, else ``measured_N_max``, the first that is finite); ``pull`` = (extrapolated - theory_nominal) / extrapolated_se and ``agrees`` =
+    ``extrapolated_raw``, else ``measured_N_max``, the first that is finite); ``pull`` = (extrapolated - theory_nominal) / extrapolated_se_total and ``agrees`` =
     |pull| <= 2.
 
     Returns
@@ -67,7 +88,10 @@ def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
     acc = ds.diffmem
     if acc.latent_dim != "alpha_D":
         raise ParameterError("grid", "the paper table needs a grid in alpha_D (this store's grid is in D)")
-    times = acc.times(confidence=confidence) if times is None else times
+    if times is None:
+        from diffmem.analysis.phase import resolved_times
+
+        times = resolved_times(acc.times(confidence=confidence), ds["t"].values, confidence=confidence)
     extrap = _extrapolations(ds, times) if extrap is None else extrap
     extrap_raw = _extrapolations(ds, times, method="raw") if extrap_raw is None else extrap_raw
     family = str(acc.config.get("family", "hmm"))
@@ -94,6 +118,10 @@ def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
                         "N_max": n_max,
                         "measured_N_max": float(m[f"{q}_mean"]),
                         "measured_N_max_se": float(m[f"{q}_mean_se"]),
+                        "measured_N_max_resolution": float(m[f"{q}_mean_resolution"])
+                        if f"{q}_mean_resolution" in m else np.nan,
+                        "measured_N_max_se_total": float(m[f"{q}_mean_se_total"])
+                        if f"{q}_mean_se_total" in m else float(m[f"{q}_mean_se"]),
                         "seeds": int(m[f"{q}_nseed"]),
                         "theory_quenched_N_max": float(quenched[th_key].sel(cell).mean("seed")),
                         "theory_limit_N_max": float(limit[th_key].sel(cell)),
@@ -103,11 +131,15 @@ def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
                         row.update(
                             extrapolated=float(e["value"]), extrapolated_se=float(e["se"]),
                             chi2=float(e["chi2"]), dof=int(e["dof"]), n_sizes=int(e["n"]),
+                            extrapolated_resolution=float(e["resolution"]) if "resolution" in e else np.nan,
+                            extrapolated_se_total=float(e["se_total"]) if "se_total" in e else float(e["se"]),
                         )
                     if q in extrap_raw:
                         e = extrap_raw[q].sel(cell)
                         row.update(extrapolated_raw=float(e["value"]), extrapolated_raw_se=float(e["se"]),
-                                   chi2_raw=float(e["chi2"]))
+                                   chi2_raw=float(e["chi2"]),
+                                   extrapolated_raw_resolution=float(e["resolution"]) if "resolution" in e else np.nan,
+                                   extrapolated_raw_se_total=float(e["se_total"]) if "se_total" in e else float(e["se"]))
                     if nominal is not None:
                         row["theory_nominal"] = float(nominal[th_key].sel(cell))
                         if ge is not None and nl != "linear":
@@ -119,7 +151,7 @@ def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
                             measured = next((v for v in estimates if np.isfinite(v)), row["measured_N_max"])
                             row[ge_name("deviation")] = measured / row[ge_name("theory")] - 1
                     if np.isfinite(row.get("extrapolated", np.nan)) and np.isfinite(row.get("theory_nominal", np.nan)):
-                        row["pull"] = (row["extrapolated"] - row["theory_nominal"]) / row["extrapolated_se"]
+                        row["pull"] = (row["extrapolated"] - row["theory_nominal"]) / row["extrapolated_se_total"]
                         row["agrees"] = bool(abs(row["pull"]) <= 2)
                     rows.append(row)
     return pd.DataFrame(rows)
@@ -197,7 +229,9 @@ def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     ds = ds.diffmem._ds  # noqa: SLF001 - same object, makes the accessor requirement explicit
-    times = ds.diffmem.times(confidence=confidence)
+    from diffmem.analysis.phase import resolved_times
+
+    times = resolved_times(ds.diffmem.times(confidence=confidence), ds["t"].values, confidence=confidence)
     extrap = _extrapolations(ds, times)
     extrap_raw = _extrapolations(ds, times, method="raw")
     written = []
