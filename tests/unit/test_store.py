@@ -153,8 +153,8 @@ def test_write_cell_writes_the_chunks_xarray_to_zarr_writes(tmp_path):
 
     grid = config_for()
     flat = 6
-    result = run_cell(grid.cell(flat))
-    result["d_nn"] = None  # a NaN among the values
+    result = dict(run_cell(grid.cell(flat)))
+    result["d_nn"] = np.array(np.nan)  # a NaN among the values
     direct, reference = tmp_path / "direct.zarr", tmp_path / "reference.zarr"
     for path in (direct, reference):
         st.create(path, grid)

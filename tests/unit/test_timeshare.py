@@ -259,7 +259,7 @@ CELL = dict(family="hmm", nonlinearity="tanh", N=20, P=800, alpha_D=0.5, t=TIMES
 
 
 def _numbers(result):
-    return json.dumps({k: v for k, v in result.items() if k != "wall_time"}, sort_keys=True)
+    return json.dumps({k: v for k, v in result.to_json_types().items() if k != "wall_time"}, sort_keys=True)
 
 
 def test_same_seed_same_bits_whatever_the_threads():

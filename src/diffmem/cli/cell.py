@@ -4,6 +4,8 @@ import json
 import math
 from dataclasses import fields
 
+import numpy as np
+
 from diffmem.engine.backend import BACKENDS, DTYPES
 from diffmem.engine.cell import run_cell
 from diffmem.spec import EXPONENTIALS, FAMILIES, MODES, SAMPLING, CellSpec
@@ -96,7 +98,8 @@ def _nan_to_none(value):
 
 def to_json(result):
     """One-line JSON text of a run_cell result, NaN written as null (strict JSON)."""
-    return json.dumps(_nan_to_none(result), allow_nan=False)
+    plain = result.to_json_types() if hasattr(result, "to_json_types") else result
+    return json.dumps(_nan_to_none(plain), allow_nan=False)
 
 
 def to_table(result):
@@ -112,6 +115,8 @@ def to_table(result):
     for i, t in enumerate(result["t"]):
         lines.append(f"{t:>10.4g}" + "".join(f"{result[c][i]:>14.6g}" for c in columns))
     for name in SCALARS:
-        lines.append(f"# {name} = {result[name]:.6g}" if isinstance(result[name], float) else f"# {name} = {result[name]}")
+        value = result[name]
+        is_float = np.asarray(value).dtype.kind == "f"
+        lines.append(f"# {name} = {float(value):.6g}" if is_float else f"# {name} = {int(value)}")
     lines.append(f"# wall_time = {result['wall_time']:.3f} s")
     return "\n".join(lines)

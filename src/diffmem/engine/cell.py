@@ -1,7 +1,7 @@
 """One grid cell: build the data of a :class:`diffmem.spec.CellSpec`, measure every variable of the output contract.
 
 :func:`run_cell` is what the command line (``diffmem cell``) and the sweep's runner call. Its result is a
-JSON-serializable dict with ``params``, ``t``, ``rho``, one entry per variable of
+``CellResult`` (numpy arrays; a read-only mapping) with ``params``, ``t``, ``rho``, one entry per variable of
 :data:`diffmem.engine.variables.VARIABLES` (shaped by its extra dims; NaN where the mode does not measure
 it) and ``wall_time``.
 """
@@ -42,8 +42,9 @@ def run_cell(spec=None, *, progress=False, **parameters):
 
     Returns
     -------
-    dict
-        JSON-serializable: params, t, rho, every variable, wall_time (seconds). Marginal
+    diffmem.engine.variables.CellResult
+        Every variable as a numpy array, with params, t, rho and wall_time (seconds); it reads as a
+        mapping (``result["phi"]``) and gives JSON types with ``to_json_types()``. Marginal
         observables are measured in every mode; sde/ode add phi_dyn and the memorization fraction,
         ode also the dynamic basin; gaussian-mixture cells (m_tilde > 0) add the class agreement.
     """
@@ -124,10 +125,10 @@ def run_cell(spec=None, *, progress=False, **parameters):
         "exponential": spec.exponential if _kernel_name(ctx, spec) == "fused" else "library",
         "version": __version__,
     }
-    out = {"params": params, "t": list(times), "rho": list(rho)}
-    out.update(_to_json_types(result))
-    out["wall_time"] = time.perf_counter() - start_clock
-    return out
+    return variables.CellResult(
+        variables=_as_arrays(result), t=np.asarray(times, dtype=np.float64), rho=np.asarray(rho, dtype=np.float64),
+        params=params, wall_time=time.perf_counter() - start_clock,
+    )
 
 
 def _kernel_name(ctx, spec):
@@ -169,15 +170,6 @@ def _empty_result(n_t, n_rho):
     return result
 
 
-def _to_json_types(result):
-    """numpy arrays -> nested lists of Python floats; int64 variables -> int."""
-    out = {}
-    for name, var in variables.VARIABLES.items():
-        value = result[name]
-        if var.dtype == "int64":
-            out[name] = int(value)
-        elif isinstance(value, np.ndarray):
-            out[name] = np.asarray(value, dtype=np.float64).tolist()
-        else:
-            out[name] = float(value)
-    return out
+def _as_arrays(result):
+    """Every contract variable as a numpy array of its dtype (0-d for per-cell scalars)."""
+    return {name: np.asarray(result[name], dtype=var.dtype) for name, var in variables.VARIABLES.items()}

@@ -8,9 +8,12 @@ measured in a given mode are NaN (e.g. ``phi_dyn`` in marginal mode).
 Extra dims: ``t`` (the time grid of the cell), ``rho`` (basin perturbation radius grid).
 """
 
-__all__ = ["VARIABLES", "Variable", "names_with_dims", "standard_error_of"]
+__all__ = ["VARIABLES", "CellResult", "Variable", "names_with_dims", "standard_error_of"]
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -82,3 +85,43 @@ def standard_error_of(name):
     if name.endswith("_se") and name[: -len("_se")] in VARIABLES:
         return name[: -len("_se")]
     return None
+
+
+@dataclass(frozen=True)
+class CellResult(Mapping):
+    """What :func:`diffmem.engine.cell.run_cell` returns: every variable of :data:`VARIABLES` as a numpy
+    array of its extra dims (0-d for a per-cell scalar; int64 variables as int64), the cell's grids, the
+    parameters it ran with and its wall time.
+
+    It reads like the mapping it replaces (``result["phi"]``, ``result["params"]``, ``result.get``) and
+    crosses dask as it is; JSON is made only where it is written (:meth:`to_json_types`, used by
+    ``diffmem cell --json``).
+    """
+
+    variables: dict
+    t: np.ndarray
+    rho: np.ndarray
+    params: dict
+    wall_time: float
+
+    _OTHER = ("params", "t", "rho", "wall_time")
+
+    def __getitem__(self, key):
+        if key in self.variables:
+            return self.variables[key]
+        if key in self._OTHER:
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __iter__(self):
+        yield from ("params", "t", "rho", *self.variables, "wall_time")
+
+    def __len__(self):
+        return len(self.variables) + len(self._OTHER)
+
+    def to_json_types(self):
+        """A plain dict of Python lists, floats and ints (NaN kept: the caller writes it as null)."""
+        out = {"params": self.params, "t": self.t.tolist(), "rho": self.rho.tolist()}
+        out.update({name: value.tolist() for name, value in self.variables.items()})
+        out["wall_time"] = float(self.wall_time)
+        return out
