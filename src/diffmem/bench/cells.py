@@ -60,6 +60,12 @@ PAPER_CELL = CellBenchConfig()
 QUICK_CELL = CellBenchConfig(N=24, alpha=0.3, t_num=8, samples=32, test_samples=32, basin_samples=8, chunk_size=1024)
 
 SCHEMES = ("independent", "shared")
+# The shared scheme's numerics, side by side in the same run (CellSpec keywords): the default
+# exponential in float64, the opt-in mixed-precision exponential, and float32 (float32 GEMMs and G).
+VARIANTS = {
+    "shared-mixed-f32": {"exponential": "mixed-f32"},
+    "shared-float32": {"dtype": "float32"},
+}
 SE_FLOOR = 1e-9
 
 
@@ -79,8 +85,9 @@ def _progress(message):
     print(f"[bench --cells] {message}", file=sys.stderr, flush=True)
 
 
-def run_cell_benchmark(config=PAPER_CELL, progress=_progress):
-    """Time one cell in both schemes, interleaved; return a JSON-serializable dict.
+def run_cell_benchmark(config=PAPER_CELL, progress=_progress, variants=True):
+    """Time one cell in both schemes (and the shared scheme's :data:`VARIANTS`), interleaved; return a
+    JSON-serializable dict.
 
     Returns
     -------
@@ -91,22 +98,26 @@ def run_cell_benchmark(config=PAPER_CELL, progress=_progress):
         ``max_phi_gap_in_se`` (largest |phi_shared - phi_independent| over the grid in combined
         standard errors, floored at 1e-9: a sanity check that both ran the same physics), the load
         average before and
-        after, and numba's thread count.
+        after, and numba's thread count. With ``variants``: ``variants`` maps each variant to its
+        ``wall_s``, ``vs_shared`` (wall / the default shared wall, same run) and ``max_phi_gap_in_se``
+        (against the default shared cell: the same draws, so a gap is the variant's numerical error).
     """
     from diffmem.engine.cell import run_cell
 
     kwargs = config.cell_kwargs()
     warm = dict(kwargs, N=8, alpha=0.5, t=kwargs["t"][:2], samples=4, test_samples=4, basin_samples=2, chunk_size=64)
-    for scheme in SCHEMES:
-        run_cell(**warm, sampling=scheme)
+    runs = {scheme: {"sampling": scheme} for scheme in SCHEMES}
+    runs.update({name: {"sampling": "shared", **extra} for name, extra in (VARIANTS.items() if variants else ())})
+    for extra in runs.values():
+        run_cell(**{**warm, **extra})
     load_before = _load()
     best, results = {}, {}
     for rep in range(config.repeats):
-        for scheme in SCHEMES:
+        for scheme, extra in runs.items():
             if progress:
                 progress(f"{scheme} cell, repeat {rep + 1}/{config.repeats}")
             start = time.perf_counter()
-            results[scheme] = run_cell(**kwargs, sampling=scheme)
+            results[scheme] = run_cell(**{**kwargs, **extra})
             elapsed = time.perf_counter() - start
             best[scheme] = min(best.get(scheme, np.inf), elapsed)
             if progress:
@@ -124,12 +135,24 @@ def run_cell_benchmark(config=PAPER_CELL, progress=_progress):
         threads = numba.get_num_threads()
     except ImportError:
         threads = None
+    variant_report = {}
+    for name in runs:
+        if name in SCHEMES:
+            continue
+        diff = np.abs(np.array(results[name]["phi"]) - phi["shared"])
+        variant_report[name] = {
+            "wall_s": best[name],
+            "vs_shared": best[name] / best["shared"],
+            "max_phi_gap_in_se": float(np.nanmax(diff / np.maximum(results["shared"]["phi_se"], SE_FLOOR))),
+            "max_abs_phi_gap": float(np.nanmax(diff)),
+        }
     return {
+        "variants": variant_report,
         "config": asdict(config),
         "P": P,
         "queries_per_time": _queries_per_time(config),
         "element_times": elements,
-        "wall_s": best,
+        "wall_s": {scheme: best[scheme] for scheme in SCHEMES},
         "speedup": best["independent"] / best["shared"],
         "shared_ns_per_element_time": best["shared"] / elements * 1e9,
         "independent_ns_per_element_time": best["independent"] / elements * 1e9,
@@ -154,4 +177,7 @@ def format_cell_report(result):
     ]
     if result["max_phi_gap_in_se"] is not None:
         lines.append(f"largest |phi gap| between the schemes: {result['max_phi_gap_in_se']:.2f} combined se")
+    for name, v in result.get("variants", {}).items():
+        lines.append(f"{name:>17}: {v['wall_s']:.2f} s, {v['vs_shared']:.3f} x shared; largest |phi - phi_shared| "
+                     f"{v['max_abs_phi_gap']:.2e} ({v['max_phi_gap_in_se']:.2e} se)")
     return "\n".join(lines)
