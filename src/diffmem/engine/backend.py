@@ -11,7 +11,7 @@ from array_api_compat import is_cupy_array, to_device
 
 from diffmem.errors import ParameterError
 
-__all__ = ["BACKENDS", "DTYPES", "Backend", "resolve", "cupy_available", "to_numpy"]
+__all__ = ["BACKENDS", "DTYPES", "Backend", "resolve", "cupy_available", "platform_fingerprint", "to_numpy"]
 
 BACKENDS = ("auto", "numpy", "cupy")
 # Not offered on the command line: a strict array-API namespace that proves the kernels use only the
@@ -110,3 +110,28 @@ def resolve(name="auto", dtype="float64"):
 
         return Backend(name, array_api_strict, dtype, "cpu (array_api_strict)")
     return Backend("numpy", np, dtype, "cpu")
+
+
+def platform_fingerprint():
+    """What outside this package decides a cell's last bits on a CPU, as one line.
+
+    The fused pass is bit-identical wherever it runs (explicit order, no fast-math; the FMA instruction
+    or libm's correctly rounded fma). Two libraries pick their code by the CPU they find, and their bits
+    can differ between CPU generations (never between runs, threads or processes on one machine):
+    numpy's SIMD dispatch of exp, exp2 and log (the per-time kernels, the observables) and OpenBLAS's
+    GEMM kernel (every logit block). Recorded per cell, so two stores that differ can be told apart
+    by where they ran; same fingerprint, same bits.
+    """
+    import platform
+
+    from numpy.lib import introspect
+
+    simd = introspect.opt_func_info(func_name="exp2", signature="float64")["exp2"]["dd"]["current"]
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [f"{lib['internal_api']} {lib['version']} {lib.get('architecture') or ''}".strip()
+                for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    except ImportError:
+        blas = []
+    return f"{platform.machine()}; numpy {np.__version__} simd {simd}; blas {', '.join(blas) or 'unknown'}"

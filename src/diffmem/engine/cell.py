@@ -12,7 +12,7 @@ import numpy as np
 
 from diffmem.version import __version__
 from diffmem.engine import variables
-from diffmem.engine.backend import resolve
+from diffmem.engine.backend import platform_fingerprint, resolve
 from diffmem.engine.data import DataSpec, TrainingSet
 from diffmem.engine.observables import (
     Context,
@@ -123,6 +123,7 @@ def run_cell(spec=None, *, progress=False, **parameters):
         "sampling": spec.sampling,
         "kernel": _kernel_name(ctx, spec),
         "exponential": spec.exponential if _kernel_name(ctx, spec) == "fused" else "library",
+        "platform": platform_fingerprint(),
         "version": __version__,
     }
     return variables.CellResult(
