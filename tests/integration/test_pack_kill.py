@@ -1,7 +1,7 @@
 """SIGKILL while the analysis copy is written: the live store is never touched, and the copy is
 either the previous complete one or absent (never a partial one); the next pack completes it.
 
-Real processes: ``python -m diffmem.pipeline.pack`` (what the ``pack_store`` rule runs) is killed at
+Real processes: ``diffmem sweep pack`` (what the ``pack_store`` rule runs) is killed at
 several moments spread over its run, from interpreter start-up to the final rename.
 """
 
@@ -41,7 +41,7 @@ def tree_digest(path):
 
 
 def pack_process(live, out):
-    cmd = [sys.executable, "-m", "diffmem.pipeline.pack", "--store", str(live), "--out", str(out)]
+    cmd = [sys.executable, "-m", "diffmem", "sweep", "pack", "--store", str(live), "--out", str(out)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -102,3 +102,16 @@ def test_phase_step_reads_the_analysis_copy_like_the_live_store(tmp_path, monkey
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**config.config, "samples": config.config["samples"] + 1}))
     assert main(["sweep", "phase", "--configfile", str(other), "--store", str(copy), "--out", "x.zarr"]) == 2
+
+
+def test_pack_command_writes_the_copy_and_refuses_a_store_that_is_not_one(tmp_path, capsys):
+    from diffmem.cli import main
+
+    config = config_for()
+    live = tmp_path / "sweep.zarr"
+    st.create(live, config)
+    out = tmp_path / "analysis.zarr"
+    assert main(["sweep", "pack", "--store", str(live), "--out", str(out)]) == 0
+    assert xr.open_zarr(out).attrs["diffmem_store"] == pk.ANALYSIS_KIND
+    assert main(["sweep", "pack", "--store", str(tmp_path), "--out", str(out)]) == 2
+    assert "diffmem sweep: error: store" in capsys.readouterr().err

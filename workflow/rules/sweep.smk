@@ -76,4 +76,4 @@ rule pack_store:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m diffmem.pipeline.pack --store {params.store:q} --out {output:q} > {log:q} 2>&1"
+        "diffmem sweep pack --store {params.store:q} --out {output:q} > {log:q} 2>&1"

@@ -12,6 +12,8 @@ under ``results/<sweep>/config/``; the store defaults to ``results/<sweep>/sweep
     diffmem sweep theory    --configfile C --out results/<sweep>/theory.zarr
     diffmem sweep phase     --configfile C --theory T --out results/<sweep>/phase.zarr
     diffmem sweep plot      --configfile C --theory T --phase P --outdir results/<sweep>/figures
+    diffmem sweep pack      --store results/<sweep>/sweep.zarr --out results/<sweep>/analysis.zarr
+                                                                      the analysis copy (no config needed)
 """
 
 import sys
@@ -223,6 +225,13 @@ def cmd_plot(args):
         print(path)
 
 
+def cmd_pack(args):
+    from diffmem.pipeline.pack import pack
+
+    path = pack(args.store, args.out)
+    print(f"analysis copy of {args.store} written to {path}", file=sys.stderr)
+
+
 def add_parser(subparsers, help_text):
     parser = subparsers.add_parser(
         "sweep", help=help_text,
@@ -280,3 +289,8 @@ def add_parser(subparsers, help_text):
     p.add_argument("--phase", required=True)
     p.add_argument("--outdir", required=True)
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("pack", help="the analysis copy of a sweep store: the same values in a few large chunks")
+    p.add_argument("--store", required=True, help="the live sweep store, results/<sweep>/sweep.zarr")
+    p.add_argument("--out", required=True, help="where the analysis copy goes, results/<sweep>/analysis.zarr")
+    p.set_defaults(func=cmd_pack)

@@ -14,14 +14,12 @@ Values are copied bit for bit (floats, NaN of cells not done, flags, text, datet
 
 Command line (the workflow's ``pack_store`` rule)::
 
-    python -m diffmem.pipeline.pack --store results/<sweep>/sweep.zarr --out results/<sweep>/analysis.zarr
+    diffmem sweep pack --store results/<sweep>/sweep.zarr --out results/<sweep>/analysis.zarr
 """
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +28,7 @@ import numpy as np
 
 from diffmem.errors import ParameterError
 
-__all__ = ["ANALYSIS_KIND", "CHUNK_BYTES", "analysis_chunks", "pack", "main"]
+__all__ = ["ANALYSIS_KIND", "CHUNK_BYTES", "analysis_chunks", "pack"]
 
 ANALYSIS_KIND = "sweep-analysis"
 # Largest uncompressed chunk of the analysis copy: large enough that a paper-size variable
@@ -119,20 +117,3 @@ def pack(store, out):
         owner_file.unlink(missing_ok=True)
     return out
 
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m diffmem.pipeline.pack", description=__doc__.split("\n")[0])
-    parser.add_argument("--store", required=True, help="the live sweep store, results/<sweep>/sweep.zarr")
-    parser.add_argument("--out", required=True, help="where the analysis copy goes, results/<sweep>/analysis.zarr")
-    args = parser.parse_args(argv)
-    try:
-        path = pack(args.store, args.out)
-    except ParameterError as err:
-        print(f"diffmem pack: error: {err}", file=sys.stderr)
-        return 2
-    print(f"analysis copy of {args.store} written to {path}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
