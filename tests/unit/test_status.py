@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from diffmem.cli import main
-from diffmem.cli.status import run_phases, status_report, sweep_efficiency, watch
+from diffmem.analysis.efficiency import run_phases, sweep_efficiency
+from diffmem.cli.status import status_report, watch
 from diffmem.errors import ParameterError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +61,7 @@ def test_summary_efficiency_lines_from_known_times(tmp_path):
 
 
 def test_efficiency_reads_datetime_stamps():
-    from diffmem.cli.status import _epoch_seconds
+    from diffmem.analysis.efficiency import epoch_seconds as _epoch_seconds
 
     stamps = np.array(["1970-01-01T00:00:10", "NaT"], dtype="datetime64[s]")
     np.testing.assert_array_equal(_epoch_seconds(stamps), [10.0, np.nan])

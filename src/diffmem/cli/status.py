@@ -8,102 +8,13 @@ from pathlib import Path
 
 from diffmem.errors import ParameterError
 
-__all__ = ["add_parser", "status_report", "sweep_efficiency", "run_phases", "watch", "integrity"]
-
-
-def _epoch_seconds(values):
-    """Seconds since the epoch as floats (NaN where unset), from floats or datetime64 stamps."""
-    import numpy as np
-
-    values = np.asarray(values)
-    if np.issubdtype(values.dtype, np.datetime64):
-        stamps = values.astype("datetime64[ns]")
-        out = stamps.astype(np.int64) / 1e9
-        return np.where(np.isnat(stamps), np.nan, out)
-    return values.astype(float)
-
-
-def sweep_efficiency(wall_time, finished_at, start, end, cores):
-    """Share of the run's core time spent computing cells, and the cell compute it counts.
-
-    Parameters
-    ----------
-    wall_time, finished_at : array
-        Compute seconds and finish time (epoch seconds) of the done cells.
-    start, end : float
-        When the run started and ended (epoch seconds).
-    cores : int
-        Cores the run had.
-
-    Returns
-    -------
-    (float, float, int)
-        efficiency = sum of compute of the cells finished in [start, end] / (cores x (end - start)),
-        that compute in seconds, and the number of those cells. Cells finished before ``start``
-        (by an earlier run) are not counted.
-    """
-    import numpy as np
-
-    wall_time = np.asarray(wall_time, dtype=float)
-    finished_at = np.asarray(finished_at, dtype=float)
-    this_run = (finished_at >= start) & (finished_at <= end)
-    compute = float(wall_time[this_run].sum())
-    span = max(end - start, 1e-9)
-    return compute / (cores * span), compute, int(this_run.sum())
-
-
-def run_phases(wall_time, finished_at, start, end, cores):
-    """Where the wall time of a run went, and the two efficiencies of its cells.
-
-    The run's wall time ``end - start`` is split at the first start and the last end of the cells
-    computed in it (those finished in [start, end]; a cell started at its finish time minus its
-    compute time): start-up (the workflow and the first jobs starting), the simulation phase, and
-    what comes after the last cell (the analysis rules and the summary).
-
-    Parameters
-    ----------
-    wall_time, finished_at : array
-        Compute seconds and finish time (epoch seconds) of the done cells.
-    start, end : float
-        When the run started and ended (epoch seconds).
-    cores : int
-        Cores the run had.
-
-    Returns
-    -------
-    dict
-        ``cells`` and ``compute`` (seconds) of the cells of this run; ``startup``, ``simulation``
-        and ``after`` (seconds; they add up to ``workflow``); ``simulation_efficiency`` = compute /
-        (cores x simulation), the sweep's efficiency, and ``workflow_efficiency`` = compute /
-        (cores x workflow). Without a cell computed in the run the phases and the simulation
-        efficiency are NaN.
-    """
-    import numpy as np
-
-    wall_time = np.asarray(wall_time, dtype=float)
-    finished_at = np.asarray(finished_at, dtype=float)
-    workflow_share, compute, count = sweep_efficiency(wall_time, finished_at, start, end, cores)
-    this_run = (finished_at >= start) & (finished_at <= end)
-    if count:
-        first_start = float(np.min(finished_at[this_run] - wall_time[this_run]))
-        last_end = float(np.max(finished_at[this_run]))
-    else:
-        first_start = last_end = float("nan")
-    simulation = last_end - first_start
-    return {
-        "cells": count,
-        "compute": compute,
-        "workflow": end - start,
-        "startup": first_start - start,
-        "simulation": simulation,
-        "after": end - last_end,
-        "simulation_efficiency": compute / (cores * max(simulation, 1e-9)) if count else float("nan"),
-        "workflow_efficiency": workflow_share,
-    }
+__all__ = ["add_parser", "status_report", "watch", "integrity"]
 
 
 def _efficiency_lines(wall, finished, start, end, cores):
     """The summary's efficiency lines: the simulation phase's (the sweep's), the workflow's, the phases."""
+    from diffmem.analysis.efficiency import run_phases
+
     phases = run_phases(wall, finished, start, end, cores)
     compute, count = phases["compute"], phases["cells"]
     lines = []
@@ -219,13 +130,15 @@ def status_report(path, *, block_size=None, timing=False, run_start=None, now=No
     if verify and done.any():
         lines.extend(integrity_lines)
     if (timing or run_start) and done.any():
+        from diffmem.analysis.efficiency import cell_timing, epoch_seconds
+
         wall = np.asarray(group["wall_time"][...], dtype=float).ravel()[done]
-        finished = _epoch_seconds(group["finished_at"][...]).ravel()[done]
-        span = float(np.nanmax(finished) - np.nanmin(finished - wall))
+        finished = epoch_seconds(group["finished_at"][...]).ravel()[done]
+        timing_ = cell_timing(wall, finished)
         lines.append(
-            f"time: {wall.sum():.1f} s of cell compute in total, {wall.mean():.2f} s per cell "
-            f"(min {wall.min():.2f}, max {wall.max():.2f}); {span:.1f} s from the first cell's start "
-            f"to the last cell's end"
+            f"time: {timing_['total']:.1f} s of cell compute in total, {timing_['mean']:.2f} s per cell "
+            f"(min {timing_['min']:.2f}, max {timing_['max']:.2f}); {timing_['span']:.1f} s from the first "
+            f"cell's start to the last cell's end"
         )
         if run_start:
             start, cores = _read_run_start(run_start)
