@@ -753,7 +753,12 @@ def format_report(result):
 
 
 def format_markdown(result):
-    """The tables of :func:`run_benchmark`'s result as Markdown (for docs/benchmarks.md)."""
+    """The tables of :func:`run_benchmark`'s result as Markdown (for docs/benchmarks.md).
+
+    Written by hand, not with ``pandas.DataFrame.to_markdown``: tabulate pads every cell to its
+    column's width and writes ``|:---|`` rules, so the committed docs/benchmarks.md (and the cells the
+    tests look for, ``| 1e+05 |``) would change text without changing what renders.
+    """
     m = result["machine"]
     if isinstance(m["blas"], str):
         blas = m["blas"]

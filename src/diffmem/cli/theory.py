@@ -45,21 +45,13 @@ def add_parser(subparsers, help_text):
     return p
 
 
+# The options passed on to theory.predict as they are (--approximation is passed separately).
+_PREDICT_ARGS = ("family", "nonlinearity", "normalize", "alpha", "alpha_D", "N", "P", "seed", "m_tilde", "sigma",
+                 "t", "method")
+
+
 def run(args):
-    kwargs = dict(
-        family=args.family,
-        nonlinearity=args.nonlinearity,
-        normalize=args.normalize,
-        alpha=args.alpha,
-        alpha_D=args.alpha_D,
-        N=args.N,
-        P=args.P,
-        seed=args.seed,
-        m_tilde=args.m_tilde,
-        sigma=args.sigma,
-        t=args.t,
-        method=args.method,
-    )
+    kwargs = {name: getattr(args, name) for name in _PREDICT_ARGS}
     result = theory.predict(**kwargs, approximation=args.approximation)
     if _is_rs(result):
         # the GE approximation of the same point, shown beside the RS theory and labelled

@@ -299,19 +299,6 @@ def is_sweep_store(path):
     return bool(attrs) and attrs.get("diffmem_store") == STORE_KIND
 
 
-def _first_difference(stored, new, prefix=""):
-    """Name of the first key whose value differs between two science configs."""
-    if isinstance(stored, dict) and isinstance(new, dict):
-        for key in sorted(set(stored) | set(new)):
-            diff = _first_difference(stored.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
-            if diff:
-                return diff
-        return None
-    if stored != new:
-        return f"{prefix} (store: {stored!r}, config: {new!r})"
-    return None
-
-
 def _growable(attrs, config):
     """(True, None) when the store of ``attrs`` may grow to ``config``, else (False, the reason)."""
     if "cell_identity" not in attrs:
@@ -344,7 +331,7 @@ def check_compatible(path, config):
         )
     if attrs.get("config_hash") != config_hash(config):
         stored = science_config(json.loads(attrs["config"]))
-        diff = _first_difference(stored, science_config(config))
+        diff = identity_difference(stored, science_config(config))
         growable, reason = _growable(attrs, config)
         if growable:
             raise ParameterError(
