@@ -34,7 +34,7 @@ from diffmem.spec import CellSpec
 from diffmem.theory import GE, predict
 
 __all__ = ["SIGMAS", "ALPHA", "TIMES", "STATISTICS", "ONSET_GRID", "BASIN_RADII", "BASIN_SAMPLES", "OBSERVABLES",
-           "cell_spec", "measure"]
+           "RS_ONSET_GRID", "RS_LOSS_GRID", "cell_spec", "measure", "rs_theory", "measure_rs"]
 
 SIGMAS = ("linear", "tanh", "relu", "sign", "erf")
 ALPHA = 0.1
@@ -46,6 +46,12 @@ ONSET_GRID = tuple(float(v) for v in np.geomspace(0.8, 1.25, 25))
 # and queries per radius.
 BASIN_RADII = tuple(float(v) for v in np.geomspace(0.5, 2.0, 28))
 BASIN_SAMPLES = 64
+# The RS comparison (:func:`measure_rs`): fine grids centred on the RS value at the cell's realized point,
+# in units of it. Onset: 49 times 0.85-1.15 (ratio 1.0062, a crossing resolved to +-0.31 %); loss
+# minimum: 41 times 0.6-1.8 (ratio 1.028, +-1.4 %; the linear control's t_g lies up to 20 % above its
+# exact value at N = 64).
+RS_ONSET_GRID = tuple(float(v) for v in np.geomspace(0.85, 1.15, 49))
+RS_LOSS_GRID = tuple(float(v) for v in np.geomspace(0.6, 1.8, 41))
 
 
 def cell_spec(sigma, N, alpha_D, seed):
@@ -111,4 +117,74 @@ def measure(spec):
         record["t_c_rs"] = _finite_or_none(predict(
             family="hmm", nonlinearity=spec.nonlinearity, normalize=True, alpha=spec.alpha_realized,
             alpha_D=spec.alpha_D_realized)["t_c"])
+    return record
+
+
+def rs_theory(spec):
+    """t_c, t_o, t_g of the N -> infinity theory at the cell's realized alpha = log(P)/N, alpha_D = D/N.
+
+    Replica-symmetric for a nonlinear sigma (the theory of record, docs/theory.md#rs-distance), the
+    Marchenko-Pastur limit for linear sigma: the same kind of theory (no quenched spectrum) for both,
+    so that the linear control's offset is the finite-N effect of that kind of theory.
+    """
+    from diffmem.theory import predict
+
+    res = predict(family="hmm", nonlinearity=spec.nonlinearity, normalize=True, alpha=spec.alpha_realized,
+                  alpha_D=spec.alpha_D_realized)
+    return {k: _finite_or_none(res[k]) for k in ("t_c", "t_o", "t_g")}
+
+
+def _grid_half_width(grid, value, kind):
+    from diffmem.analysis.estimators import grid_resolution
+
+    return _finite_or_none(grid_resolution(np.asarray(grid), value, kind=kind))
+
+
+def measure_rs(spec):
+    """Simulate one cell for the RS comparison (docs/theory.md#rs-error): t_c, t_o, t_g on grids around RS.
+
+    t_c (phi = 1/2) on the protocol's 48 times; t_o (trap fraction = 1/2) on :data:`RS_ONSET_GRID`
+    and t_g (argmin of L(t), parabola in log t) on :data:`RS_LOSS_GRID`, both in units of the RS
+    value at the realized point (:func:`rs_theory`), each with the resolution of the grid it was
+    read on (:func:`diffmem.analysis.estimators.grid_resolution`).
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``sigma, N, P, D, alpha_D, seed``, ``measured`` (t_c, t_o, t_g), ``resolution``
+        (the same keys), ``theory`` (:func:`rs_theory`), ``theory_kind`` ("replica-symmetric" or
+        "marchenko-pastur"), ``theory_ge`` (nonlinear sigma: GE at the realized point and quenched
+        spectrum, for comparison) and ``wall_time``.
+    """
+    from diffmem.engine.cell import run_cell
+    from diffmem.theory import predict
+
+    linear = spec.nonlinearity == "linear"
+    theory = rs_theory(spec)
+    out = run_cell(spec)
+    t = np.asarray(out["t"])
+    t_c, _ = fs.crossing_time(t, np.asarray(out["phi"], dtype=float), y_se=np.asarray(out["phi_se"], dtype=float),
+                              correlation=1.0)
+    onset_t = tuple(theory["t_o"] * v for v in RS_ONSET_GRID)
+    onset = run_cell(spec.replace(t=onset_t, test_samples=1, basin_samples=1, rho=(1.0,)))
+    t_o, _ = fs.crossing_time(np.asarray(onset_t), np.asarray(onset["trap"], dtype=float),
+                              y_se=np.asarray(onset["trap_se"], dtype=float), correlation=1.0)
+    loss_t = tuple(theory["t_g"] * v for v in RS_LOSS_GRID)
+    loss = run_cell(spec.replace(t=loss_t, samples=1, basin_samples=1, rho=(1.0,)))
+    t_g = fs.minimum_time(np.asarray(loss_t), np.asarray(loss["loss"], dtype=float))
+    measured = {"t_c": t_c, "t_o": t_o, "t_g": t_g}
+    resolution = {"t_c": _grid_half_width(t, t_c, "crossing"), "t_o": _grid_half_width(onset_t, t_o, "crossing"),
+                  "t_g": _grid_half_width(loss_t, t_g, "argmin")}
+    record = {
+        "sigma": spec.nonlinearity, "N": spec.N, "P": spec.P, "D": spec.D, "alpha_D": spec.alpha_D,
+        "seed": spec.seed,
+        "measured": {k: _finite_or_none(v) for k, v in measured.items()},
+        "resolution": resolution,
+        "theory": theory,
+        "theory_kind": "marchenko-pastur" if linear else "replica-symmetric",
+        "wall_time": float(out["wall_time"] + onset["wall_time"] + loss["wall_time"]),
+    }
+    if not linear:
+        ge = predict(spec, t=None, approximation=GE)
+        record["theory_ge"] = {k: _finite_or_none(ge[k]) for k in ("t_c", "t_o", "t_g")}
     return record
