@@ -20,12 +20,22 @@ pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 
 def one_block_config(directory):
-    """The shipped test sweep as one block: one job, so the first run is always mid-block when killed."""
+    """The shipped test sweep as one block: one job, which the first run's environment pauses before
+    its first cell's write (:func:`paused`), so it is mid-block when the second run has started
+    (Snakemake alone took 10 s to start on a loaded 2-core machine) or the kill comes."""
     config = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     config.update(sweep="locktest", block_size=16)
     path = Path(directory) / "lock.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def paused(seconds=None):
+    """The environment of a first run whose block pauses before its first write (the store's test hook
+    DIFFMEM_INJECT_PAUSE): ``seconds`` long, then it goes on; without ``seconds``, until it is killed."""
+    from diffmem.pipeline.store import PAUSE_ENV
+
+    return {**os.environ, PAUSE_ENV: "write" if seconds is None else f"write:{seconds}"}
 
 
 def command(configfile, *extra):
@@ -44,7 +54,7 @@ def test_second_run_refused_and_killed_runs_lock_cleared(tmp_path):
     configfile = one_block_config(tmp_path)
     lock_file = tmp_path / "results" / "locktest" / "run.lock"
     # Its own session, so the kill below takes its jobs (the block and its dask workers) with it.
-    first = subprocess.Popen(command(configfile), cwd=tmp_path, start_new_session=True,
+    first = subprocess.Popen(command(configfile), cwd=tmp_path, start_new_session=True, env=paused(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lock_file)
@@ -73,7 +83,7 @@ def test_second_run_refused_while_the_first_finishes_its_sweep(tmp_path):
 
     configfile = one_block_config(tmp_path)
     lock_file = tmp_path / "results" / "locktest" / "run.lock"
-    first = subprocess.Popen(command(configfile), cwd=tmp_path, start_new_session=True,
+    first = subprocess.Popen(command(configfile), cwd=tmp_path, start_new_session=True, env=paused(40),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lock_file)

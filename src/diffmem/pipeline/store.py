@@ -118,15 +118,20 @@ LOCK_TOKEN_ENV = "DIFFMEM_SWEEP_LOCK_TOKEN"
 
 # Test-only hook: when this environment variable names a stage of a grow or an import ("copy": half
 # of the finished cells copied into the grown temporary; "swap": the old store renamed away, the grown
-# one not yet in place; "import": half of the matching cells imported), the process says so on stderr
-# and sleeps there, so that a test can SIGKILL it at exactly that moment.
+# one not yet in place; "import": half of the matching cells imported) or of a run ("write": before
+# the first cell's write), the process says so on stderr and sleeps there, so that a test can SIGKILL
+# it at exactly that moment. "STAGE:SECONDS" sleeps that long, then goes on; each stage pauses once
+# per process.
 PAUSE_ENV = "DIFFMEM_INJECT_PAUSE"
+_PAUSED = set()
 
 
 def _pause_for_tests(stage):
-    if os.environ.get(PAUSE_ENV) == stage:
+    name, _, seconds = os.environ.get(PAUSE_ENV, "").partition(":")
+    if name == stage and stage not in _PAUSED:
+        _PAUSED.add(stage)
         print(f"store: paused at {stage} (test hook {PAUSE_ENV})", file=sys.stderr, flush=True)
-        time.sleep(3600)
+        time.sleep(float(seconds) if seconds else 3600)
 
 
 def value_digest(values):
@@ -1019,6 +1024,7 @@ class SweepStore:
         values on disk are the ones ``to_zarr`` writes (the same arrays, dtypes and fill values;
         ``finished_at`` encoded as :data:`DATETIME_ENCODING` says).
         """
+        _pause_for_tests("write")
         from zarr.core.sync import sync
 
         arrays = self._arrays()
