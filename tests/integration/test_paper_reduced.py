@@ -181,7 +181,9 @@ def test_docs_written_from_the_store(reduced_store, tmp_path):
         basin = next(r for r in rows if r["nonlinearity"] == nl and r["quantity"] == paper_docs.BASIN)
         assert basin["measured"] == paper_docs._value(np.mean(per_seed))
         assert basin["measured_se"] == paper_docs._error(np.std(per_seed, ddof=1) / np.sqrt(len(per_seed)))
-        assert basin["theory_N_max"] == ("1.00" if nl == "linear" else "")  # REM theory only for linear
+        # the annealed basin radius is 1 at t_c: the REM theory for linear sigma, the RS distance theory
+        # for tanh (its Lambda at eps^2 = 1/s, theta = s/2 is -1/2 - f_RS, docs/theory.md#rs-distance)
+        assert basin["theory_N_max"] == "1.00"
     png = (tmp_path / "docs" / "paper" / "c_phase_diagram.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
