@@ -210,6 +210,7 @@ def test_paper_rule_through_snakemake(tmp_path):
             [
                 f'configfile: "{repo}/config/test.yaml"',
                 f'include: "{rules}/common.smk"',
+                f'include: "{rules}/lock.smk"',  # sweep.smk reads READ_ONLY_RUN from it
                 f'include: "{rules}/sweep.smk"',
                 f'include: "{rules}/paper.smk"',
                 "rule all:",

@@ -1,6 +1,7 @@
 # Simulation: create the store once, then one job per block of cells, each running its cells as dask
 # tasks and writing them into the store as they finish. Blocks output small markers, never the store
-# (a directory() output would be deleted when a job starts or fails).
+# (a directory() output would be deleted when a job starts or fails). Needs common.smk and lock.smk
+# (READ_ONLY_RUN).
 
 
 # A done flag says a cell was written, not that it is still intact: before an executing run, every
