@@ -49,3 +49,7 @@ def test_diffmem_cell_and_a_one_cell_sweep_give_the_same_numbers(tmp_path):
         got = np.asarray(ds[name].values, dtype=float).reshape(np.shape(cell[name]) or ())
         want = np.array([np.nan if v is None else v for v in np.ravel(cell[name])], dtype=float).reshape(got.shape)
         np.testing.assert_array_equal(got, want, err_msg=name)
+    # the store says which pass and exponential made the cell, and on what platform
+    assert ds["kernel"].values.ravel().tolist() == ["fused"] == [cell["params"]["kernel"]]
+    assert ds["exponential"].values.ravel().tolist() == ["minimax11-fma"]
+    assert ds["platform"].values.ravel()[0] == cell["params"]["platform"] and "numpy" in cell["params"]["platform"]

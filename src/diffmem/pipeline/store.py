@@ -99,6 +99,11 @@ PROVENANCE = {
     "device": ("str", "device the cell ran on", ""),
     "sampling": ("str", "marginal-mode sampling scheme: shared (same draws at every t) or independent", ""),
     "version": ("str", "diffmem version that computed the cell", ""),
+    "kernel": ("str", "pass that made the marginal observables: fused (numba), device (array-API) or per-time", ""),
+    "exponential": ("str", "exponential of the fused pass (minimax11-fma or mixed-f32; library: the array "
+                           "namespace's own exp)", ""),
+    "platform": ("str", "what outside diffmem decides the cell's last bits on a CPU: machine, numpy's SIMD "
+                        "dispatch, the BLAS and its kernel (diffmem.engine.backend.platform_fingerprint)", ""),
     "cell_key": ("str", "identity key of the cell (diffmem.pipeline.grid.cell_key): equal keys, equal numbers", ""),
     "digest": ("str", "digest of the cell's values as written (JSON {variable: blake2b-64 hex}), checked "
                       "before a done cell is trusted", ""),
@@ -107,9 +112,9 @@ PROVENANCE = {
 }
 
 # What a cell's digest covers: its numbers and the provenance that is the same on every run (timing
-# stamps differ between runs of the same config; ``origin`` is rewritten by an import). The timing
-# provenance is checked for decoding only.
-DIGESTED = (*VARIABLES, "backend", "device", "sampling", "version", "cell_key")
+# stamps differ between runs of the same config, the platform between machines; ``origin`` is
+# rewritten by an import). The timing provenance is checked for decoding only.
+DIGESTED = (*VARIABLES, "backend", "device", "sampling", "kernel", "exponential", "version", "cell_key")
 
 # The token of the sweep lock of the runner a process works for (set by the holder for its own
 # steps and child processes: the workflow's jobs, ``diffmem sweep run``): such a process may grow or
@@ -994,6 +999,9 @@ class SweepStore:
             "backend": str(params.get("backend", self.config.get("backend", ""))),
             "device": str(params.get("device", "")),
             "sampling": str(params.get("sampling", "")),
+            "kernel": str(params.get("kernel", "")),
+            "exponential": str(params.get("exponential", "")),
+            "platform": str(params.get("platform", "")),
             "version": str(params.get("version", __version__)),
         }
         provenance["cell_key"] = self.grid.cell_key(flat)
