@@ -52,8 +52,11 @@ def run(out_dir, sigmas, Ns, alpha_Ds, seeds, reference="ge"):
                     with open(path + ".tmp", "w") as fh:
                         json.dump(record, fh)
                     os.replace(path + ".tmp", path)
-                    print(f"{sigma} alpha_D={alpha_D:g} N={N} seed={seed}: {time.perf_counter() - start:.1f} s",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"{sigma} alpha_D={alpha_D:g} N={N} seed={seed}: {time.perf_counter() - start:.1f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     records.append(record)
     return records
 
@@ -62,8 +65,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="results/ge-error", help="directory of the per-cell cache and the table")
     parser.add_argument("--sigma", nargs="+", default=list(protocol.SIGMAS), choices=protocol.SIGMAS)
-    parser.add_argument("--reference", choices=("ge", "rs"), default="ge",
-                        help="compare with the Gaussian-equivalent approximation or the replica-symmetric theory")
+    parser.add_argument(
+        "--reference",
+        choices=("ge", "rs"),
+        default="ge",
+        help="compare with the Gaussian-equivalent approximation or the replica-symmetric theory",
+    )
     parser.add_argument("--N", nargs="+", type=int, default=None, help=f"default {NS} (ge), {NS_RS} (rs)")
     parser.add_argument("--alpha-D", nargs="+", type=float, default=list(ALPHA_DS))
     parser.add_argument("--seeds", type=int, default=SEEDS, help="seeds 0 .. seeds-1")

@@ -24,14 +24,14 @@ import numpy as np
 
 from diffmem.engine.backend import resolve
 from diffmem.engine.data import DataSpec, TrainingSet
-from diffmem.engine.observables import Context, test_points
-from diffmem.engine.timeshare import query_table, shared_draws, shared_path
 from diffmem.engine.kernels.shared_device import (
     DEVICE_BLOCK_ELEMENTS,
     HOST_BLOCK_ELEMENTS,
     block_shape,
     stream_shared_device,
 )
+from diffmem.engine.observables import Context, test_points
+from diffmem.engine.timeshare import query_table, shared_draws, shared_path
 from diffmem.spec import CellSpec
 
 
@@ -56,10 +56,23 @@ def main(argv=None):
 
     t = np.geomspace(0.002, 3.0, args.times).tolist()
     extra = {} if args.chunk_size is None else {"chunk_size": args.chunk_size}
-    spec = CellSpec(family="hmm", nonlinearity="linear", normalize=True, N=args.N, alpha=args.alpha,
-                    alpha_D=args.alpha_D, t=t, samples=args.samples, test_samples=args.test_samples,
-                    basin_samples=args.basin_samples, seed=0, backend=args.backend, dtype=args.dtype,
-                    sampling="shared", **extra)
+    spec = CellSpec(
+        family="hmm",
+        nonlinearity="linear",
+        normalize=True,
+        N=args.N,
+        alpha=args.alpha,
+        alpha_D=args.alpha_D,
+        t=t,
+        samples=args.samples,
+        test_samples=args.test_samples,
+        basin_samples=args.basin_samples,
+        seed=0,
+        backend=args.backend,
+        dtype=args.dtype,
+        sampling="shared",
+        **extra,
+    )
     be = resolve(spec.backend, spec.dtype)
     data = DataSpec.of(spec)
     ctx = Context(data, be, TrainingSet(data, chunk_size=spec.chunk_size, device_put=be.put))
@@ -90,11 +103,25 @@ def main(argv=None):
     gemm_gflops = 2.0 * R * N * P / gemm_s / 1e9
     per_time_gflops = 2.0 * table.size * N * P / pass_s / 1e9
     summary = {
-        "backend": be.name, "device": be.device, "dtype": be.dtype, "shared_path": shared_path(ctx),
-        "N": N, "P": P, "times": table.n_t, "queries": table.size, "base_queries": n_base, "base_vectors": R,
-        "chunk_size": spec.chunk_size, "columns": columns, "times_per_block": times_per_block,
-        "first_pass_s": first_s, "pass_s": pass_s, "gemm_s": gemm_s, "gemm_share": gemm_s / pass_s,
-        "gemm_gflops": gemm_gflops, "per_time_equivalent_gflops": per_time_gflops,
+        "backend": be.name,
+        "device": be.device,
+        "dtype": be.dtype,
+        "shared_path": shared_path(ctx),
+        "N": N,
+        "P": P,
+        "times": table.n_t,
+        "queries": table.size,
+        "base_queries": n_base,
+        "base_vectors": R,
+        "chunk_size": spec.chunk_size,
+        "columns": columns,
+        "times_per_block": times_per_block,
+        "first_pass_s": first_s,
+        "pass_s": pass_s,
+        "gemm_s": gemm_s,
+        "gemm_share": gemm_s / pass_s,
+        "gemm_gflops": gemm_gflops,
+        "per_time_equivalent_gflops": per_time_gflops,
         "ratio_vs_gemm": per_time_gflops / gemm_gflops,
         "repeatable": bool(all(np.array_equal(first[k], res[k]) for k in res)),
         "finite": bool(all(np.all(np.isfinite(res[k])) for k in res)),

@@ -43,8 +43,13 @@ def small_config(**changes):
         "grid": {"alpha_D": [0.5, 1.0], "N": [8], "alpha": [0.2, 0.3], "seed": [0, 1]},
         "t": {"start": 0.1, "stop": 2.0, "num": 4, "spacing": "log"},
         "rho": [0.5, 1.0, 2.0],
-        "samples": 16, "test_samples": 16, "basin_samples": 4, "block_size": 3, "retries": 1,
-        "progress": False, "cluster": {"n_workers": 1},
+        "samples": 16,
+        "test_samples": 16,
+        "basin_samples": 4,
+        "block_size": 3,
+        "retries": 1,
+        "progress": False,
+        "cluster": {"n_workers": 1},
     }
     changes = copy.deepcopy(changes)
     config["grid"].update(changes.pop("grid", {}))
@@ -73,8 +78,7 @@ def diffmem_command(*args):
 
 def diffmem(*args, env=None, timeout=300):
     """Run ``python -m diffmem ARGS``; returns the CompletedProcess (never raises on failure)."""
-    return subprocess.run(diffmem_command(*args), capture_output=True, text=True, env=clean_env(env),
-                          timeout=timeout)
+    return subprocess.run(diffmem_command(*args), capture_output=True, text=True, env=clean_env(env), timeout=timeout)
 
 
 def uninterrupted_run(directory, config, threads=2, timeout=600):
@@ -83,8 +87,9 @@ def uninterrupted_run(directory, config, threads=2, timeout=600):
     Returns the store's path."""
     configfile = write_config(directory, config)
     store = Path(directory) / "sweep.zarr"
-    result = diffmem("sweep", "run", "--configfile", configfile, "--store", store, "--threads", threads,
-                     timeout=timeout)
+    result = diffmem(
+        "sweep", "run", "--configfile", configfile, "--store", store, "--threads", threads, timeout=timeout
+    )
     assert result.returncode == 0, result.stderr
     assert read_cells(store)[0].all()
     return store
@@ -99,7 +104,9 @@ def snakemake(cwd, *args, configfile=TINY_CONFIG, timeout=600, env=None, check=T
     cmd = [SNAKEMAKE, *map(str, args), "--snakefile", str(SNAKEFILE), "--configfile", str(configfile)]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=clean_env(env))
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -145,8 +152,12 @@ def synthetic_result(grid, flat):
 
     ax = grid.axes
     n_t, n_rho = len(ax["t"]), len(ax["rho"])
-    out = {"t": ax["t"].tolist(), "rho": ax["rho"].tolist(), "wall_time": 0.5 + flat,
-           "params": {"backend": "numpy", "device": "cpu", "version": "test", "P": grid.coords(flat)["P"]}}
+    out = {
+        "t": ax["t"].tolist(),
+        "rho": ax["rho"].tolist(),
+        "wall_time": 0.5 + flat,
+        "params": {"backend": "numpy", "device": "cpu", "version": "test", "P": grid.coords(flat)["P"]},
+    }
     for k, var in enumerate(VARIABLES.values()):
         shape = {(): (), ("t",): (n_t,), ("t", "rho"): (n_t, n_rho)}[var.dims]
         value = np.full(shape, 1000.0 * flat + k)

@@ -67,9 +67,7 @@ def get(name):
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ParameterError(
-            "nonlinearity", f"unknown {name!r}; choose one of {', '.join(names())}"
-        ) from None
+        raise ParameterError("nonlinearity", f"unknown {name!r}; choose one of {', '.join(names())}") from None
 
 
 def second_moment(name):

@@ -28,9 +28,22 @@ __all__ = ["READ_ONLY_OPTIONS", "read_only_invocation", "clear_snakemake_locks",
 # Destinations (argparse ``dest``) of the options of Snakemake's command line that make an invocation
 # read only: it never runs a job, so it never takes the sweep lock and is never refused.
 READ_ONLY_OPTIONS = (
-    "dryrun", "lint", "summary", "detailed_summary", "list_rules", "list_target_rules", "dag",
-    "rulegraph", "filegraph", "d3dag", "list_changes", "list_untracked", "print_compilation",
-    "containerize", "export_cwl", "archive",
+    "dryrun",
+    "lint",
+    "summary",
+    "detailed_summary",
+    "list_rules",
+    "list_target_rules",
+    "dag",
+    "rulegraph",
+    "filegraph",
+    "d3dag",
+    "list_changes",
+    "list_untracked",
+    "print_compilation",
+    "containerize",
+    "export_cwl",
+    "archive",
 )
 
 
@@ -78,8 +91,7 @@ def clear_snakemake_locks(results_dir, workdir="."):
             names = path.read_text().splitlines()
         except OSError:
             continue
-        if any(name.startswith(prefix) or os.path.abspath(name).startswith(os.path.abspath(prefix))
-               for name in names):
+        if any(name.startswith(prefix) or os.path.abspath(name).startswith(os.path.abspath(prefix)) for name in names):
             try:
                 path.unlink()
                 removed.append(path)
@@ -106,8 +118,9 @@ def preflight(results_dir, read_only, log):
     state, holder = lock.clear_if_stale(path)
     if state == "live":
         if read_only:
-            print(f"note: sweep {Path(results_dir).name!r} is being run by {lock.describe(holder)}",
-                  file=log, flush=True)
+            print(
+                f"note: sweep {Path(results_dir).name!r} is being run by {lock.describe(holder)}", file=log, flush=True
+            )
             return state
         raise lock.LockHeld(path, holder)
     if state == "cleared":

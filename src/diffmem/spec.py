@@ -187,20 +187,32 @@ class CellSpec:
     t: tuple = field(default=(), metadata={"help": "times (> 0)"})
     samples: int = field(default=DEFAULT_SAMPLES, metadata={"help": "queries per time"})
     mode: str = field(default="marginal", metadata={"help": "marginal sampling, or reverse sde/ode"})
-    sampling: str = field(default=DEFAULT_SAMPLING, metadata={
-        "help": "marginal queries: the same draws at every t, the whole grid in one pass (shared), or fresh "
-                "draws per t (independent)"})
+    sampling: str = field(
+        default=DEFAULT_SAMPLING,
+        metadata={
+            "help": "marginal queries: the same draws at every t, the whole grid in one pass (shared), or fresh "
+            "draws per t (independent)"
+        },
+    )
     steps: int | None = field(default=None, metadata={"help": "reverse steps from T to min(t) (None: 200)"})
     rho: tuple = field(default=DEFAULT_RHO, metadata={"help": "basin radii (increasing)"})
     basin_samples: int = field(default=DEFAULT_BASIN_SAMPLES, metadata={"help": "queries per (t, rho)"})
     test_samples: int | None = field(default=None, metadata={"help": "held-out points (None: samples)"})
     chunk_size: int = field(default=DEFAULT_CHUNK_SIZE, metadata={"help": "training points per kernel chunk"})
-    T: float | None = field(default=None, metadata={"help": "start time of reverse trajectories (None: max(4, max t + 2))"})
-    backend: str = field(default=DEFAULT_BACKEND, metadata={"help": "array backend (auto: cupy when it works, else numpy)"})
+    T: float | None = field(
+        default=None, metadata={"help": "start time of reverse trajectories (None: max(4, max t + 2))"}
+    )
+    backend: str = field(
+        default=DEFAULT_BACKEND, metadata={"help": "array backend (auto: cupy when it works, else numpy)"}
+    )
     dtype: str = field(default=DEFAULT_DTYPE, metadata={"help": "compute dtype"})
-    exponential: str = field(default=DEFAULT_EXPONENTIAL, metadata={
-        "help": "exponential of the fused time-shared pass: minimax11-fma (within 1 ulp) or mixed-f32 "
-                "(2^f in float32, each weight within 2e-7 relative)"})
+    exponential: str = field(
+        default=DEFAULT_EXPONENTIAL,
+        metadata={
+            "help": "exponential of the fused time-shared pass: minimax11-fma (within 1 ulp) or mixed-f32 "
+            "(2^f in float32, each weight within 2e-7 relative)"
+        },
+    )
 
     def __post_init__(self):
         put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass

@@ -9,10 +9,10 @@ import shutil
 import numpy as np
 import pytest
 import zarr
+from helpers import diffmem, open_store, read_cells, snakemake, tiny_config, uninterrupted_run, write_config
 
 from diffmem.engine.variables import VARIABLES
 from diffmem.pipeline import store as st
-from helpers import (diffmem, open_store, read_cells, snakemake, tiny_config, uninterrupted_run, write_config)
 
 TIMING = ("wall_time", "finished_at")
 

@@ -5,18 +5,30 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
+import helpers
 import numpy as np
 import yaml
 
-import helpers
 from diffmem.engine.reverse import DEFAULT_STEPS
 from diffmem.engine.variables import VARIABLES
 from diffmem.spec import DEFAULT_RHO, CellSpec
 
 SCHEMA = Path(helpers.ROOT) / "src" / "diffmem" / "pipeline" / "config.schema.yaml"
 # config keys that are CellSpec fields of the same name (the grid axes aside)
-CELL_KEYS = ("family", "normalize", "m_tilde", "sigma", "samples", "mode", "sampling", "basin_samples",
-             "chunk_size", "backend", "dtype", "exponential")
+CELL_KEYS = (
+    "family",
+    "normalize",
+    "m_tilde",
+    "sigma",
+    "samples",
+    "mode",
+    "sampling",
+    "basin_samples",
+    "chunk_size",
+    "backend",
+    "dtype",
+    "exponential",
+)
 
 
 def test_schema_defaults_are_cellspecs():
@@ -37,11 +49,28 @@ def test_schema_defaults_are_cellspecs():
 
 def test_diffmem_cell_and_a_one_cell_sweep_give_the_same_numbers(tmp_path):
     t = np.geomspace(0.05, 2.0, 6)
-    config = {"sweep": "onecell", "grid": {"N": [16], "alpha": [0.3], "alpha_D": [0.5]},
-              "t": [float(x) for x in t], "progress": False, "cluster": {"n_workers": 1}}
+    config = {
+        "sweep": "onecell",
+        "grid": {"N": [16], "alpha": [0.3], "alpha_D": [0.5]},
+        "t": [float(x) for x in t],
+        "progress": False,
+        "cluster": {"n_workers": 1},
+    }
     store = helpers.uninterrupted_run(tmp_path, config, threads=1)
-    out = helpers.diffmem("cell", "--family", "hmm", "--N", 16, "--alpha", 0.3, "--alpha-D", 0.5,
-                          "--t", *(repr(float(x)) for x in t), "--json")
+    out = helpers.diffmem(
+        "cell",
+        "--family",
+        "hmm",
+        "--N",
+        16,
+        "--alpha",
+        0.3,
+        "--alpha-D",
+        0.5,
+        "--t",
+        *(repr(float(x)) for x in t),
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     cell = json.loads(out.stdout)
     ds = helpers.open_store(store)

@@ -12,8 +12,17 @@ from diffmem.engine.backend import cupy_available
 from diffmem.engine.cell import run_cell
 from diffmem.seeding import feature_matrix
 
-SMALL = dict(family="hmm", nonlinearity="tanh", N=12, P=300, alpha_D=0.5, t=[0.05, 0.3, 1.0], samples=32,
-             basin_samples=8, rho=[0.1, 1.0, 10.0])
+SMALL = dict(
+    family="hmm",
+    nonlinearity="tanh",
+    N=12,
+    P=300,
+    alpha_D=0.5,
+    t=[0.05, 0.3, 1.0],
+    samples=32,
+    basin_samples=8,
+    rho=[0.1, 1.0, 10.0],
+)
 
 
 def quenched_t_c(N, D, P, seed):
@@ -44,8 +53,19 @@ def test_linear_hmm_collapses_at_the_quenched_t_c(alpha_D, backend):
     P = int(np.floor(np.exp(alpha * N) + 0.5))
     t_c = quenched_t_c(N, D, P, seed)
     grid = t_c * np.array([0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.6, 2.0])
-    out = run_cell(family="hmm", N=N, alpha=alpha, alpha_D=alpha_D, t=grid.tolist(), samples=256, seed=seed,
-                   basin_samples=4, rho=[1.0], test_samples=8, backend=backend)
+    out = run_cell(
+        family="hmm",
+        N=N,
+        alpha=alpha,
+        alpha_D=alpha_D,
+        t=grid.tolist(),
+        samples=256,
+        seed=seed,
+        basin_samples=4,
+        rho=[1.0],
+        test_samples=8,
+        backend=backend,
+    )
     assert out["params"]["P"] == P and out["params"]["D"] == D
     phi = np.array(out["phi"])
     t_cross = crossing(grid, phi)
@@ -62,8 +82,21 @@ def test_sde_marginals_agree_with_marginal_mode(backend):
     discretization or score error of a few percent fails the test.
     """
     t = [0.1, 0.3, 0.45, 0.6, 0.8]
-    out = run_cell(family="hmm", N=20, P=300, alpha_D=0.5, t=t, samples=384, mode="sde", steps=60, seed=1,
-                   basin_samples=2, rho=[1.0], test_samples=4, backend=backend)
+    out = run_cell(
+        family="hmm",
+        N=20,
+        P=300,
+        alpha_D=0.5,
+        t=t,
+        samples=384,
+        mode="sde",
+        steps=60,
+        seed=1,
+        basin_samples=2,
+        rho=[1.0],
+        test_samples=4,
+        backend=backend,
+    )
     phi, phi_se = np.array(out["phi"]), np.array(out["phi_se"])
     dyn, dyn_se = np.array(out["phi_dyn"]), np.array(out["phi_dyn_se"])
     assert phi.max() > 0.9 and phi.min() < 0.15  # the test spans the crossover
@@ -104,7 +137,9 @@ def test_output_contract_and_shapes():
         else:
             assert np.ndim(value) == 0, name
     # arrays, not lists (JSON only where it is written: to_json_types, diffmem cell --json)
-    assert all(isinstance(out[name], np.ndarray) and out[name].dtype == var.dtype for name, var in variables.VARIABLES.items())
+    assert all(
+        isinstance(out[name], np.ndarray) and out[name].dtype == var.dtype for name, var in variables.VARIABLES.items()
+    )
     assert out["n_samples"].dtype == np.int64 and out["steps"].dtype == np.int64
     assert out["steps"] >= 8 and out["n_samples"] == SMALL["samples"]
     assert not np.any(np.isnan(out["phi_dyn"])) and not np.any(np.isnan(out["basin_dynamic"]))
@@ -134,28 +169,53 @@ def test_cupy_backend_matches_numpy():
 
 @pytest.mark.parametrize(
     "family, extra",
-    [("isotropic", {}), ("gaussian-mixture", {"m_tilde": 0.5, "sigma": 0.8}),
-     ("hmm", {"nonlinearity": "sign", "normalize": True}), ("hmm", {"nonlinearity": "relu"})],
+    [
+        ("isotropic", {}),
+        ("gaussian-mixture", {"m_tilde": 0.5, "sigma": 0.8}),
+        ("hmm", {"nonlinearity": "sign", "normalize": True}),
+        ("hmm", {"nonlinearity": "relu"}),
+    ],
 )
 def test_every_family_collapses_at_small_t_and_not_at_large_t(family, extra):
     """phi ~ 1 deep in the memorization phase (t = 0.01) and ~ 1/P-scale at t = 3 for every family."""
-    out = run_cell(family=family, N=16, P=200, t=[0.01, 3.0], samples=64, basin_samples=4, rho=[1.0],
-                   test_samples=16, **extra)
+    out = run_cell(
+        family=family, N=16, P=200, t=[0.01, 3.0], samples=64, basin_samples=4, rho=[1.0], test_samples=16, **extra
+    )
     assert out["phi"][0] > 0.95 and out["phi"][1] < 0.05
     assert out["params"]["family"] == family
 
 
 def test_reverse_sde_memorizes_at_small_t_min():
     """Small P, t_min -> 0: generated samples sit on training points (memorization fraction ~ 1)."""
-    out = run_cell(family="isotropic", N=16, P=50, t=[0.005, 0.5], samples=64, mode="sde", steps=80,
-                   basin_samples=2, rho=[1.0], test_samples=4)
+    out = run_cell(
+        family="isotropic",
+        N=16,
+        P=50,
+        t=[0.005, 0.5],
+        samples=64,
+        mode="sde",
+        steps=80,
+        basin_samples=2,
+        rho=[1.0],
+        test_samples=4,
+    )
     assert out["memorization_fraction"] > 0.9
     assert out["phi_dyn"][0] > 0.95  # at t_min the final nearest point is the posterior's choice
 
 
 def test_dynamic_basin_is_one_for_tiny_perturbations_deep_in_a_trap():
-    out = run_cell(family="isotropic", N=16, P=50, t=[0.02, 0.05], samples=8, mode="ode", steps=40,
-                   basin_samples=16, rho=[1e-4, 1e4], test_samples=4)
+    out = run_cell(
+        family="isotropic",
+        N=16,
+        P=50,
+        t=[0.02, 0.05],
+        samples=8,
+        mode="ode",
+        steps=40,
+        basin_samples=16,
+        rho=[1e-4, 1e4],
+        test_samples=4,
+    )
     dyn = np.array(out["basin_dynamic"])
     assert np.all(dyn[:, 0] == 1.0)
     assert np.all(dyn[:, 1] < 0.5)  # far away, the flow almost never returns to mu0

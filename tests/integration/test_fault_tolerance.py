@@ -17,18 +17,26 @@ import subprocess
 import time
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 import yaml
+from helpers import (
+    clean_env,
+    damage_chunk,
+    diffmem,
+    diffmem_command,
+    open_store,
+    read_cells,
+    snakemake,
+    uninterrupted_run,
+)
 
-import helpers
 from diffmem.engine.variables import VARIABLES
 from diffmem.errors import ParameterError
 from diffmem.pipeline.config import validate_config
 from diffmem.pipeline.grid import Grid
 from diffmem.pipeline.runner import INJECT_ENV
-from helpers import (clean_env, damage_chunk, diffmem, diffmem_command, open_store, read_cells, snakemake,
-                     uninterrupted_run)
 
 CONFIG = {
     "sweep": "ft",
@@ -52,6 +60,7 @@ DATA_VARS = tuple(VARIABLES)
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
 
 def write_config(directory, **changes):
     """CONFIG with top-level keys replaced, written into ``directory``."""
@@ -115,6 +124,7 @@ def worker_pids(proc):
 
 # --- fixtures -------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted run of CONFIG: the numbers every interrupted run must reproduce."""
@@ -133,8 +143,9 @@ def sweep_dir(tmp_path):
 
 def run_block_of(config, store, threads):
     """``diffmem sweep run-block`` of the one block to the end; returns the finished process."""
-    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
-                     "--threads", threads)
+    result = diffmem(
+        "sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000", "--threads", threads
+    )
     assert result.returncode == 0, result.stderr
     return result
 
@@ -142,14 +153,19 @@ def run_block_of(config, store, threads):
 def start_block(config, store, threads, env=None):
     full_env = clean_env(env)
     return subprocess.Popen(
-        diffmem_command("sweep", "run-block", "--configfile", config, "--store", store,
-                    "--block", "b0000", "--threads", threads),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+        diffmem_command(
+            "sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000", "--threads", threads
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
         start_new_session=True,  # its own process group, so the test can kill all of it at once
     )
 
 
 # --- kills ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_block_killed_midway_resumes_without_recomputing_done_cells(sweep_dir, reference):
@@ -161,8 +177,7 @@ def test_block_killed_midway_resumes_without_recomputing_done_cells(sweep_dir, r
     done_before, finished_before = read_cells(store)
     assert 2 <= done_before.sum() < N_CELLS, "the kill must land part-way through the block"
 
-    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
-                 "--threads", 2)
+    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000", "--threads", 2)
     assert result.returncode == 0, result.stderr
     done_after, finished_after = read_cells(store)
     assert done_after.all(), "a cell was lost"
@@ -194,6 +209,7 @@ def test_worker_killed_midblock_is_replaced_and_block_completes(sweep_dir, refer
 
 # --- failing cells --------------------------------------------------------------------------------
 
+
 def _inject(state_dir, cells, times):
     return {INJECT_ENV: json.dumps({"cells": cells, "times": times, "state_dir": str(state_dir)})}
 
@@ -203,8 +219,9 @@ def test_cell_that_raises_once_is_retried_and_sweep_completes(sweep_dir, referen
     state = tmp / "inject"
     # one cell by index, one by coordinates (both forms of the hook)
     env = _inject(state, [1, {"alpha_D": 0.5, "seed": 2}], times=1)
-    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
-                 "--threads", 2, env=env)
+    result = diffmem(
+        "sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000", "--threads", 2, env=env
+    )
     assert result.returncode == 0, result.stderr
     # each injected cell was attempted exactly twice: the failure, then the retry
     attempts = {p.name: p.stat().st_size for p in state.iterdir()}
@@ -218,8 +235,9 @@ def test_cell_that_always_raises_stops_naming_it_and_keeps_finished_cells(sweep_
     tmp, config, store = sweep_dir
     failing = N_CELLS - 1  # the last cell: the others finish first on one worker
     env = _inject(tmp / "inject", [failing], times=-1)
-    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
-                 "--threads", 1, env=env)
+    result = diffmem(
+        "sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000", "--threads", 1, env=env
+    )
     assert result.returncode != 0
     coords = Grid(validate_config(yaml.safe_load(Path(config).read_text()))).coords(failing)
     message = result.stderr
@@ -235,8 +253,7 @@ def test_cell_that_always_raises_stops_naming_it_and_keeps_finished_cells(sweep_
     assert_same_data(store, reference, cells=np.flatnonzero(done))
 
     # the rerun (failure gone) completes and does not recompute the kept cells
-    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000",
-                 "--threads", 2)
+    result = diffmem("sweep", "run-block", "--configfile", config, "--store", store, "--block", "b0000", "--threads", 2)
     assert result.returncode == 0, result.stderr
     done_after, finished_after = read_cells(store)
     assert done_after.all()
@@ -246,11 +263,13 @@ def test_cell_that_always_raises_stops_naming_it_and_keeps_finished_cells(sweep_
 
 # --- stores ---------------------------------------------------------------------------------------
 
+
 def _tree_snapshot(path):
     """{relative path: (size, mtime_ns)} of every file under ``path``."""
     return {
         str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns)
-        for p in sorted(Path(path).rglob("*")) if p.is_file()
+        for p in sorted(Path(path).rglob("*"))
+        if p.is_file()
     }
 
 
@@ -337,6 +356,7 @@ def test_damaged_data_chunk_of_a_done_cell_is_reported_and_recomputed(sweep_dir,
 
 # --- bad configs ----------------------------------------------------------------------------------
 
+
 def _with(path, value):
     """CONFIG with the dotted key ``path`` set to ``value`` (``...`` deletes it)."""
     config = json.loads(json.dumps(CONFIG))
@@ -393,8 +413,7 @@ BAD_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("path, value, key", BAD_CONFIGS,
-                         ids=[f"{p}={v!r}" for p, v, _ in BAD_CONFIGS])
+@pytest.mark.parametrize("path, value, key", BAD_CONFIGS, ids=[f"{p}={v!r}" for p, v, _ in BAD_CONFIGS])
 def test_config_loader_rejects_bad_values_naming_the_key(path, value, key):
     with pytest.raises(ParameterError) as info:
         validate_config(_with(path, value))
@@ -419,8 +438,9 @@ SNAKEMAKE_CASES = [
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("path, value, key", SNAKEMAKE_CASES,
-                         ids=["grid.N=[]", "t=[1.0, 0.5]", "grid.Q", "samples=many", "walltime=1h"])
+@pytest.mark.parametrize(
+    "path, value, key", SNAKEMAKE_CASES, ids=["grid.N=[]", "t=[1.0, 0.5]", "grid.Q", "samples=many", "walltime=1h"]
+)
 def test_snakemake_dry_run_rejects_bad_config_before_any_job(tmp_path, path, value, key):
     configfile = helpers.write_config(tmp_path, _with(path, value), name="bad.yaml")
     result = snakemake(tmp_path, "-n", "--cores", "1", configfile=configfile, timeout=120, check=False)

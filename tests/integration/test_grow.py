@@ -19,14 +19,22 @@ import subprocess
 
 import numpy as np
 import pytest
+from helpers import (
+    clean_env,
+    diffmem,
+    diffmem_command,
+    open_store,
+    read_cells,
+    tiny_config,
+    uninterrupted_run,
+    write_config,
+)
 
 from diffmem.engine.variables import VARIABLES
 from diffmem.pipeline import lock
 from diffmem.pipeline import store as st
 from diffmem.pipeline.config import validate_config
 from diffmem.pipeline.grid import Grid, grow_plan
-from helpers import (clean_env, diffmem, diffmem_command, open_store, read_cells, tiny_config, uninterrupted_run,
-                     write_config)
 
 # One more seed and one more N: 2 alpha_D x 3 N x 2 alpha x 3 seeds = 36 cells, 20 of them new.
 BIG = {"grid": {"seed": [0, 1, 2], "N": [12, 16, 20]}}
@@ -128,8 +136,10 @@ def test_grown_sweep_computes_only_the_new_cells_and_equals_a_run_from_scratch(f
 def test_a_grid_that_drops_a_value_or_changes_the_t_grid_is_refused_naming_the_key(first, tmp_path):
     work = _copy(first, tmp_path)
     snapshot = {p.relative_to(work): p.read_bytes() for p in work.rglob("*") if p.is_file()}
-    for change, key in (({"grid": {"seed": [0, 2]}}, "grid.seed"),
-                        ({"grid": {"seed": [0, 1, 2]}, "t": [0.1, 1.0]}, "t (store:")):
+    for change, key in (
+        ({"grid": {"seed": [0, 2]}}, "grid.seed"),
+        ({"grid": {"seed": [0, 1, 2]}, "t": [0.1, 1.0]}, "t (store:"),
+    ):
         config = write_config(tmp_path, tiny_config(**change), name="changed.yaml")
         result = diffmem("sweep", "init", "--configfile", config, "--store", work)
         assert result.returncode == 2, result.stderr
@@ -180,8 +190,9 @@ def test_cells_of_another_identity_are_not_imported(first, tmp_path):
 
 
 def test_reuse_key_imports_before_the_run(first, tmp_path):
-    config = write_config(tmp_path, tiny_config(sweep="third", reuse=[str(first.parent)], grid={"N": [12, 16, 20]}),
-                          name="third.yaml")
+    config = write_config(
+        tmp_path, tiny_config(sweep="third", reuse=[str(first.parent)], grid={"N": [12, 16, 20]}), name="third.yaml"
+    )
     store = tmp_path / "third" / "sweep.zarr"
     result = diffmem("sweep", "run", "--configfile", config, "--store", store, "--threads", 1)
     assert result.returncode == 0, result.stderr
@@ -205,9 +216,14 @@ def test_grow_and_import_are_refused_while_a_runner_holds_the_sweep(first, tmp_p
 
 def _killed_at(stage, command, env=None):
     """Run ``diffmem COMMAND`` until the test hook pauses it at ``stage``, then SIGKILL its process group."""
-    proc = subprocess.Popen(diffmem_command(*command), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            text=True, env=clean_env({st.PAUSE_ENV: stage, **(env or {})}),
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        diffmem_command(*command),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=clean_env({st.PAUSE_ENV: stage, **(env or {})}),
+        start_new_session=True,
+    )
     seen = []
     try:
         for line in proc.stderr:

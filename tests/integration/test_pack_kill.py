@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-
 from helpers import small_grid, synthetic_result
+
 from diffmem.pipeline import pack as pk
 from diffmem.pipeline import store as st
 
@@ -25,7 +25,6 @@ from diffmem.pipeline import store as st
 def config_for(**grid):
     """The small sweep grid of the store tests, with ``grid`` axes replaced."""
     return small_grid(grid=grid, sweep="store-test", block_size=4)
-
 
 
 pytestmark = pytest.mark.slow

@@ -21,12 +21,12 @@ import pytest
 import xarray as xr
 
 import diffmem  # noqa: F401  (registers ds.diffmem)
-from diffmem.plots import paper_figures
-from diffmem.report import paper
 from diffmem.pipeline import store
 from diffmem.pipeline.config import validate_config
 from diffmem.pipeline.grid import Grid
 from diffmem.pipeline.runner import run_block
+from diffmem.plots import paper_figures
+from diffmem.report import paper
 from diffmem.theory import predict
 
 pytestmark = pytest.mark.slow
@@ -130,7 +130,9 @@ def test_paper_outputs(reduced_store, tmp_path):
     table = pd.read_csv(tmp_path / paper.TABLE)
     assert set(table["quantity"]) == {"t_c", "t_g", "t_g_nn", "t_o"}
     lin = table[(table["nonlinearity"] == "linear") & (table["quantity"] == "t_c")].iloc[0]
-    assert lin["theory_nominal"] == pytest.approx(predict(alpha=0.2, alpha_D=0.5)["t_c"], rel=2e-6)  # CSV keeps 6 digits
+    assert lin["theory_nominal"] == pytest.approx(
+        predict(alpha=0.2, alpha_D=0.5)["t_c"], rel=2e-6
+    )  # CSV keeps 6 digits
     assert np.isfinite(lin["extrapolated"]) and lin["n_sizes"] == 3
     assert len(paths) == 2 + 2 * len(figures)  # table, answers, figures
     text = (tmp_path / paper.ANSWERS).read_text()
@@ -148,9 +150,14 @@ def test_docs_written_from_the_store(reduced_store, tmp_path):
     paper.make_paper(ds, tmp_path / "paper", figures=("c_phase_diagram", "f_finite_size"))
     page = tmp_path / "docs" / "paper.md"
     page.parent.mkdir()
-    page.write_text("intro\n\n" + "\n\n".join(
-        f"{paper_docs.BEGIN.format(name=n)}\nold\n{paper_docs.END.format(name=n)}" for n in paper_docs.SECTIONS
-    ) + "\n\noutro\n", encoding="utf-8")
+    page.write_text(
+        "intro\n\n"
+        + "\n\n".join(
+            f"{paper_docs.BEGIN.format(name=n)}\nold\n{paper_docs.END.format(name=n)}" for n in paper_docs.SECTIONS
+        )
+        + "\n\noutro\n",
+        encoding="utf-8",
+    )
     written = paper_docs.write_docs(ds, tmp_path / "paper", tmp_path / "docs" / "paper", machine="test machine")
     assert page in written
     rows = paper_docs.read_summary(tmp_path / "docs" / "paper")
@@ -229,8 +236,9 @@ def test_paper_rule_through_snakemake(tmp_path):
         assert (out / "figures" / f"{name}.pdf").stat().st_size > 1000
     ds = xr.open_zarr(tmp_path / "results" / "test" / "sweep.zarr", consolidated=False)
     assert ds.diffmem.collapse_time()["t_c_mean"].notnull().any()
-    res = subprocess.run(run[:-1] + ["--report", "report.html", "paper"], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run(
+        run[:-1] + ["--report", "report.html", "paper"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     html = (tmp_path / "report.html").read_text(errors="replace")
     assert "g_nonlinear.png" in html and "times.csv" in html

@@ -24,20 +24,19 @@ import subprocess
 import time
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
-
-import helpers
-from diffmem.engine.variables import VARIABLES
 from helpers import clean_env, diffmem, diffmem_command, open_store, read_cells
+
+from diffmem.engine.variables import VARIABLES
 
 pytestmark = pytest.mark.slow
 
 # 4 cells of about a second each (N = 32: P = 14765 at alpha = 0.3), one per block.
 CONFIG = {
     "sweep": "repro",
-    "grid": {"nonlinearity": ["linear", "tanh"], "N": [24, 32], "alpha": [0.3], "alpha_D": [0.5],
-             "seed": [3]},
+    "grid": {"nonlinearity": ["linear", "tanh"], "N": [24, 32], "alpha": [0.3], "alpha_D": [0.5], "seed": [3]},
     "t": {"start": 0.05, "stop": 2.0, "num": 8},
     "samples": 256,
     "test_samples": 64,
@@ -49,10 +48,20 @@ CONFIG = {
 }
 N_CELLS = 4
 SLURM_STEP_ENV = {
-    "SLURM_JOB_ID": "4242", "SLURM_JOBID": "4242", "SLURM_STEP_ID": "0", "SLURM_CPUS_ON_NODE": "1",
-    "SLURM_CPUS_PER_TASK": "1", "SLURM_NTASKS": "1", "SLURM_JOB_CPUS_PER_NODE": "1",
-    "SLURM_NODELIST": "localhost", "SLURMD_NODENAME": "localhost", "SLURM_SUBMIT_DIR": "/tmp",
-    "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
+    "SLURM_JOB_ID": "4242",
+    "SLURM_JOBID": "4242",
+    "SLURM_STEP_ID": "0",
+    "SLURM_CPUS_ON_NODE": "1",
+    "SLURM_CPUS_PER_TASK": "1",
+    "SLURM_NTASKS": "1",
+    "SLURM_JOB_CPUS_PER_NODE": "1",
+    "SLURM_NODELIST": "localhost",
+    "SLURMD_NODENAME": "localhost",
+    "SLURM_SUBMIT_DIR": "/tmp",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMBA_NUM_THREADS": "1",
 }
 
 
@@ -96,8 +105,11 @@ def test_warm_numba_cache(reference, cache, tmp_path):
     assert_same_store(_sweep_run(tmp_path, env={"NUMBA_CACHE_DIR": str(cache)}), reference)
 
 
-@pytest.mark.parametrize("cluster", [{"n_workers": 1, "threads_per_worker": 2},
-                                     {"n_workers": 2, "threads_per_worker": 1}], ids=["1x2", "2x1"])
+@pytest.mark.parametrize(
+    "cluster",
+    [{"n_workers": 1, "threads_per_worker": 2}, {"n_workers": 2, "threads_per_worker": 1}],
+    ids=["1x2", "2x1"],
+)
 def test_local_dask_cluster(reference, tmp_path, cluster):
     assert_same_store(_sweep_run(tmp_path, **cluster), reference)
 
@@ -109,8 +121,17 @@ def test_one_process_per_cell_each_with_a_new_cache(reference, tmp_path):
     blocks = [line.split()[0] for line in diffmem("sweep", "blocks", "--configfile", configfile).stdout.splitlines()]
     assert len(blocks) == N_CELLS
     for k, block in enumerate(reversed(blocks)):  # another order than the reference's, too
-        out = diffmem("sweep", "run-block", "--configfile", configfile, "--store", store, "--block", block,
-                      env={"NUMBA_CACHE_DIR": str(tmp_path / f"cache-{k}")})
+        out = diffmem(
+            "sweep",
+            "run-block",
+            "--configfile",
+            configfile,
+            "--store",
+            store,
+            "--block",
+            block,
+            env={"NUMBA_CACHE_DIR": str(tmp_path / f"cache-{k}")},
+        )
         assert out.returncode == 0, out.stderr[-3000:]
     assert_same_store(store, reference)
 
@@ -125,8 +146,9 @@ def test_sigkill_after_the_first_cell_then_resume(reference, tmp_path):
     configfile = _config(tmp_path)
     store = tmp_path / "sweep.zarr"
     cmd = diffmem_command("sweep", "run", "--configfile", configfile, "--store", store)
-    proc = subprocess.Popen(cmd, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -152,8 +174,9 @@ def _allocated(path):
 
 
 def _mount_tmpfs(where, size):
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True
+    )
 
 
 def test_full_disk_mid_sweep_then_rerun_after_freeing_space(reference, tmp_path):

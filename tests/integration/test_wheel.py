@@ -45,9 +45,22 @@ def wheel_env(tmp_path_factory):
         if (ROOT / name).exists():
             shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--skip-dependency-check",
-          "--outdir", work / "dist", source], cwd=work, env=env)
-    wheel, = (work / "dist").glob("diffmem-*.whl")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--skip-dependency-check",
+            "--outdir",
+            work / "dist",
+            source,
+        ],
+        cwd=work,
+        env=env,
+    )
+    (wheel,) = (work / "dist").glob("diffmem-*.whl")
     prefix = work / "venv"
     venv.EnvBuilder(with_pip=False).create(prefix)
     python = prefix / "bin" / "python"
@@ -55,8 +68,11 @@ def wheel_env(tmp_path_factory):
     # its editable diffmem is not picked up (a .pth line adds a directory, not the .pth files in it).
     site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], work, env).strip())
     (site / "test-environment.pth").write_text(str(_site_packages(sys.prefix)) + "\n")
-    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "--quiet", wheel],
-         cwd=work, env=env)
+    _run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "--quiet", wheel],
+        cwd=work,
+        env=env,
+    )
     return python, work, env
 
 
@@ -88,6 +104,29 @@ def test_wheel_metadata_has_the_package_version(wheel_env):
 
 def test_wheel_runs_a_cell_from_its_console_script(wheel_env):
     python, work, env = wheel_env
-    out = _run([python.with_name("diffmem"), "cell", "--family", "hmm", "--N", "8", "--P", "20", "--alpha-D", "0.5",
-                "--t", "0.5", "--samples", "8", "--basin-samples", "2", "--rho", "1.0", "--json"], work, env)
+    out = _run(
+        [
+            python.with_name("diffmem"),
+            "cell",
+            "--family",
+            "hmm",
+            "--N",
+            "8",
+            "--P",
+            "20",
+            "--alpha-D",
+            "0.5",
+            "--t",
+            "0.5",
+            "--samples",
+            "8",
+            "--basin-samples",
+            "2",
+            "--rho",
+            "1.0",
+            "--json",
+        ],
+        work,
+        env,
+    )
     assert '"P": 20' in out and '"D": 4' in out

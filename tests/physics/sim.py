@@ -27,8 +27,9 @@ def theory(family, N, alpha, seed, t=None):
 def cell(family, N, alpha, seed, t, **settings):
     """run_cell at the realized sizes, measurement settings from ``settings``."""
     defaults = dict(samples=256, basin_samples=2, rho=[1.0], test_samples=4)
-    return run_cell(family=family, alpha_D=ALPHA_D, seed=seed, t=list(map(float, t)),
-                    **sizes(N, alpha), **{**defaults, **settings})
+    return run_cell(
+        family=family, alpha_D=ALPHA_D, seed=seed, t=list(map(float, t)), **sizes(N, alpha), **{**defaults, **settings}
+    )
 
 
 def crossing(t, y, level=0.5):

@@ -21,7 +21,6 @@ on it steeply.
 """
 
 import numpy as np
-
 from sim import cell, mean_and_error, theory
 
 SEEDS = range(4)

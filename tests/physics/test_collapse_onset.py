@@ -26,7 +26,6 @@ condensation correction; for the hidden manifold (t_o offsets measured with samp
 
 import numpy as np
 import pytest
-
 from sim import cell, crossing, mean_and_error, theory
 
 SEEDS = range(4)

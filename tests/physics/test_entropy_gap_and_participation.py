@@ -28,7 +28,6 @@ N = 32 and 64 give y2_fresh(t_c / 2) = 0.647 and 0.582, so the bands below hold 
 
 import numpy as np
 import pytest
-
 from sim import cell, mean_and_error, theory
 
 SEEDS = range(4)

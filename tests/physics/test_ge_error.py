@@ -13,7 +13,7 @@ this machine the numbers are reproduced exactly; the band leaves room for anothe
 while a 2-3 % change of either the GE formulas or the estimators moves a mean out of it.
 """
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -26,7 +26,7 @@ SEEDS = range(4)
 pytestmark = pytest.mark.slow
 
 
-@lru_cache(maxsize=None)
+@cache
 def records(sigma, alpha_D):
     return tuple(ge_error.measure(ge_error.cell_spec(sigma, N, alpha_D, seed)) for seed in SEEDS)
 

@@ -26,7 +26,6 @@ is set by a slightly larger effective distance than d_NN alone.
 
 import numpy as np
 import pytest
-
 from sim import cell, mean_and_error, theory
 
 SEEDS = range(4)
@@ -36,7 +35,7 @@ ALPHA = 0.15
 def loss_minimum(t, loss):
     """argmin of L on the grid refined by a parabola through the lowest point and its neighbours."""
     k = int(np.clip(np.argmin(loss), 1, len(t) - 2))
-    c = np.polyfit(t[k - 1:k + 2], loss[k - 1:k + 2], 2)
+    c = np.polyfit(t[k - 1 : k + 2], loss[k - 1 : k + 2], 2)
     return -c[1] / (2 * c[0])
 
 

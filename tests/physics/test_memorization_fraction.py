@@ -47,8 +47,20 @@ def dense_memorized_fraction(spec, t, n, seed):
     "family, t_min", [("isotropic", 0.02), ("isotropic", 0.04), ("isotropic", 0.06), ("hmm", 0.02), ("hmm", 0.04)]
 )
 def test_sde_memorizes_as_often_as_its_marginal(family, t_min):
-    spec = CellSpec(family=family, N=16, P=50, alpha_D=0.5, seed=1, t=(t_min, 0.5), samples=512, mode="sde",
-                    steps=80, basin_samples=2, rho=(1.0,), test_samples=4)
+    spec = CellSpec(
+        family=family,
+        N=16,
+        P=50,
+        alpha_D=0.5,
+        seed=1,
+        t=(t_min, 0.5),
+        samples=512,
+        mode="sde",
+        steps=80,
+        basin_samples=2,
+        rho=(1.0,),
+        test_samples=4,
+    )
     out = run_cell(spec)
     expected, expected_error = dense_memorized_fraction(spec, t_min, 20000, seed=7)
     assert 0.1 < expected < 0.99  # the fraction is resolvable, neither 0 nor saturated

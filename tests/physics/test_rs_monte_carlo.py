@@ -48,7 +48,7 @@ def one_replicate(name, seed):
     for start in range(0, SAMPLES, CHUNK):
         z = rng.standard_normal((CHUNK, D))
         a = nonlinearities.apply(name, z @ F.T / np.sqrt(D), normalize=True)
-        dist[start:start + CHUNK] = ((a - y) ** 2).sum(axis=1)
+        dist[start : start + CHUNK] = ((a - y) ** 2).sum(axis=1)
     log_w = -THETAS[:, None] * dist[None, :]
     lme = logsumexp(log_w, axis=1) - np.log(SAMPLES)
     w = np.exp(log_w - log_w.max(axis=1, keepdims=True))

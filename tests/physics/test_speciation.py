@@ -26,10 +26,10 @@ import numpy as np
 import pytest
 
 from diffmem.analysis.estimators import level_crossing
+from diffmem.engine import speciation
 from diffmem.engine.backend import resolve
 from diffmem.engine.data import DataSpec, TrainingSet
 from diffmem.engine.observables import Context
-from diffmem.engine import speciation
 from diffmem.spec import CellSpec
 from diffmem.theory import mixture
 

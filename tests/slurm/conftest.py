@@ -38,18 +38,16 @@ def local_slurm():
     if shutil.which("bash") is None:
         pytest.skip("the local SLURM start script needs bash")
     was_running = _daemons_running()
-    result = subprocess.run(
-        ["bash", str(START)], capture_output=True, text=True, timeout=600
-    )
+    result = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=600)
     if result.returncode == CANNOT_RUN:
         pytest.skip(f"local SLURM cannot run here: {result.stderr.strip()}")
     if result.returncode != 0:
-        pytest.fail(
-            f"start-local-slurm.sh failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-        )
-    partition = subprocess.run(
-        ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=True
-    ).stdout.split()[0].rstrip("*")
+        pytest.fail(f"start-local-slurm.sh failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    partition = (
+        subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=True)
+        .stdout.split()[0]
+        .rstrip("*")
+    )
     yield partition
     if not was_running:
         subprocess.run(["bash", str(STOP)], capture_output=True, text=True, timeout=120)

@@ -78,9 +78,7 @@ def test_worker_job_killed_by_slurm_is_replaced_and_work_completes(local_slurm, 
 
 
 def _job_state(job_id):
-    out = subprocess.run(
-        ["scontrol", "show", "job", str(job_id)], capture_output=True, text=True
-    ).stdout
+    out = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True).stdout
     for field in out.split():
         if field.startswith("JobState="):
             return field.removeprefix("JobState=")
@@ -95,8 +93,7 @@ def test_workers_retire_before_walltime_and_are_replaced(local_slurm, squeue, tm
     the job must be gone well before 180 s, and SLURM must record a normal end, not a kill.
     """
     assert _wait_for_no_jobs(squeue, "diffmem-worker")
-    spec = _slurm_spec(local_slurm, tmp_path, walltime="00:03:00", lifetime_margin=111,
-                       min_jobs=1, max_jobs=1)
+    spec = _slurm_spec(local_slurm, tmp_path, walltime="00:03:00", lifetime_margin=111, min_jobs=1, max_jobs=1)
     with make_cluster(spec) as client:
         first_job = client.submit(os.getenv, SLURM_JOB_ID, pure=False).result(timeout=120)
         started = time.monotonic()

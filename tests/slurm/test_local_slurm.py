@@ -25,8 +25,7 @@ def _alive(pid):
 
 
 def _start():
-    result = subprocess.run(["bash", str(HERE / "start-local-slurm.sh")], capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(["bash", str(HERE / "start-local-slurm.sh")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -38,9 +37,19 @@ def test_start_is_idempotent_and_a_batch_job_runs(local_slurm, tmp_path):
     assert {name: _pid(name) for name in pids} == pids  # nothing restarted
     # sbatch --wait returns the job's exit status once it ended
     result = subprocess.run(
-        ["sbatch", "--wait", "-p", local_slurm, "-o", str(tmp_path / "job.out"), "--wrap",
-         "echo job $SLURM_JOB_ID on $SLURM_JOB_NODELIST"],
-        capture_output=True, text=True, timeout=120,
+        [
+            "sbatch",
+            "--wait",
+            "-p",
+            local_slurm,
+            "-o",
+            str(tmp_path / "job.out"),
+            "--wrap",
+            "echo job $SLURM_JOB_ID on $SLURM_JOB_NODELIST",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "job.out").read_text().startswith("job ")
@@ -48,14 +57,12 @@ def test_start_is_idempotent_and_a_batch_job_runs(local_slurm, tmp_path):
 
 def test_stop_ends_the_daemons_by_pid_and_start_brings_them_back(local_slurm):
     pids = [_pid("slurmctld"), _pid("slurmd")]
-    result = subprocess.run(["bash", str(HERE / "stop-local-slurm.sh")], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(["bash", str(HERE / "stop-local-slurm.sh")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert not any(_alive(pid) for pid in pids)
     assert not (STATE_DIR / "run" / "slurmctld.pid").exists()
     # a second stop is harmless
-    assert subprocess.run(["bash", str(HERE / "stop-local-slurm.sh")], capture_output=True,
-                          timeout=120).returncode == 0
+    assert subprocess.run(["bash", str(HERE / "stop-local-slurm.sh")], capture_output=True, timeout=120).returncode == 0
     _start()  # later tests of the session need it again
     assert _alive(_pid("slurmctld")) and _alive(_pid("slurmd"))
     state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout

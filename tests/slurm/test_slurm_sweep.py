@@ -13,12 +13,12 @@ recomputing the cells that job had finished.
 import subprocess
 import time
 
+import helpers
 import numpy as np
 import pytest
-
-import helpers
-from diffmem.engine.variables import VARIABLES
 from helpers import ROOT, SNAKEFILE, SNAKEMAKE, open_store, read_cells, uninterrupted_run
+
+from diffmem.engine.variables import VARIABLES
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -26,8 +26,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 # 4 cells in 2 blocks: two block jobs run side by side on the 2-CPU test node.
 CONFIG = {
     "sweep": "slurm",
-    "grid": {"nonlinearity": ["linear"], "N": [12, 16], "alpha": [0.25], "alpha_D": [0.5],
-             "seed": [0, 1]},
+    "grid": {"nonlinearity": ["linear"], "N": [12, 16], "alpha": [0.25], "alpha_D": [0.5], "seed": [0, 1]},
     "t": {"start": 0.05, "stop": 2.0, "num": 6},
     "samples": 32,
     "test_samples": 32,
@@ -42,11 +41,17 @@ CONFIG = {
 # - first status check after 2 s instead of 40 s (the default suits real queues, not tests);
 # - blocks fit the 2-CPU node.
 SLURM_TEST_OPTIONS = [
-    "--profile", str(ROOT / "profiles" / "slurm"),
-    "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "2",
-    "--set-threads", "simulate_block=1",
-    "--set-resources", "simulate_block:mem_mb=1000", "simulate_block:runtime=15",
+    "--profile",
+    str(ROOT / "profiles" / "slurm"),
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--set-threads",
+    "simulate_block=1",
+    "--set-resources",
+    "simulate_block:mem_mb=1000",
+    "simulate_block:runtime=15",
 ]
 
 
@@ -89,8 +94,14 @@ def test_dask_jobqueue_workers_as_slurm_jobs(local_slurm, reference, tmp_path):
     config = dict(CONFIG)
     config["cluster"] = {
         "kind": "slurm",
-        "slurm": {"queue": local_slurm, "cores": 1, "memory": "1 GiB", "walltime": "00:10:00",
-                  "max_jobs": 2, "log_directory": str(tmp_path / "dask-logs")},
+        "slurm": {
+            "queue": local_slurm,
+            "cores": 1,
+            "memory": "1 GiB",
+            "walltime": "00:10:00",
+            "max_jobs": 2,
+            "log_directory": str(tmp_path / "dask-logs"),
+        },
     }
     configfile = write_config(tmp_path, config)
     # Snakemake itself runs locally, one block at a time; the cells go to worker jobs
@@ -103,20 +114,29 @@ def test_dask_jobqueue_workers_as_slurm_jobs(local_slurm, reference, tmp_path):
     assert worker_logs, "no worker job ran"
     assert any("Start worker" in p.read_text() for p in worker_logs)
     # and they are gone now that the sweep ended
-    left = subprocess.run(["squeue", "-h", "-n", "diffmem-worker", "-t", "PENDING,RUNNING", "-o", "%i"],
-                          capture_output=True, text=True, check=True).stdout.split()
+    left = subprocess.run(
+        ["squeue", "-h", "-n", "diffmem-worker", "-t", "PENDING,RUNNING", "-o", "%i"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     deadline = time.monotonic() + 30
     while left and time.monotonic() < deadline:
         time.sleep(1)
-        left = subprocess.run(["squeue", "-h", "-n", "diffmem-worker", "-t", "PENDING,RUNNING",
-                               "-o", "%i"], capture_output=True, text=True, check=True).stdout.split()
+        left = subprocess.run(
+            ["squeue", "-h", "-n", "diffmem-worker", "-t", "PENDING,RUNNING", "-o", "%i"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
     assert not left, f"worker jobs outlived the sweep: {left}"
 
 
 def _block_job_ids():
     """SLURM job ids of running simulate_block jobs (the executor puts the rule in the comment)."""
-    out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i|%k"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "RUNNING", "-o", "%i|%k"], capture_output=True, text=True, check=True
+    ).stdout
     return [line.split("|")[0] for line in out.splitlines() if "simulate_block" in line]
 
 
@@ -126,13 +146,16 @@ def test_block_job_cancelled_midblock_is_retried_without_recomputing(local_slurm
     `retries: 1` resubmits it, the sweep completes, and no cell finished before is computed again."""
     config = dict(CONFIG)
     # one block of 4 slower cells (about 1.5 s each on one CPU), so the cancel lands mid-block
-    config.update(grid={**CONFIG["grid"], "N": [32], "alpha": [0.3], "seed": [0, 1, 2, 3]}, samples=1024,
-                  t={"start": 0.05, "stop": 2.0, "num": 8}, block_size=4)
+    config.update(
+        grid={**CONFIG["grid"], "N": [32], "alpha": [0.3], "seed": [0, 1, 2, 3]},
+        samples=1024,
+        t={"start": 0.05, "stop": 2.0, "num": 8},
+        block_size=4,
+    )
     configfile = write_config(tmp_path, config)
     store = tmp_path / "results" / "slurm" / "sweep.zarr"
     cmd = [SNAKEMAKE, "sweep", *SLURM_TEST_OPTIONS, "--snakefile", str(SNAKEFILE), "--configfile", str(configfile)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 300
         while True:

@@ -132,7 +132,9 @@ def test_extrapolate_raw_recovers_limit(store):
     np.testing.assert_allclose(ex["slope"].values[1], 2.0, rtol=1e-7)
     assert np.all(ex["se"].values[1] > 0)
     ex_g = ds.diffmem.extrapolate("t_g_nn", method="raw")
-    np.testing.assert_allclose(ex_g["value"].values[1], true_time(0.2, 0.0, ALPHA_DS[:, None], 1e300, ALPHAS), rtol=1e-9)
+    np.testing.assert_allclose(
+        ex_g["value"].values[1], true_time(0.2, 0.0, ALPHA_DS[:, None], 1e300, ALPHAS), rtol=1e-9
+    )
     with pytest.raises(ParameterError, match="quantity"):
         ds.diffmem.extrapolate("t_x")
 
@@ -260,13 +262,28 @@ def test_grid_in_D_compares_with_theory_at_its_exact_ratio():
     Ns, Ds, seeds = np.array([20, 30]), np.array([4, 6]), 2
     t = np.geomspace(0.05, 2.0, 30)
     P = np.floor(np.exp(0.2 * Ns) + 0.5).astype(np.int64)
-    tc = np.array([[[predict(alpha_D=D / N, N=int(N), P=int(p), seed=s)["t_c"] + 0.01 for s in range(seeds)]
-                    for N, p in zip(Ns, P)] for D in Ds])[None, :, :, None, :]
+    tc = np.array(
+        [
+            [
+                [predict(alpha_D=D / N, N=int(N), P=int(p), seed=s)["t_c"] + 0.01 for s in range(seeds)]
+                for N, p in zip(Ns, P)
+            ]
+            for D in Ds
+        ]
+    )[None, :, :, None, :]
     dims = ("nonlinearity", "D", "N", "alpha", "seed")
     ds = xr.Dataset(
         {"phi": (dims + ("t",), np.clip(0.5 - 0.25 * (np.log(t) - np.log(tc)[..., None]), 0, 1))},
-        coords={"nonlinearity": ["linear"], "D": Ds, "N": Ns, "alpha": [0.2], "seed": np.arange(seeds), "t": t,
-                "P": (("N", "alpha"), P[:, None]), "alpha_D": (("D", "N"), Ds[:, None] / Ns[None, :])},
+        coords={
+            "nonlinearity": ["linear"],
+            "D": Ds,
+            "N": Ns,
+            "alpha": [0.2],
+            "seed": np.arange(seeds),
+            "t": t,
+            "P": (("N", "alpha"), P[:, None]),
+            "alpha_D": (("D", "N"), Ds[:, None] / Ns[None, :]),
+        },
         attrs={"config": '{"family": "hmm"}'},
     )
     assert ds.diffmem.latent_dim == "D" and not ds.diffmem.has_nominal_limit
@@ -277,6 +294,7 @@ def test_grid_in_D_compares_with_theory_at_its_exact_ratio():
     ex = ds.diffmem.extrapolate("t_c")
     assert np.isnan(ex["value"]).all()
     np.testing.assert_allclose(ex["deviation"].values, 0.01, rtol=1e-9)  # two N: an exact line
+
 
 def test_shared_cells_get_the_correlated_crossing_error(tmp_path):
     """Cells recorded as shared sampling propagate phi_se with neighbour correlation 1 (larger se, same t_c)."""

@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _env():
     """This tree's sources first, so the contract is checked on them and not on an installed copy."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
+    }
 
 
 def test_import_contract_of_pyproject_holds():

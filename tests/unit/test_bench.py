@@ -9,13 +9,23 @@ import numpy as np
 import pytest
 
 from diffmem.bench import kernels as bench
-from diffmem.engine.backend import resolve
 from diffmem.cli import main
+from diffmem.engine.backend import resolve
 from diffmem.engine.kernels import stream_logits
 
 TOP_KEYS = {
-    "ratio_vs_matmul", "speedup_vs_naive", "peak_rss_mb", "peak_rss_P", "scaling_P", "scaling_M", "by_N",
-    "reverse", "machine", "config", "gemm_passes", "wall_s",
+    "ratio_vs_matmul",
+    "speedup_vs_naive",
+    "peak_rss_mb",
+    "peak_rss_P",
+    "scaling_P",
+    "scaling_M",
+    "by_N",
+    "reverse",
+    "machine",
+    "config",
+    "gemm_passes",
+    "wall_s",
 }
 SHAPE_KEYS = {"N", "M", "P", "kernel_s", "kernel_gflops", "matmul_gflops", "ratio_vs_matmul", "speedup_vs_naive"}
 P_KEYS = {"N", "M", "P", "mode", "kernel_s", "kernel_gflops", "peak_rss_mb"}
@@ -26,7 +36,10 @@ MACHINE_KEYS = {"cpu_count", "blas", "numpy", "backend", "dtype", "load_average"
 def quick_json():
     proc = subprocess.run(
         [sys.executable, "-m", "diffmem", "bench", "--quick", "--json", "--backend", "numpy"],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout), proc.stderr
@@ -86,7 +99,7 @@ def test_naive_baseline_matches_kernel(t):
     c1, c2, delta = math.exp(-t), math.exp(-2 * t), -math.expm1(-2 * t)
     X = A[index] * c1 + math.sqrt(delta) * rng.standard_normal((M, N))
     naive = bench.naive_scores(X, A, c1=c1, c2=c2, delta=delta, index=index)
-    chunks = [(s, A[s:s + 256], np.einsum("ij,ij->i", A[s:s + 256], A[s:s + 256])) for s in range(0, P, 256)]
+    chunks = [(s, A[s : s + 256], np.einsum("ij,ij->i", A[s : s + 256], A[s : s + 256])) for s in range(0, P, 256)]
     res = stream_logits(X, chunks, c1=c1, c2=c2, delta=delta, index=index, want_mean=True)
     # rounding of logits of size N / Delta_t (< 10^3 here) in float64
     np.testing.assert_allclose(res.log_z, naive["log_z"], rtol=1e-12)
@@ -201,8 +214,9 @@ def test_streamed_child_reports_regeneration_share():
 
 
 def test_p_max_extends_the_decades():
-    from diffmem.cli.bench import add_parser, config_from_args
     import argparse
+
+    from diffmem.cli.bench import add_parser, config_from_args
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(), "bench")

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from diffmem.cli import main
 from diffmem.bench.cells import QUICK_CELL, format_cell_report, run_cell_benchmark
+from diffmem.cli import main
 
 
 def test_quick_cell_json_has_both_schemes(capsys):

@@ -7,11 +7,11 @@ import pytest
 from scipy import special
 
 from diffmem.analysis.estimators import level_crossing
+from diffmem.engine import speciation
 from diffmem.engine.backend import resolve
 from diffmem.engine.cell import run_cell
 from diffmem.engine.data import DataSpec, TrainingSet
 from diffmem.engine.observables import Context
-from diffmem.engine import speciation
 from diffmem.errors import ParameterError
 from diffmem.spec import CellSpec
 

@@ -7,12 +7,29 @@ import sys
 
 import pytest
 
+from diffmem.cli import main
 from diffmem.engine import variables
 from diffmem.engine.backend import cupy_available
-from diffmem.cli import main
 
-BASE = ["cell", "--family", "hmm", "--N", "8", "--P", "40", "--t", "0.2", "0.9", "--samples", "8",
-        "--basin-samples", "4", "--rho", "0.5", "2"]
+BASE = [
+    "cell",
+    "--family",
+    "hmm",
+    "--N",
+    "8",
+    "--P",
+    "40",
+    "--t",
+    "0.2",
+    "0.9",
+    "--samples",
+    "8",
+    "--basin-samples",
+    "4",
+    "--rho",
+    "0.5",
+    "2",
+]
 
 
 def run_main(argv, capsys):
@@ -40,8 +57,25 @@ def test_json_output_has_params_times_and_every_variable(capsys):
 
 
 def test_alpha_sets_p_by_rounding(capsys):
-    status, out, _ = run_main(["cell", "--family", "isotropic", "--N", "10", "--alpha", "0.3", "--t", "0.5",
-                               "--samples", "4", "--basin-samples", "2", "--json"], capsys)
+    status, out, _ = run_main(
+        [
+            "cell",
+            "--family",
+            "isotropic",
+            "--N",
+            "10",
+            "--alpha",
+            "0.3",
+            "--t",
+            "0.5",
+            "--samples",
+            "4",
+            "--basin-samples",
+            "2",
+            "--json",
+        ],
+        capsys,
+    )
     assert status == 0
     assert json.loads(out)["params"]["P"] == math.floor(math.exp(3.0) + 0.5)
 
@@ -134,11 +168,15 @@ def test_python_dash_m_and_console_script_agree():
     args = BASE[1:] + ["--json"]
     by_module = subprocess.run([sys.executable, "-m", "diffmem", "cell", *args], capture_output=True, text=True)
     assert by_module.returncode == 0, by_module.stderr
-    script = subprocess.run([sys.executable, "-c", "import sys; from diffmem.cli import main; sys.exit(main())",
-                             "cell", *args], capture_output=True, text=True)
+    script = subprocess.run(
+        [sys.executable, "-c", "import sys; from diffmem.cli import main; sys.exit(main())", "cell", *args],
+        capture_output=True,
+        text=True,
+    )
     a, b = json.loads(by_module.stdout), json.loads(script.stdout)
     a.pop("wall_time"), b.pop("wall_time")
     assert a == b
-    bad = subprocess.run([sys.executable, "-m", "diffmem", "cell", *argv_with(["--N", "0"])[1:]],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "diffmem", "cell", *argv_with(["--N", "0"])[1:]], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -32,8 +32,11 @@ def test_bad_config_file_is_one_line_naming_it(tmp_path, capsys, content, expect
     path = tmp_path / "sweep.yaml"
     if content is not None:
         path.write_text(content)
-    extra = {"run-block": ["--block", "b0000"], "theory": ["--out", str(tmp_path / "t.zarr")],
-             "phase": ["--out", str(tmp_path / "p.zarr")]}.get(step, [])
+    extra = {
+        "run-block": ["--block", "b0000"],
+        "theory": ["--out", str(tmp_path / "t.zarr")],
+        "phase": ["--out", str(tmp_path / "p.zarr")],
+    }.get(step, [])
     err = _one_error_line(capsys, ["sweep", step, "--configfile", str(path), *extra])
     assert err.startswith(f"diffmem sweep: error: --configfile: {path}")
     assert expected in err

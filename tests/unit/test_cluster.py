@@ -4,11 +4,11 @@ import os
 
 import pytest
 
-from diffmem.pipeline import cluster
 from diffmem.errors import ParameterError
-
+from diffmem.pipeline import cluster
 
 # --- walltime parsing: SLURM's documented formats (sbatch(1), --time) --------------------------------
+
 
 @pytest.mark.parametrize(
     "text, seconds",
@@ -49,6 +49,7 @@ def test_worker_lifetime_explicit_margin():
 
 # --- spec validation ----------------------------------------------------------------------------------
 
+
 def test_defaults_are_local():
     spec = cluster.validate_cluster_spec(None)
     assert spec["kind"] == "local" and spec["threads_per_worker"] == 1 and spec["n_workers"] is None
@@ -81,12 +82,10 @@ def test_keyword_overrides_spec():
         ({"kind": "slurm", "slurm": {"memory": -1}}, "cluster.slurm.memory"),
         ({"kind": "slurm", "slurm": {"walltime": "1h"}}, "cluster.slurm.walltime"),
         ({"kind": "slurm", "slurm": {"walltime": "00:01:00"}}, "cluster.slurm.walltime"),
-        ({"kind": "slurm", "slurm": {"walltime": "00:10:00", "lifetime_margin": 590}},
-         "cluster.slurm.lifetime_margin"),
+        ({"kind": "slurm", "slurm": {"walltime": "00:10:00", "lifetime_margin": 590}}, "cluster.slurm.lifetime_margin"),
         ({"kind": "slurm", "slurm": {"lifetime_margin": -1}}, "cluster.slurm.lifetime_margin"),
         ({"kind": "slurm", "slurm": {"partition": "x"}}, "cluster.slurm.partition"),  # unknown
-        ({"kind": "slurm", "slurm": {"job_extra_directives": "--gres=gpu:1"}},
-         "cluster.slurm.job_extra_directives"),
+        ({"kind": "slurm", "slurm": {"job_extra_directives": "--gres=gpu:1"}}, "cluster.slurm.job_extra_directives"),
         ({"kind": "slurm", "slurm": ["queue"]}, "cluster.slurm"),
         ({"kind": "slurm", "threads_per_worker": 2, "slurm": {"cores": 3}}, "cluster.slurm.cores"),
         # a typo in an unused slurm section is still reported
@@ -112,9 +111,17 @@ def test_unknown_key_lists_valid_keys():
 
 def test_slurm_kwargs_give_workers_a_lifetime_below_walltime():
     spec = cluster.validate_cluster_spec(
-        {"kind": "slurm", "threads_per_worker": 2,
-         "slurm": {"cores": 4, "walltime": "02:00:00", "queue": "short", "account": "proj",
-                   "job_extra_directives": ["--gres=gpu:1"]}}
+        {
+            "kind": "slurm",
+            "threads_per_worker": 2,
+            "slurm": {
+                "cores": 4,
+                "walltime": "02:00:00",
+                "queue": "short",
+                "account": "proj",
+                "job_extra_directives": ["--gres=gpu:1"],
+            },
+        }
     )
     kwargs = cluster.slurm_cluster_kwargs(spec)
     assert kwargs["processes"] == 2 and kwargs["cores"] == 4  # 2 workers x 2 threads per job
@@ -130,8 +137,17 @@ def test_slurm_job_script_has_requested_directives():
     from dask_jobqueue import SLURMCluster
 
     spec = cluster.validate_cluster_spec(
-        {"kind": "slurm", "slurm": {"walltime": "00:30:00", "queue": "short", "account": "proj", "cores": 1,
-                                    "memory": "2 GiB", "job_extra_directives": ["--gres=gpu:1"]}}
+        {
+            "kind": "slurm",
+            "slurm": {
+                "walltime": "00:30:00",
+                "queue": "short",
+                "account": "proj",
+                "cores": 1,
+                "memory": "2 GiB",
+                "job_extra_directives": ["--gres=gpu:1"],
+            },
+        }
     )
     with SLURMCluster(**cluster.slurm_cluster_kwargs(spec)) as slurm_cluster:
         script = slurm_cluster.job_script()
@@ -149,8 +165,18 @@ def test_slurm_kwargs_pass_only_what_the_sweep_config_sets():
         spec = cluster.validate_cluster_spec({"kind": "slurm", "slurm": {"queue": "short"}})
         kwargs = cluster.slurm_cluster_kwargs(spec)
     assert kwargs["queue"] == "short"
-    for key in ("cores", "processes", "memory", "walltime", "account", "job_extra_directives",
-                "job_script_prologue", "log_directory", "local_directory", "interface"):
+    for key in (
+        "cores",
+        "processes",
+        "memory",
+        "walltime",
+        "account",
+        "job_extra_directives",
+        "job_script_prologue",
+        "log_directory",
+        "local_directory",
+        "interface",
+    ):
         assert key not in kwargs, key
     # the lifetime still follows the walltime the job will get: the site's 2 hours
     lifetime = int(kwargs["worker_extra_args"][0].removeprefix("--lifetime=").removesuffix("s"))
@@ -164,8 +190,13 @@ def test_site_jobqueue_configuration_reaches_the_job_script():
     import dask.config
     from dask_jobqueue import SLURMCluster
 
-    site = {"jobqueue.slurm.cores": 3, "jobqueue.slurm.memory": "3 GiB", "jobqueue.slurm.walltime": "00:45:00",
-            "jobqueue.slurm.job-extra-directives": ["--qos=site"], "jobqueue.slurm.worker-extra-args": ["--no-nanny"]}
+    site = {
+        "jobqueue.slurm.cores": 3,
+        "jobqueue.slurm.memory": "3 GiB",
+        "jobqueue.slurm.walltime": "00:45:00",
+        "jobqueue.slurm.job-extra-directives": ["--qos=site"],
+        "jobqueue.slurm.worker-extra-args": ["--no-nanny"],
+    }
     with dask.config.set(site):
         spec = cluster.validate_cluster_spec({"kind": "slurm", "slurm": {"queue": "short"}})
         with SLURMCluster(**cluster.slurm_cluster_kwargs(spec)) as slurm_cluster:
@@ -221,6 +252,7 @@ def test_dashboard_is_off_by_default_and_its_link_printed_when_on():
 
 # --- cores ----------------------------------------------------------------------------------------------
 
+
 def test_available_cores_respects_slurm_allocation(monkeypatch):
     from dask.system import cpu_count
 
@@ -235,6 +267,7 @@ def test_available_cores_respects_slurm_allocation(monkeypatch):
 
 
 # --- a real LocalCluster --------------------------------------------------------------------------------
+
 
 def _pid():
     return os.getpid()
@@ -261,8 +294,7 @@ def test_local_cluster_default_workers_is_available_cores(monkeypatch):
 def test_address_kind_connects_to_existing_scheduler_without_closing_it():
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None,
-                      silence_logs=50) as existing:
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None, silence_logs=50) as existing:
         with cluster.make_cluster({"kind": "address", "address": existing.scheduler_address}) as client:
             assert client.submit(sum, [2, 3]).result() == 5
         # our exit closed only the connection; the scheduler still serves

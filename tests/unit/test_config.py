@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from diffmem.errors import ParameterError
 from diffmem.pipeline.config import load_config, validate_config
 from diffmem.pipeline.grid import Grid
 from diffmem.pipeline.schema import schema_path
-from diffmem.errors import ParameterError
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "src" / "diffmem" / "pipeline" / "config.schema.yaml"
@@ -45,8 +45,12 @@ def test_every_schema_key_has_a_description():
 
 def test_every_top_level_and_section_key_has_a_default():
     doc = _schema()
-    sections = [doc, doc["properties"]["grid"], doc["properties"]["cluster"],
-                doc["properties"]["cluster"]["properties"]["slurm"]]
+    sections = [
+        doc,
+        doc["properties"]["grid"],
+        doc["properties"]["cluster"],
+        doc["properties"]["cluster"]["properties"]["slurm"],
+    ]
     for section in sections:
         for name, sub in section["properties"].items():
             assert "default" in sub, f"{name} has no default"

@@ -8,8 +8,7 @@ import pytest
 from diffmem import nonlinearities
 from diffmem.engine.backend import resolve
 from diffmem.engine.data import BLOCK, DataSpec, TrainingSet, sample_points, training_block
-from diffmem.seeding import feature_matrix
-from diffmem.seeding import FEATURES, TRAIN, generator
+from diffmem.seeding import FEATURES, TRAIN, feature_matrix, generator
 
 
 def spec(**kw):

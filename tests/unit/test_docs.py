@@ -60,7 +60,10 @@ def _repository_files():
     try:
         out = subprocess.run(
             ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):  # not a git checkout (e.g. an unpacked sdist)
         skip = {".git", ".venv", "results", ".snakemake", "__pycache__"}

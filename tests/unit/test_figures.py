@@ -22,8 +22,13 @@ def phase_dataset(nonlinearities=("linear",), alpha_D=(0.5, 1.0), N=(12, 16), al
     dims = ("nonlinearity", "alpha_D", "N", "alpha")
     base = np.broadcast_to(np.asarray(alpha)[None, None, None, :], shape) + 0.3
     ds = xr.Dataset(
-        coords={"nonlinearity": list(nonlinearities), "alpha_D": list(alpha_D), "N": list(N),
-                "alpha": list(alpha), "t": t},
+        coords={
+            "nonlinearity": list(nonlinearities),
+            "alpha_D": list(alpha_D),
+            "N": list(N),
+            "alpha": list(alpha),
+            "t": t,
+        },
     )
     ds["alpha_realized"] = (("N", "alpha"), np.broadcast_to(np.asarray(alpha), (len(N), len(alpha))).copy())
     ds["phi_mean"] = (dims + ("t",), np.broadcast_to(np.exp(-t), shape + (len(t),)).copy())
@@ -77,8 +82,9 @@ def test_theory_lines_are_the_limit_values():
     phase = phase_dataset()
     fig = figures.plot_phase_diagram(phase.sel(nonlinearity="linear", alpha_D=1.0))
     (line,) = [ln for ln in fig.axes[0].lines if ln.get_label() == "t_c theory N->inf"]
-    np.testing.assert_allclose(line.get_ydata(), phase["t_c_limit"].sel(nonlinearity="linear", alpha_D=1.0,
-                                                                         N=16).values)
+    np.testing.assert_allclose(
+        line.get_ydata(), phase["t_c_limit"].sel(nonlinearity="linear", alpha_D=1.0, N=16).values
+    )
 
 
 def test_importing_and_plotting_leave_the_backend_alone(tmp_path):

@@ -180,9 +180,14 @@ def rounding_store():
     ds = xr.Dataset(
         {"phi": (dims + ("t",), phi), "done": (dims, np.ones(measured.shape, bool))},
         coords={
-            "nonlinearity": ["linear"], "alpha_D": [0.05], "N": Ns, "alpha": [0.1],
-            "seed": np.arange(ROUND_SEEDS), "t": t,
-            "P": (("N", "alpha"), P[:, None]), "D": (("alpha_D", "N"), D[None, :]),
+            "nonlinearity": ["linear"],
+            "alpha_D": [0.05],
+            "N": Ns,
+            "alpha": [0.1],
+            "seed": np.arange(ROUND_SEEDS),
+            "t": t,
+            "P": (("N", "alpha"), P[:, None]),
+            "D": (("alpha_D", "N"), D[None, :]),
         },
         attrs={"config": '{"family": "hmm", "normalize": false}'},
     )
@@ -232,17 +237,33 @@ def test_default_extrapolation_on_real_simulations_with_rounding_D():
     phi = np.empty((1, 1, Ns.size, 1, seeds, t.size))
     for i, N in enumerate(Ns):
         for s in range(seeds):
-            out = run_cell(N=int(N), alpha=alpha, alpha_D=alpha_D, t=t, samples=256, seed=s,
-                           rho=[0.5, 1.0], basin_samples=4, test_samples=16)
+            out = run_cell(
+                N=int(N),
+                alpha=alpha,
+                alpha_D=alpha_D,
+                t=t,
+                samples=256,
+                seed=s,
+                rho=[0.5, 1.0],
+                basin_samples=4,
+                test_samples=16,
+            )
             phi[0, 0, i, 0, s] = out["phi"]
     P = np.floor(np.exp(alpha * Ns) + 0.5).astype(np.int64)
     D = np.floor(alpha_D * Ns + 0.5).astype(np.int64)
     dims = ("nonlinearity", "alpha_D", "N", "alpha", "seed")
     ds = xr.Dataset(
         {"phi": (dims + ("t",), phi), "done": (dims, np.ones(phi.shape[:-1], bool))},
-        coords={"nonlinearity": ["linear"], "alpha_D": [alpha_D], "N": Ns, "alpha": [alpha],
-                "seed": np.arange(seeds), "t": t, "P": (("N", "alpha"), P[:, None]),
-                "D": (("alpha_D", "N"), D[None, :])},
+        coords={
+            "nonlinearity": ["linear"],
+            "alpha_D": [alpha_D],
+            "N": Ns,
+            "alpha": [alpha],
+            "seed": np.arange(seeds),
+            "t": t,
+            "P": (("N", "alpha"), P[:, None]),
+            "D": (("alpha_D", "N"), D[None, :]),
+        },
         attrs={"config": '{"family": "hmm"}'},
     )
     got = ds.diffmem.extrapolate("t_c").squeeze()
@@ -250,6 +271,7 @@ def test_default_extrapolation_on_real_simulations_with_rounding_D():
     assert abs(float(got["value"]) - float(got["theory"])) <= 3 * float(got["se"])
     assert stats.chi2.sf(float(got["chi2"]), int(got["dof"])) > 1e-3
     assert stats.chi2.sf(float(raw["chi2"]), int(raw["dof"])) < 1e-4
+
 
 def _threshold_curves(rng, t, n_samples, shared):
     """phi(t) estimates from n_samples indicators 1[t < tau], tau lognormal with median 1/2.

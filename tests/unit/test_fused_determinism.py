@@ -42,7 +42,8 @@ _PROGRAM = _INPUTS + textwrap.dedent(
     import json
     from diffmem.engine.kernels import numba_pass as fused
     shift = np.full(Q, -np.inf); s1 = np.zeros(Q); s2 = np.zeros(Q); li = np.full(Q, -np.inf)
-    fused.fold_block(G, sq, 0, row_a, coef_a, row_b, coef_b, coef_sq, index, shift, s1, s2, li, None, np.zeros(Q, np.int64), False)
+    fused.fold_block(G, sq, 0, row_a, coef_a, row_b, coef_b, coef_sq, index, shift, s1, s2, li, None, np.zeros(Q,
+    np.int64), False)
     alone = 0
     for q in range(Q):
         b = row_b[q] if row_b[q] >= 0 else row_a[q]
@@ -88,8 +89,24 @@ def _fold(threads):
     before = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        fused.fold_block(d["G"], d["sq"], 0, d["row_a"], d["coef_a"], d["row_b"], d["coef_b"], d["coef_sq"],
-                         d["index"], shift, s1, s2, li, None, np.zeros(Q, np.int64), False)
+        fused.fold_block(
+            d["G"],
+            d["sq"],
+            0,
+            d["row_a"],
+            d["coef_a"],
+            d["row_b"],
+            d["coef_b"],
+            d["coef_sq"],
+            d["index"],
+            shift,
+            s1,
+            s2,
+            li,
+            None,
+            np.zeros(Q, np.int64),
+            False,
+        )
     finally:
         numba.set_num_threads(before)
     return np.concatenate([shift, s1, s2, li])
@@ -149,8 +166,9 @@ def test_exp2_within_one_ulp_and_clamped():
         return out
 
     rng = np.random.default_rng(7)
-    d = np.concatenate([rng.uniform(-60.0, 60.0, 200_000), rng.uniform(-499.0, 999.0, 50_000),
-                        np.arange(-40.0, 40.0, 0.5)])
+    d = np.concatenate(
+        [rng.uniform(-60.0, 60.0, 200_000), rng.uniform(-499.0, 999.0, 50_000), np.arange(-40.0, 40.0, 0.5)]
+    )
     reference = np.exp2(d.astype(np.longdouble))  # 64-bit mantissa on x86: exact to far below an ulp
     ulps = np.abs((evaluate(d).astype(np.longdouble) - reference) / np.spacing(reference.astype(np.float64)))
     # the polynomial is within 4.2e-18 of 2^f; 11 fused multiply-adds and the 2^k product round
@@ -159,8 +177,9 @@ def test_exp2_within_one_ulp_and_clamped():
     ints = np.arange(-60.0, 61.0)
     np.testing.assert_array_equal(evaluate(ints), np.exp2(ints))
     # clamped: below -500 every entry is 2^-500, above 1000 it is 2^1000
-    np.testing.assert_array_equal(evaluate(np.array([-1e4, -501.0, 1001.0, 1e5])),
-                                  np.exp2(np.array([-500.0, -500.0, 1000.0, 1000.0])))
+    np.testing.assert_array_equal(
+        evaluate(np.array([-1e4, -501.0, 1001.0, 1e5])), np.exp2(np.array([-500.0, -500.0, 1000.0, 1000.0]))
+    )
 
 
 def _fold_skipping(threads, spread):
@@ -177,8 +196,24 @@ def _fold_skipping(threads, spread):
         for lo in range(0, G.shape[1], 500):  # three blocks: the shift of the later ones is a running one
             block = np.ascontiguousarray(G[:, lo : lo + 500])
             sq = d["sq"][lo : lo + 500] * spread
-            fused.fold_block(block, sq, lo, d["row_a"], d["coef_a"], d["row_b"], d["coef_b"], d["coef_sq"],
-                             d["index"], shift, s1, s2, li, fused.tile_bounds(block, sq), skipped, False)
+            fused.fold_block(
+                block,
+                sq,
+                lo,
+                d["row_a"],
+                d["coef_a"],
+                d["row_b"],
+                d["coef_b"],
+                d["coef_sq"],
+                d["index"],
+                shift,
+                s1,
+                s2,
+                li,
+                fused.tile_bounds(block, sq),
+                skipped,
+                False,
+            )
     finally:
         numba.set_num_threads(before)
     return shift, s1, s2, li, skipped
@@ -191,8 +226,24 @@ def _fold_plain(spread):
     shift, s1, s2, li = np.full(Q, -np.inf), np.zeros(Q), np.zeros(Q), np.full(Q, -np.inf)
     for lo in range(0, G.shape[1], 500):
         block = np.ascontiguousarray(G[:, lo : lo + 500])
-        fused.fold_block(block, d["sq"][lo : lo + 500] * spread, lo, d["row_a"], d["coef_a"], d["row_b"],
-                         d["coef_b"], d["coef_sq"], d["index"], shift, s1, s2, li, None, np.zeros(Q, np.int64), False)
+        fused.fold_block(
+            block,
+            d["sq"][lo : lo + 500] * spread,
+            lo,
+            d["row_a"],
+            d["coef_a"],
+            d["row_b"],
+            d["coef_b"],
+            d["coef_sq"],
+            d["index"],
+            shift,
+            s1,
+            s2,
+            li,
+            None,
+            np.zeros(Q, np.int64),
+            False,
+        )
     return shift, s1, s2, li
 
 
@@ -248,8 +299,24 @@ def test_fold_block_with_the_mixed_exponential_stays_within_its_bound_of_the_def
     out = {}
     for mixed in (False, True):
         shift, s1, s2, li = np.full(Q, -np.inf), np.zeros(Q), np.zeros(Q), np.full(Q, -np.inf)
-        fused.fold_block(d["G"], d["sq"], 0, d["row_a"], d["coef_a"], d["row_b"], d["coef_b"], d["coef_sq"],
-                         d["index"], shift, s1, s2, li, None, np.zeros(Q, np.int64), mixed)
+        fused.fold_block(
+            d["G"],
+            d["sq"],
+            0,
+            d["row_a"],
+            d["coef_a"],
+            d["row_b"],
+            d["coef_b"],
+            d["coef_sq"],
+            d["index"],
+            shift,
+            s1,
+            s2,
+            li,
+            None,
+            np.zeros(Q, np.int64),
+            mixed,
+        )
         out[mixed] = (shift, s1, s2)
     np.testing.assert_array_equal(out[True][0], out[False][0])  # the shift is an exact maximum either way
     # every weight within MIXED_WEIGHT_ERROR relative, so are the sums of them (and of their squares: 2x)

@@ -7,24 +7,35 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
+from test_phase import synthetic_sweep
 
 from diffmem.analysis import phase
 from diffmem.cli import main
 from diffmem.pipeline.config import validate_config
 from diffmem.pipeline.grid import Grid
 from diffmem.theory import GE, GE_LABEL, GE_SHORT, predict
-from test_phase import synthetic_sweep
 
 TIMES = ("t_c", "t_o", "t_g", "t_s", "t_L")
 CURVES = ("f", "rho_b", "loss")
 
 
 def grid(nonlinearity=("linear", "tanh")):
-    return Grid(validate_config({
-        "sweep": "ge-labels", "normalize": True,
-        "grid": {"nonlinearity": list(nonlinearity), "alpha_D": [0.5], "N": [16], "alpha": [0.2], "seed": [0, 1]},
-        "t": {"start": 0.05, "stop": 3.0, "num": 12, "spacing": "log"},
-    }))
+    return Grid(
+        validate_config(
+            {
+                "sweep": "ge-labels",
+                "normalize": True,
+                "grid": {
+                    "nonlinearity": list(nonlinearity),
+                    "alpha_D": [0.5],
+                    "N": [16],
+                    "alpha": [0.2],
+                    "seed": [0, 1],
+                },
+                "t": {"start": 0.05, "stop": 3.0, "num": 12, "spacing": "log"},
+            }
+        )
+    )
 
 
 def assert_labelled(da):
@@ -64,8 +75,9 @@ def test_theory_store_has_labelled_ge_values_beside_the_exact_ones(stores):
     assert "N -> infinity" in th["t_o"].attrs["theory_nonlinear"]
     # The stored GE values are predict(approximation=GE) at the cell: quenched spectrum of seed 1.
     cell = next(c for c in cfg.cells if c.nonlinearity == "tanh" and c.seed == 1)
-    expected = predict(family="hmm", nonlinearity="tanh", normalize=True, alpha_D=0.5, N=cell.N, P=cell.P, seed=1,
-                       approximation=GE)
+    expected = predict(
+        family="hmm", nonlinearity="tanh", normalize=True, alpha_D=0.5, N=cell.N, P=cell.P, seed=1, approximation=GE
+    )
     for name in ("t_c", "t_o", "t_g"):
         stored = float(tanh[f"{name}_ge"].sel(spectrum="quenched", seed=1))
         assert stored == pytest.approx(expected[name], rel=1e-12)
@@ -76,7 +88,9 @@ def test_theory_store_has_labelled_ge_values_beside_the_exact_ones(stores):
         for spectrum in ("quenched", "limit"):
             stored = float(tanh[name].sel(spectrum=spectrum, seed=1))
             assert stored == pytest.approx(rs[name], rel=1e-12)
-        assert float(tanh[f"{name}_ge"].sel(spectrum="limit", seed=0)) != float(tanh[name].sel(spectrum="limit", seed=0))
+        assert float(tanh[f"{name}_ge"].sel(spectrum="limit", seed=0)) != float(
+            tanh[name].sel(spectrum="limit", seed=0)
+        )
 
 
 def test_linear_sweep_has_no_ge_variables():
@@ -98,10 +112,11 @@ def test_phase_store_labels_every_ge_value(stores):
     at_nominal = dict(alpha_D=0.5, alpha=0.2)  # no N: the requested point is N -> infinity
     assert np.isnan(float(ph["t_o_ge_nominal"].sel(nonlinearity="linear", **at_nominal)))
     nominal = predict(family="hmm", nonlinearity="tanh", normalize=True, alpha=0.2, alpha_D=0.5, approximation=GE)
-    assert float(ph["t_o_ge_nominal"].sel(nonlinearity="tanh", **at_nominal)) == pytest.approx(nominal["t_o"],
-                                                                                              rel=1e-12)
+    assert float(ph["t_o_ge_nominal"].sel(nonlinearity="tanh", **at_nominal)) == pytest.approx(
+        nominal["t_o"], rel=1e-12
+    )
     # The accessor labels its GE variables the same way.
-    for name, da in sweep.diffmem.theory(spectrum="limit", at="nominal", approximation=GE).data_vars.items():
+    for da in sweep.diffmem.theory(spectrum="limit", at="nominal", approximation=GE).data_vars.values():
         assert_labelled(da)
 
 
@@ -121,8 +136,20 @@ def test_paper_table_labels_the_ge_column(stores):
 
 
 def test_cli_marks_every_ge_value(capsys):
-    argv = ["theory", "--family", "hmm", "--nonlinearity", "sign", "--normalize", "--alpha", "0.1",
-            "--approximation", GE, "--t", "0.5"]
+    argv = [
+        "theory",
+        "--family",
+        "hmm",
+        "--nonlinearity",
+        "sign",
+        "--normalize",
+        "--alpha",
+        "0.1",
+        "--approximation",
+        GE,
+        "--t",
+        "0.5",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "APPROXIMATION=gaussian-equivalent" in out and "docs/theory.md#ge-error" in out

@@ -27,11 +27,31 @@ runpy.run_path({script!r}, run_name="__main__")
 
 def test_shared_pass_script_runs_without_the_workflow_packages():
     script = str(ROOT / "scripts" / "gpu_shared_pass.py")
-    args = ["--backend", "numpy", "--N", "24", "--alpha", "0.2", "--times", "4", "--samples", "16",
-            "--test-samples", "16", "--basin-samples", "4", "--chunk-size", "64"]
+    args = [
+        "--backend",
+        "numpy",
+        "--N",
+        "24",
+        "--alpha",
+        "0.2",
+        "--times",
+        "4",
+        "--samples",
+        "16",
+        "--test-samples",
+        "16",
+        "--basin-samples",
+        "4",
+        "--chunk-size",
+        "64",
+    ]
     out = subprocess.run(
         [sys.executable, "-c", BLOCKED_RUN.format(script=script), *args],
-        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)

@@ -75,8 +75,14 @@ def test_kernel_matches_dense_reference_for_any_chunk_size(problem, chunk_size):
     A, X, index, t = problem
     be = resolve("numpy")
     res = stream_logits(
-        be.put(X), make_chunks(be, A, chunk_size), c1=exp(-t), c2=exp(-2 * t), delta=-expm1(-2 * t),
-        index=be.put(index), want_mean=True, want_second=True,
+        be.put(X),
+        make_chunks(be, A, chunk_size),
+        c1=exp(-t),
+        c2=exp(-2 * t),
+        delta=-expm1(-2 * t),
+        index=be.put(index),
+        want_mean=True,
+        want_second=True,
     )
     check_against_dense(res, be, X, A, index, t)
 
@@ -101,8 +107,14 @@ def test_kernel_on_array_api_strict_namespace(problem):
     be = resolve("array_api_strict")
     assert be.xp.__name__ == "array_api_strict"
     res = stream_logits(
-        be.put(X), make_chunks(be, A, 50), c1=exp(-t), c2=exp(-2 * t), delta=-expm1(-2 * t),
-        index=be.put(index), want_mean=True, want_second=True,
+        be.put(X),
+        make_chunks(be, A, 50),
+        c1=exp(-t),
+        c2=exp(-2 * t),
+        delta=-expm1(-2 * t),
+        index=be.put(index),
+        want_mean=True,
+        want_second=True,
     )
     assert type(res.log_z).__module__.startswith("array_api_strict")
     check_against_dense(res, be, X, A, index, t)
@@ -184,8 +196,14 @@ def test_cupy_kernel_matches_dense(problem):
     A, X, index, t = problem
     be = resolve("cupy")
     res = stream_logits(
-        be.put(X), make_chunks(be, A, 64), c1=exp(-t), c2=exp(-2 * t), delta=-expm1(-2 * t),
-        index=be.put(index), want_mean=True, want_second=True,
+        be.put(X),
+        make_chunks(be, A, 64),
+        c1=exp(-t),
+        c2=exp(-2 * t),
+        delta=-expm1(-2 * t),
+        index=be.put(index),
+        want_mean=True,
+        want_second=True,
     )
     check_against_dense(res, be, X, A, index, t)
 
@@ -199,8 +217,13 @@ def test_device_path_matches_dense_on_cpu_namespaces(problem, backend, chunk_siz
     A, X, index, t = problem
     be = resolve(backend)
     res = stream_device(
-        be.put(X), make_chunks(be, A, chunk_size), c1=exp(-t), c2=exp(-2 * t), delta=-expm1(-2 * t),
-        index=be.put(index), want_mean=True,
+        be.put(X),
+        make_chunks(be, A, chunk_size),
+        c1=exp(-t),
+        c2=exp(-2 * t),
+        delta=-expm1(-2 * t),
+        index=be.put(index),
+        want_mean=True,
     )
     if backend == "array_api_strict":
         assert type(res.log_z).__module__.startswith("array_api_strict")
@@ -235,13 +258,25 @@ def test_cupy_device_path_matches_dense(problem):
     for dtype, rtol in (("float64", None), ("float32", 1e-4)):
         be = resolve("cupy", dtype)
         res = stream_logits(
-            be.put(X), make_chunks(be, A, 64), c1=exp(-t), c2=exp(-2 * t), delta=-expm1(-2 * t),
-            index=be.put(index), want_mean=True,
+            be.put(X),
+            make_chunks(be, A, 64),
+            c1=exp(-t),
+            c2=exp(-2 * t),
+            delta=-expm1(-2 * t),
+            index=be.put(index),
+            want_mean=True,
         )
         if rtol is None:
             check_against_dense(res, be, X, A, index, t, second=False)
         else:  # float32: logits O(N / Delta) ~ 20 rounded at eps32 sqrt(N): 1e-4 relative on log Z is ample
-            ref = stream_logits(X, make_chunks(resolve("numpy"), A, 64), c1=exp(-t), c2=exp(-2 * t),
-                                delta=-expm1(-2 * t), index=index, want_mean=True)
+            ref = stream_logits(
+                X,
+                make_chunks(resolve("numpy"), A, 64),
+                c1=exp(-t),
+                c2=exp(-2 * t),
+                delta=-expm1(-2 * t),
+                index=index,
+                want_mean=True,
+            )
             np.testing.assert_allclose(be.get(res.log_z), ref.log_z, rtol=rtol)
             np.testing.assert_allclose(be.get(res.mean), ref.mean, rtol=1e-3, atol=1e-4)

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp, softmax
 
-from diffmem.engine.kernels import numpy_fast
 from diffmem.engine.backend import resolve
-from diffmem.engine.kernels import AugmentedChunk, stream_logits
+from diffmem.engine.kernels import AugmentedChunk, numpy_fast, stream_logits
 
 # float64: both sides round O(1e-16) per operation on logits of size O(N / Delta_t) <~ 10^4 here;
 # 1e-10 relative leaves a wide margin and still fails on any indexing, rescaling or merging bug.

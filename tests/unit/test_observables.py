@@ -15,15 +15,17 @@ from diffmem.engine.observables import (
     Context,
     basin_radius,
     fresh_queries,
-    trap_queries,
     kde_loss,
     mean_se,
     memorization,
     nearest_neighbour,
     planted_queries,
     sphere_directions,
-    test_points as held_out_points,
     time_observables,
+    trap_queries,
+)
+from diffmem.engine.observables import (
+    test_points as held_out_points,
 )
 from diffmem.seeding import QUERY, generator
 

@@ -6,8 +6,8 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
-
 from helpers import small_grid, synthetic_result
+
 from diffmem.errors import ParameterError
 from diffmem.pipeline import pack as pk
 from diffmem.pipeline import store as st
@@ -16,8 +16,6 @@ from diffmem.pipeline import store as st
 def config_for(**grid):
     """The small sweep grid of the store tests, with ``grid`` axes replaced."""
     return small_grid(grid=grid, sweep="store-test", block_size=4)
-
-
 
 
 def test_pack_copies_every_value_into_a_few_files(tmp_path):

@@ -22,8 +22,11 @@ PROJECT = PYPROJECT["project"]
 def _package_version():
     """``__version__`` of src/diffmem/version.py, read without importing it (as setuptools reads it)."""
     tree = ast.parse((ROOT / "src" / "diffmem" / "version.py").read_text())
-    (value,) = [node.value.value for node in tree.body if isinstance(node, ast.Assign)
-                and [t.id for t in node.targets] == ["__version__"]]
+    (value,) = [
+        node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["__version__"]
+    ]
     return value
 
 
@@ -31,8 +34,13 @@ VERSION = _package_version()
 ENVS = sorted((ROOT / "envs").glob("*.yaml"))
 
 # Import name -> distribution name, where they differ.
-DIST_OF_IMPORT = {"yaml": "pyyaml", "array_api_compat": "array-api-compat", "dask_jobqueue": "dask-jobqueue",
-                  "array_api_strict": "array-api-strict", "cupy": "cupy-cuda12x"}
+DIST_OF_IMPORT = {
+    "yaml": "pyyaml",
+    "array_api_compat": "array-api-compat",
+    "dask_jobqueue": "dask-jobqueue",
+    "array_api_strict": "array-api-strict",
+    "cupy": "cupy-cuda12x",
+}
 # pip distribution -> conda-forge/bioconda package, where they differ.
 CONDA_OF_DIST = {"matplotlib": "matplotlib-base", "snakemake": "snakemake-minimal"}
 
@@ -113,7 +121,8 @@ def test_conda_environment_lists_every_dependency_and_no_relative_path(env):
         package = CONDA_OF_DIST.get(dist, dist)
         assert package in conda, f"{env.name} lacks {package} (pyproject: {requirement})"
         assert conda[package] in ("", _specifier(requirement)) or package == "numpy", (
-            f"{env.name}: {package} {conda[package]} differs from pyproject's {requirement}")
+            f"{env.name}: {package} {conda[package]} differs from pyproject's {requirement}"
+        )
     assert "setuptools" in conda  # post-deploy installs without build isolation
 
 
@@ -122,14 +131,15 @@ def test_post_deploy_script_installs_the_checkout_named_by_the_workflow(env, tmp
     script = env.with_suffix(".post-deploy.sh")
     assert script.exists(), f"{script.name} missing: Snakemake would create {env.name} without diffmem"
     text = script.read_text()
-    assert "--editable \"${DIFFMEM_SOURCE}\"" in text and "--no-deps" in text
+    assert '--editable "${DIFFMEM_SOURCE}"' in text and "--no-deps" in text
     # The workflow is what tells the script where the checkout is.
     assert 'os.environ["DIFFMEM_SOURCE"] = workflow.basedir' in (ROOT / "workflow/rules/common.smk").read_text()
     # Snakemake runs a copy from .snakemake/conda/; without the variable it must stop, naming it.
     copy = tmp_path / "0123abcd.post-deploy.sh"
     copy.write_text(text)
-    out = subprocess.run(["bash", str(copy)], cwd=tmp_path, capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        ["bash", str(copy)], cwd=tmp_path, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}
+    )
     assert out.returncode == 1 and "DIFFMEM_SOURCE" in out.stderr
 
 

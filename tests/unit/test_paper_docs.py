@@ -27,7 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "paper.md"
 DOCS_DIR = ROOT / "docs" / "paper"
 COMMITTED = (DOCS_DIR / paper_docs.SUMMARY).is_file()
-NOT_COMMITTED = "docs/paper/summary.csv is not committed yet (the paper-grid results are written by `diffmem paper --docs docs/paper`)"
+NOT_COMMITTED = (
+    "docs/paper/summary.csv is not committed yet (the paper-grid results are written by "
+    "`diffmem paper --docs docs/paper`)"
+)
 
 
 def sections_that_drift(docs_dir, page):
@@ -100,8 +103,10 @@ def test_committed_errors_are_never_below_the_resolution_of_the_time_grid():
         kind = paper_docs.RESOLUTION_KIND.get(row["quantity"])
         if kind is None:
             continue
-        for value, se, res in (("measured", "measured_se", "measured_resolution"),
-                               ("extrapolated", "extrapolated_se", "extrapolated_resolution")):
+        for value, se, res in (
+            ("measured", "measured_se", "measured_resolution"),
+            ("extrapolated", "extrapolated_se", "extrapolated_resolution"),
+        ):
             if not row[value]:
                 continue
             r = grid_resolution(t, float(row[value]), kind=kind)
@@ -109,7 +114,8 @@ def test_committed_errors_are_never_below_the_resolution_of_the_time_grid():
             assert row[se], (row, value)
             assert float(row[se]) + _half_unit(row[se]) >= r, (
                 f"{row['nonlinearity']} alpha_D={row['alpha_D']} alpha={row['alpha']} {row['quantity']} {value}: "
-                f"+- {row[se]} below the grid resolution {r:.3g}")
+                f"+- {row[se]} below the grid resolution {r:.3g}"
+            )
             checked += 1
     assert checked >= 100  # 60 times x (measured, extrapolated) on the paper-2core grid
 
@@ -131,8 +137,16 @@ def test_backfill_adds_the_resolution_in_quadrature():
 
     t = np.geomspace(0.002, 3.0, 48)
     row = {c: "" for c in paper_docs.COLUMNS}
-    row.update(quantity="t_o", measured="1.09", measured_se="4.1e-15", extrapolated="1.09", extrapolated_se="0.0010",
-               theory_nominal="1.11", pull="-20.00", method="deviation")
+    row.update(
+        quantity="t_o",
+        measured="1.09",
+        measured_se="4.1e-15",
+        extrapolated="1.09",
+        extrapolated_se="0.0010",
+        theory_nominal="1.11",
+        pull="-20.00",
+        method="deviation",
+    )
     (out,) = paper_docs.backfill_resolution([row], t)
     k = np.searchsorted(t, 1.09) - 1
     half = 0.5 * (t[k + 1] - t[k])
@@ -183,14 +197,24 @@ def _table():
                     base = 0.2 + k * 0.15 + a_D * 0.3 + alpha
                     linear_or_tc = nl == "linear" or q == "t_c"
                     row = {
-                        "nonlinearity": nl, "alpha_D": a_D, "alpha": alpha, "quantity": q, "N_max": 128,
-                        "measured_N_max": base * 1.031234, "measured_N_max_se": 0.0123456, "seeds": 4,
+                        "nonlinearity": nl,
+                        "alpha_D": a_D,
+                        "alpha": alpha,
+                        "quantity": q,
+                        "N_max": 128,
+                        "measured_N_max": base * 1.031234,
+                        "measured_N_max_se": 0.0123456,
+                        "seeds": 4,
                         "theory_quenched_N_max": base * 1.0123 if linear_or_tc else float("nan"),
                         "theory_limit_N_max": base,
                         "extrapolated": base * 0.98765 if linear_or_tc else float("nan"),
                         "extrapolated_se": 0.0234567 if linear_or_tc else float("nan"),
-                        "chi2": 1.23456, "dof": 3, "n_sizes": 5,
-                        "extrapolated_raw": base * 0.95, "extrapolated_raw_se": 0.03, "chi2_raw": 7.5,
+                        "chi2": 1.23456,
+                        "dof": 3,
+                        "n_sizes": 5,
+                        "extrapolated_raw": base * 0.95,
+                        "extrapolated_raw_se": 0.03,
+                        "chi2_raw": 7.5,
                         "theory_nominal": base if linear_or_tc else float("nan"),
                         "theory_ge": base * 1.1 if nl != "linear" else float("nan"),
                     }
@@ -201,12 +225,26 @@ def _table():
 
 
 PROVENANCE = {
-    "sweep": "synthetic", "config_hash": "0123456789ab", "git_revision": "fedcba987654", "diffmem_version": "0.1.0",
-    "cells_done": 160, "cells": 160,
-    "grid": {"nonlinearity": ["linear", "sign"], "alpha_D": [0.1, 1.0], "N": [64.0, 128.0], "alpha": [0.08, 0.1],
-             "seed": [0.0, 1.0, 2.0, 3.0]},
-    "first_finished": "2026-12-02T17:00Z", "last_finished": "2026-12-02T18:00Z", "machine": "a 2-core test machine",
-    "device": ["cpu"], "backend": ["numpy"], "cell_compute_hours": 0.5, "figures": ["c_phase_diagram"],
+    "sweep": "synthetic",
+    "config_hash": "0123456789ab",
+    "git_revision": "fedcba987654",
+    "diffmem_version": "0.1.0",
+    "cells_done": 160,
+    "cells": 160,
+    "grid": {
+        "nonlinearity": ["linear", "sign"],
+        "alpha_D": [0.1, 1.0],
+        "N": [64.0, 128.0],
+        "alpha": [0.08, 0.1],
+        "seed": [0.0, 1.0, 2.0, 3.0],
+    },
+    "first_finished": "2026-12-02T17:00Z",
+    "last_finished": "2026-12-02T18:00Z",
+    "machine": "a 2-core test machine",
+    "device": ["cpu"],
+    "backend": ["numpy"],
+    "cell_compute_hours": 0.5,
+    "figures": ["c_phase_diagram"],
     "command": "diffmem paper --store s.zarr --out out --docs docs/paper",
 }
 
@@ -220,10 +258,14 @@ def synthetic_docs(tmp_path):
     text = PAGE.read_text(encoding="utf-8")
     page.write_text(paper_docs.replace_sections(text, {name: "" for name in paper_docs.SECTIONS}), encoding="utf-8")
     pd.DataFrame(paper_docs.summary_rows(_table()), columns=list(paper_docs.COLUMNS)).to_csv(
-        docs_dir / paper_docs.SUMMARY, index=False)
+        docs_dir / paper_docs.SUMMARY, index=False
+    )
     (docs_dir / paper_docs.PROVENANCE).write_text(json.dumps(PROVENANCE), encoding="utf-8")
-    sections = paper_docs.render_sections(paper_docs.read_summary(docs_dir), paper_docs.read_provenance(docs_dir),
-                                          figure_prefix=paper_docs._relative(docs_dir, page))
+    sections = paper_docs.render_sections(
+        paper_docs.read_summary(docs_dir),
+        paper_docs.read_provenance(docs_dir),
+        figure_prefix=paper_docs._relative(docs_dir, page),
+    )
     page.write_text(paper_docs.replace_sections(page.read_text(encoding="utf-8"), sections), encoding="utf-8")
     return docs_dir, page
 
@@ -285,7 +327,9 @@ def test_pull_check_catches_an_edited_pull(synthetic_docs):
 def test_summary_keeps_the_docs_columns_rounded():
     rows = paper_docs.summary_rows(_table())
     assert {r["quantity"] for r in rows} == set(paper_docs.TIMES)  # t_g_nn stays in times.csv
-    one = next(r for r in rows if (r["nonlinearity"], r["alpha_D"], r["alpha"], r["quantity"]) == ("linear", "1", "0.1", "t_o"))
+    one = next(
+        r for r in rows if (r["nonlinearity"], r["alpha_D"], r["alpha"], r["quantity"]) == ("linear", "1", "0.1", "t_o")
+    )
     # base = 0.2 + 3 * 0.15 + 0.3 + 0.1 = 1.05
     assert one["measured"] == "1.08" and one["measured_se"] == "0.012" and one["theory_N_max"] == "1.06"
     assert paper_docs._value(0.77) == "0.770" and paper_docs._error(0.03) == "0.030"  # trailing zeros kept
@@ -349,6 +393,8 @@ def test_basin_radius_theory_at_collapse_is_one(alpha, alpha_D, N):
     finder and is far below the 3 digits shown."""
     from diffmem.theory import predict
 
-    kwargs = {"alpha": alpha, "alpha_D": alpha_D} if N is None else {"N": N, "alpha": alpha, "alpha_D": alpha_D, "seed": 1}
+    kwargs = (
+        {"alpha": alpha, "alpha_D": alpha_D} if N is None else {"N": N, "alpha": alpha, "alpha_D": alpha_D, "seed": 1}
+    )
     t_c = predict(**kwargs)["t_c"]
     assert predict(**kwargs, t=[t_c])["rho_b"][0] == pytest.approx(1.0, abs=1e-9)

@@ -14,8 +14,9 @@ from diffmem.pipeline.store import template
 def config(**grid):
     g = {"alpha_D": [0.5, 1.0], "N": [16], "alpha": [0.2, 0.3], "seed": [0, 1, 2]}
     g.update(grid)
-    return Grid(validate_config({"sweep": "phase", "grid": g,
-                                 "t": {"start": 0.05, "stop": 3.0, "num": 30, "spacing": "log"}}))
+    return Grid(
+        validate_config({"sweep": "phase", "grid": g, "t": {"start": 0.05, "stop": 3.0, "num": 30, "spacing": "log"}})
+    )
 
 
 def test_theory_dataset_is_predict_called_per_cell():
@@ -29,10 +30,28 @@ def test_theory_dataset_is_predict_called_per_cell():
     for flat in (0, 7, 11):
         c = cfg.coords(flat)
         sel = dict(zip(cfg.dims, cfg.index(flat)))
-        q = predict(family="hmm", nonlinearity="linear", normalize=False, alpha_D=c["alpha_D"], N=c["N"],
-                    P=c["P"], seed=c["seed"], m_tilde=1.0, sigma=1.0, t=t)
-        lim = predict(family="hmm", nonlinearity="linear", normalize=False, alpha=np.log(c["P"]) / c["N"],
-                      alpha_D=c["D"] / c["N"], m_tilde=1.0, sigma=1.0, t=t)
+        q = predict(
+            family="hmm",
+            nonlinearity="linear",
+            normalize=False,
+            alpha_D=c["alpha_D"],
+            N=c["N"],
+            P=c["P"],
+            seed=c["seed"],
+            m_tilde=1.0,
+            sigma=1.0,
+            t=t,
+        )
+        lim = predict(
+            family="hmm",
+            nonlinearity="linear",
+            normalize=False,
+            alpha=np.log(c["P"]) / c["N"],
+            alpha_D=c["D"] / c["N"],
+            m_tilde=1.0,
+            sigma=1.0,
+            t=t,
+        )
         cell = ds.isel(sel)
         for name in ("t_c", "t_o", "t_g"):
             assert float(cell[name].sel(spectrum="quenched")) == pytest.approx(q[name], rel=1e-12)
@@ -120,10 +139,13 @@ def test_extract_puts_theory_beside():
     np.testing.assert_array_equal(out["t_c_limit"].values, th["t_c"].sel(spectrum="limit").isel(seed=0).values)
     # One name, one point: phase.zarr's and theory.zarr's "limit" is the accessor's (limit, realized),
     # and "nominal" the accessor's (limit, nominal), to the last bit.
-    xr.testing.assert_equal(out["t_c_limit"].reset_coords(drop=True),
-                            ds.diffmem.theory(spectrum="limit")["t_c"].reset_coords(drop=True))
-    xr.testing.assert_equal(out["t_c_nominal"].reset_coords(drop=True),
-                            ds.diffmem.theory(spectrum="limit", at="nominal")["t_c"].reset_coords(drop=True))
+    xr.testing.assert_equal(
+        out["t_c_limit"].reset_coords(drop=True), ds.diffmem.theory(spectrum="limit")["t_c"].reset_coords(drop=True)
+    )
+    xr.testing.assert_equal(
+        out["t_c_nominal"].reset_coords(drop=True),
+        ds.diffmem.theory(spectrum="limit", at="nominal")["t_c"].reset_coords(drop=True),
+    )
     q = ds.diffmem.theory()["t_c"].reset_coords(drop=True)
     np.testing.assert_array_equal(q.transpose(*th["t_c"].dims[1:]).values, th["t_c"].sel(spectrum="quenched").values)
 
@@ -164,7 +186,8 @@ def test_predict_kwargs_of_a_mapping_and_of_a_spec_object_agree():
     for at, spectrum in (("realized", "quenched"), ("realized", "limit"), ("nominal", "limit")):
         assert predict_kwargs(cell, at=at, spectrum=spectrum) == predict_kwargs(spec, at=at, spectrum=spectrum)
     assert predict_kwargs(cell, spectrum="limit")["alpha_D"] == 0.5 and predict_kwargs(cell, spectrum="limit")[
-        "alpha"] == pytest.approx(np.log(25) / 16)
+        "alpha"
+    ] == pytest.approx(np.log(25) / 16)
     with pytest.raises(ParameterError, match="^spectrum:"):
         predict_kwargs(cell, at="nominal", spectrum="quenched")
     with pytest.raises(ParameterError, match="^at:"):
@@ -223,8 +246,9 @@ def test_a_smooth_curve_on_a_fine_grid_is_dominated_by_the_seed_scatter():
     from diffmem.pipeline.config import validate_config
 
     g = {"alpha_D": [0.5], "N": [16], "alpha": [0.2], "seed": list(range(6))}
-    cfg = Grid(validate_config({"sweep": "fine", "grid": g, "t": {"start": 0.05, "stop": 3.0, "num": 300,
-                                                                  "spacing": "log"}}))
+    cfg = Grid(
+        validate_config({"sweep": "fine", "grid": g, "t": {"start": 0.05, "stop": 3.0, "num": 300, "spacing": "log"}})
+    )
     rng = np.random.default_rng(1)
     t_star = 0.5 * np.exp(0.1 * rng.standard_normal(cfg.shape))
     out = phase.extract(step_sweep(cfg, t_star, 0.1))

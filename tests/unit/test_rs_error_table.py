@@ -15,9 +15,18 @@ def record(sigma, N, seed, offset, resolution=0.003):
     theory = {"t_c": 0.8, "t_o": 1.1, "t_g": 0.3}
     noise = 0.002 * (seed - 1.5)
     measured = {k: v * (1 + offset(k, N) + noise) for k, v in theory.items()}
-    return {"sigma": sigma, "N": N, "P": int(np.exp(0.1 * N)), "D": N // 4, "alpha_D": 0.25, "seed": seed,
-            "measured": measured, "resolution": {k: resolution * v for k, v in theory.items()},
-            "theory": theory, "theory_kind": "marchenko-pastur" if sigma == "linear" else "replica-symmetric"}
+    return {
+        "sigma": sigma,
+        "N": N,
+        "P": int(np.exp(0.1 * N)),
+        "D": N // 4,
+        "alpha_D": 0.25,
+        "seed": seed,
+        "measured": measured,
+        "resolution": {k: resolution * v for k, v in theory.items()},
+        "theory": theory,
+        "theory_kind": "marchenko-pastur" if sigma == "linear" else "replica-symmetric",
+    }
 
 
 def records():
@@ -44,7 +53,7 @@ def test_rel_net_and_resolution():
     # net: the noise cancels against the control's (same seed), the two resolutions add in quadrature
     assert row["t_o"]["net"]["resolution"] == pytest.approx(0.003 * np.sqrt(2))
     assert row["t_o"]["net"]["rel_se"] >= row["t_o"]["net"]["resolution"]
-    assert [r["sigma"] for r in rows][:len(NS)] == ["linear"] * len(NS)  # the control first
+    assert [r["sigma"] for r in rows][: len(NS)] == ["linear"] * len(NS)  # the control first
 
 
 def test_extrapolation_recovers_the_constant_and_the_verdict():

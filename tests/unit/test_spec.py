@@ -37,21 +37,24 @@ def test_one_limit_for_P_whether_given_as_P_or_alpha():
     assert info.value.name == "alpha"
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"N": 0, "P": 10}, "N"),
-    ({"N": 10}, "P"),                          # neither P nor alpha
-    ({"N": 10, "P": 10, "alpha": 0.2}, "P"),   # both
-    ({"N": 10, "alpha": 0.01}, "alpha"),       # P rounds to 1
-    ({"N": 10, "P": 10, "alpha_D": 0.04}, "alpha_D"),  # D rounds to 0
-    ({"N": 10, "P": 10, "alpha_D": 1.5}, "alpha_D"),
-    ({"N": 10, "P": 10, "family": "cube"}, "family"),
-    ({"N": 10, "P": 10, "nonlinearity": "cubic"}, "nonlinearity"),
-    ({"N": 10, "P": 10, "mode": "langevin"}, "mode"),
-    ({"N": 10, "P": 10, "t": [0.5, -1.0]}, "t"),
-    ({"N": 10, "P": 10, "rho": [1.0, 0.5]}, "rho"),
-    ({"N": 10, "P": 10, "samples": 0}, "samples"),
-    ({"N": 10, "P": 10, "t": [1.0], "T": 0.5}, "T"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"N": 0, "P": 10}, "N"),
+        ({"N": 10}, "P"),  # neither P nor alpha
+        ({"N": 10, "P": 10, "alpha": 0.2}, "P"),  # both
+        ({"N": 10, "alpha": 0.01}, "alpha"),  # P rounds to 1
+        ({"N": 10, "P": 10, "alpha_D": 0.04}, "alpha_D"),  # D rounds to 0
+        ({"N": 10, "P": 10, "alpha_D": 1.5}, "alpha_D"),
+        ({"N": 10, "P": 10, "family": "cube"}, "family"),
+        ({"N": 10, "P": 10, "nonlinearity": "cubic"}, "nonlinearity"),
+        ({"N": 10, "P": 10, "mode": "langevin"}, "mode"),
+        ({"N": 10, "P": 10, "t": [0.5, -1.0]}, "t"),
+        ({"N": 10, "P": 10, "rho": [1.0, 0.5]}, "rho"),
+        ({"N": 10, "P": 10, "samples": 0}, "samples"),
+        ({"N": 10, "P": 10, "t": [1.0], "T": 0.5}, "T"),
+    ],
+)
 def test_invalid_parameters_name_themselves(kwargs, name):
     with pytest.raises(ParameterError) as info:
         CellSpec(**kwargs)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffmem.cli import main
 from diffmem.analysis.efficiency import run_phases, sweep_efficiency
+from diffmem.cli import main
 from diffmem.cli.status import status_report, watch
 from diffmem.errors import ParameterError
 
@@ -56,8 +56,10 @@ def test_summary_efficiency_lines_from_known_times(tmp_path):
     assert lines[0].startswith("efficiency (simulation): 42 % = 20.0 s of compute of the 4 cells")
     assert "(2 cores x 24.0 s from the first cell's start to the last cell's end)" in lines[0]
     assert lines[1].startswith("efficiency (workflow): 17 % = 20.0 s") and "(2 cores x 60.0 s of workflow" in lines[1]
-    assert lines[2].startswith("workflow wall time 60.0 s = 6.0 s start-up before the first cell + 24.0 s "
-                               "simulation + 30.0 s after the last cell")
+    assert lines[2].startswith(
+        "workflow wall time 60.0 s = 6.0 s start-up before the first cell + 24.0 s "
+        "simulation + 30.0 s after the last cell"
+    )
 
 
 def test_efficiency_reads_datetime_stamps():

@@ -10,18 +10,16 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
-
-from diffmem.pipeline import store as st
 from helpers import small_grid, synthetic_result
-from diffmem.errors import ParameterError
+
 from diffmem.engine.variables import VARIABLES
+from diffmem.errors import ParameterError
+from diffmem.pipeline import store as st
 
 
 def config_for(**grid):
     """The small sweep grid of the store tests, with ``grid`` axes replaced."""
     return small_grid(grid=grid)
-
-
 
 
 def test_template_layout():
@@ -166,7 +164,8 @@ def test_write_cell_writes_the_chunks_xarray_to_zarr_writes(tmp_path):
     ref_store.cell_dataset(flat, result).to_zarr(reference, region=region, mode="r+", consolidated=False)
     lead = (1,) * len(grid.dims)
     xr.Dataset({"done": (grid.dims, np.ones(lead, dtype=bool))}).to_zarr(
-        reference, region=region, mode="r+", consolidated=False)
+        reference, region=region, mode="r+", consolidated=False
+    )
     for name in (*VARIABLES, *st.PROVENANCE, "done"):
         if name == "finished_at":
             continue
@@ -284,7 +283,8 @@ def test_plain_xarray_opens_the_store_without_diffmem(tmp_path):
         "warnings.simplefilter('error')  # opening a live store must not warn\n"
         f"ds = xr.open_zarr({str(path)!r})\n"
         "assert not any(m.startswith('diffmem') for m in sys.modules)\n"
-        "print(json.dumps({'dims': dict(ds.sizes), 'done': int(ds.done.sum()), 'phi': ds.phi.values.ravel().tolist()[12:16],"
+        "print(json.dumps({'dims': dict(ds.sizes), 'done': int(ds.done.sum()),"
+        " 'phi': ds.phi.values.ravel().tolist()[12:16],"
         " 'nl': [str(v) for v in ds.nonlinearity.values], 'units': ds.loss.attrs['units'], 'P': ds.P.values.tolist(),"
         " 'finished': str(ds.finished_at.dtype), 'n_finished': int(ds.finished_at.notnull().sum())}))\n"
     )
@@ -313,8 +313,9 @@ def test_many_cells_written_concurrently_from_several_processes_none_lost(tmp_pa
     n_proc = 4
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(n_proc)
-    procs = [ctx.Process(target=_write_cells, args=(path, grid, list(range(k, 64, n_proc)), barrier))
-             for k in range(n_proc)]
+    procs = [
+        ctx.Process(target=_write_cells, args=(path, grid, list(range(k, 64, n_proc)), barrier)) for k in range(n_proc)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -426,9 +427,12 @@ def test_grow_keeps_done_cells_byte_for_byte_and_leaves_corrupt_ones_to_recomput
     small, big = config_for(), config_for(seed=[0, 1, 2], N=[8, 9])
     path = tmp_path / "sweep.zarr"
     _filled(path, small, flats=[0, 1, 2, 5, 7])
-    before = {(name, f): st.cell_chunk_path(path, name, f).read_bytes()
-              for f in (0, 1, 2, 5) for name in (*VARIABLES, *st.PROVENANCE, "done")
-              if st.cell_chunk_path(path, name, f).exists()}
+    before = {
+        (name, f): st.cell_chunk_path(path, name, f).read_bytes()
+        for f in (0, 1, 2, 5)
+        for name in (*VARIABLES, *st.PROVENANCE, "done")
+        if st.cell_chunk_path(path, name, f).exists()
+    }
     bad = st.cell_chunk_path(path, "phi", 7)
     bad.write_bytes(bad.read_bytes()[:5])  # truncated: not kept
     assert st.create(path, big) is False  # grown
@@ -448,17 +452,21 @@ def test_grow_keeps_done_cells_byte_for_byte_and_leaves_corrupt_ones_to_recomput
         np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
 
 
-@pytest.mark.parametrize("change, key", [
-    ({"grid": {"seed": [1, 0]}}, None),  # the same values in another order: grows (a permutation)
-    ({"grid": {"seed": [0]}}, "grid.seed"),
-    ({"samples": 17}, "samples"),
-    ({"t": [0.1, 1.0]}, "t"),
-    ({"grid": {"alpha": None, "P": [3, 4]}}, "grid_dims"),
-])
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"grid": {"seed": [1, 0]}}, None),  # the same values in another order: grows (a permutation)
+        ({"grid": {"seed": [0]}}, "grid.seed"),
+        ({"samples": 17}, "samples"),
+        ({"t": [0.1, 1.0]}, "t"),
+        ({"grid": {"alpha": None, "P": [3, 4]}}, "grid_dims"),
+    ],
+)
 def test_grow_plan_allows_only_supersets(change, key):
+    from helpers import small_config
+
     from diffmem.pipeline.config import validate_config
     from diffmem.pipeline.grid import grow_plan
-    from helpers import small_config
 
     old = validate_config(small_config())
     new = validate_config(small_config(**change))

@@ -6,13 +6,13 @@ import math
 import numpy as np
 import pytest
 import xarray as xr
+from helpers import damage_chunk, small_config
 
+from diffmem.errors import ParameterError
 from diffmem.pipeline.config import validate_config
 from diffmem.pipeline.grid import Grid, config_hash
-from diffmem.pipeline.runner import CellError, INJECT_ENV, maybe_inject_failure, run_block
-from diffmem.errors import ParameterError
+from diffmem.pipeline.runner import INJECT_ENV, CellError, maybe_inject_failure, run_block
 from diffmem.pipeline.store import create
-from helpers import damage_chunk, small_config
 
 
 def tiny_config(**changes):
@@ -21,10 +21,15 @@ def tiny_config(**changes):
 
 
 def test_axes_ranges_expand_and_round():
-    config = validate_config({
-        "grid": {"alpha": {"start": 0.1, "stop": 0.3, "num": 3}, "N": {"start": 10, "stop": 40, "num": 3,
-                 "spacing": "log"}, "seed": {"start": 0, "stop": 4, "num": 5}},
-    })
+    config = validate_config(
+        {
+            "grid": {
+                "alpha": {"start": 0.1, "stop": 0.3, "num": 3},
+                "N": {"start": 10, "stop": 40, "num": 3, "spacing": "log"},
+                "seed": {"start": 0, "stop": 4, "num": 5},
+            },
+        }
+    )
     ax = Grid(config).axes
     np.testing.assert_allclose(ax["alpha"], [0.1, 0.2, 0.3])
     assert ax["N"].tolist() == [10, 20, 40]  # geomspace(10, 40, 3) = 10, 20, 40 exactly
@@ -49,8 +54,15 @@ def test_cells_blocks_and_coordinates():
     blocks = [Grid(config).block_cells(b) for b in Grid(config).block_names()]
     assert blocks == [[0, 1, 2], [3, 4, 5], [6, 7]]  # every cell in exactly one block
     c = Grid(config).coords(5)  # C order: seed fastest, then alpha, alpha_D
-    assert c == {"nonlinearity": "linear", "alpha_D": 1.0, "N": 8, "alpha": 0.2, "seed": 1,
-                 "P": math.floor(math.exp(0.2 * 8) + 0.5), "D": 8}
+    assert c == {
+        "nonlinearity": "linear",
+        "alpha_D": 1.0,
+        "N": 8,
+        "alpha": 0.2,
+        "seed": 1,
+        "P": math.floor(math.exp(0.2 * 8) + 0.5),
+        "D": 8,
+    }
     with pytest.raises(ParameterError):
         Grid(config).block_cells("b0009")
 
@@ -104,15 +116,18 @@ def test_config_hash_covers_science_only():
     # The t grid given as a list equal to the range: same hash.
     as_list = tiny_config(t=Grid(base).axes["t"].tolist())
     assert config_hash(as_list) == config_hash(base)
-    for change in ({"samples": 17}, {"mode": "sde"}, {"grid": {"alpha_D": [0.5], "N": [8], "alpha": [0.2, 0.3],
-                                                                 "seed": [0, 1]}}):
+    for change in (
+        {"samples": 17},
+        {"mode": "sde"},
+        {"grid": {"alpha_D": [0.5], "N": [8], "alpha": [0.2, 0.3], "seed": [0, 1]}},
+    ):
         assert config_hash(tiny_config(**change)) != config_hash(base), change
 
 
 def test_injection_counts_attempts_across_calls(tmp_path):
     inject = {"cells": [{"alpha": 0.3, "seed": 0}, 7], "times": 2, "state_dir": str(tmp_path)}
     coords = {"alpha": 0.3, "seed": 0, "N": 8}
-    for attempt in (1, 2):
+    for _attempt in (1, 2):
         with pytest.raises(RuntimeError, match="injected failure"):
             maybe_inject_failure(inject, 2, coords)
     maybe_inject_failure(inject, 2, coords)  # third attempt passes
@@ -178,6 +193,7 @@ def test_run_block_result_equals_the_engine_called_directly(tmp_path, client):
         # here 1e-13 still catches a wrong cell, a wrong seed or a wrong time (differences >= 1e-3).
         def check(actual, desired):
             np.testing.assert_allclose(actual, desired, rtol=1e-13, atol=0)
+
     check(cell["phi"].values, np.asarray(direct["phi"], dtype=float))
     check(cell["basin_static"].values, np.asarray(direct["basin_static"], dtype=float))
     check(float(cell["d_nn"]), direct["d_nn"])
@@ -199,8 +215,12 @@ def test_failure_always_stops_naming_the_cell_and_keeps_finished_cells(tmp_path,
     store = tmp_path / "s.zarr"
     create(store, Grid(config))
     run_block(store, Grid(config), "b0000", client=client, progress=False)
-    monkeypatch.setenv(INJECT_ENV, json.dumps({"cells": [{"alpha": 0.3, "alpha_D": 1.0, "seed": 0}],
-                                                      "times": -1, "state_dir": str(tmp_path / "st")}))
+    monkeypatch.setenv(
+        INJECT_ENV,
+        json.dumps(
+            {"cells": [{"alpha": 0.3, "alpha_D": 1.0, "seed": 0}], "times": -1, "state_dir": str(tmp_path / "st")}
+        ),
+    )
     with pytest.raises(CellError) as info:
         run_block(store, Grid(config), "b0002", client=client, progress=False)
     message = str(info.value)
@@ -221,8 +241,7 @@ def test_parameter_error_of_a_cell_is_not_retried_and_names_the_cell(tmp_path, c
     store = tmp_path / "s.zarr"
     create(store, Grid(config))
     # times = 0: the hook never fails a cell, it only counts the attempts of the listed ones.
-    monkeypatch.setenv(INJECT_ENV, json.dumps({"cells": [0, 1, 2], "times": 0,
-                                                      "state_dir": str(tmp_path / "st")}))
+    monkeypatch.setenv(INJECT_ENV, json.dumps({"cells": [0, 1, 2], "times": 0, "state_dir": str(tmp_path / "st")}))
     with pytest.raises(CellError) as info:
         run_block(store, Grid(config), "b0000", client=client, progress=False)
     message = str(info.value)
@@ -272,14 +291,20 @@ def test_cli_run_status_and_errors(tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)
     raw = {
-        "sweep": "cli", "grid": {"N": [8], "alpha": [0.25], "seed": [0, 1, 2]}, "t": [0.2, 1.0],
-        "rho": [0.5, 2.0], "samples": 8, "test_samples": 8, "basin_samples": 2, "block_size": 2,
-        "progress": False, "retries": 0,
+        "sweep": "cli",
+        "grid": {"N": [8], "alpha": [0.25], "seed": [0, 1, 2]},
+        "t": [0.2, 1.0],
+        "rho": [0.5, 2.0],
+        "samples": 8,
+        "test_samples": 8,
+        "basin_samples": 2,
+        "block_size": 2,
+        "progress": False,
+        "retries": 0,
     }
     cfg = _write_yaml(tmp_path / "c.yaml", raw)
     # An always-failing cell: exit 1 and a one-line message naming it; the others are written.
-    monkeypatch.setenv(INJECT_ENV, json.dumps({"cells": [{"seed": 2}], "times": -1,
-                                                     "state_dir": str(tmp_path / "st")}))
+    monkeypatch.setenv(INJECT_ENV, json.dumps({"cells": [{"seed": 2}], "times": -1, "state_dir": str(tmp_path / "st")}))
     assert main(["sweep", "run", "--configfile", str(cfg), "--threads", "1"]) == 1
     err = capsys.readouterr().err
     assert "error: cell 2 failed" in err and "seed=2" in err
@@ -314,11 +339,14 @@ def test_grid_in_D_gives_exact_latent_dimensions():
     np.testing.assert_array_equal(sizes["alpha_D_realized"][1], sizes["alpha_D"][1])
 
 
-@pytest.mark.parametrize("grid, key", [
-    ({"D": [2], "alpha_D": [0.5]}, "grid.D"),   # exclusive with alpha_D
-    ({"D": [9], "N": [8, 16]}, "grid.D"),        # D > N for N = 8
-    ({"alpha_D": [0.01], "N": [8]}, "grid.alpha_D"),  # rounds to D = 0
-])
+@pytest.mark.parametrize(
+    "grid, key",
+    [
+        ({"D": [2], "alpha_D": [0.5]}, "grid.D"),  # exclusive with alpha_D
+        ({"D": [9], "N": [8, 16]}, "grid.D"),  # D > N for N = 8
+        ({"alpha_D": [0.01], "N": [8]}, "grid.alpha_D"),  # rounds to D = 0
+    ],
+)
 def test_invalid_latent_axis_names_the_key(grid, key):
     with pytest.raises(ParameterError) as info:
         validate_config({"grid": {"alpha": [0.2], "N": [8], **grid}})

@@ -41,8 +41,9 @@ def test_json_for_nonlinear_is_rs_with_ge_beside(capsys):
 
 @pytest.mark.parametrize("name", ["relu", "sign", "tanh", "erf"])
 def test_text_for_nonlinear_prints_rs_with_ge_labelled(name, capsys):
-    code, out, _ = run(["--family", "hmm", "--nonlinearity", name, "--normalize", "--alpha", "0.1",
-                        "--alpha-D", "0.5"], capsys)
+    code, out, _ = run(
+        ["--family", "hmm", "--nonlinearity", name, "--normalize", "--alpha", "0.1", "--alpha-D", "0.5"], capsys
+    )
     assert code == 0 and "replica-symmetric distance theory" in out
     for label in ("onset time t_o", "generalization time t_g", "basin radius r*"):
         line = next(line for line in out.splitlines() if label in line)
@@ -52,13 +53,17 @@ def test_text_for_nonlinear_prints_rs_with_ge_labelled(name, capsys):
 
 
 def test_quenched_and_readable_summary(capsys):
-    code, out, _ = run(["--family", "hmm", "--N", "40", "--P", "500", "--alpha-D", "0.5", "--seed", "3", "--t", "0.4"], capsys)
+    code, out, _ = run(
+        ["--family", "hmm", "--N", "40", "--P", "500", "--alpha-D", "0.5", "--seed", "3", "--t", "0.4"], capsys
+    )
     assert code == 0
     assert "quenched" in out and "collapse time t_c" in out and "N=40 D=20 P=500" in out
 
 
 def test_mixture_and_isotropic(capsys):
-    code, out, _ = run(["--family", "gaussian-mixture", "--N", "100", "--P", "5000", "--m-tilde", "0.5", "--json"], capsys)
+    code, out, _ = run(
+        ["--family", "gaussian-mixture", "--N", "100", "--P", "5000", "--m-tilde", "0.5", "--json"], capsys
+    )
     assert code == 0 and json.loads(out)["t_s"] is not None
     code, out, _ = run(["--family", "isotropic", "--alpha", "0.3", "--json"], capsys)
     assert json.loads(out)["t_g"] == pytest.approx(0.2394, abs=1e-3)

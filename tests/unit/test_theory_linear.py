@@ -74,7 +74,8 @@ def test_isotropic_chain_of_times():
 
 
 def test_generalization_over_collapse_ratio_at_fixed_alpha():
-    # docs/theory.md#reference-tables: t_g/t_c = 0.376, 0.331, 0.259, 0.133 for alpha_D = 1, 0.5, 0.25, 0.1 at alpha = 0.1.
+    # docs/theory.md#reference-tables: t_g/t_c = 0.376, 0.331, 0.259, 0.133 for alpha_D = 1, 0.5, 0.25, 0.1 at alpha =
+    # 0.1.
     ratios = []
     for alpha_D in (1.0, 0.5, 0.25, 0.1):
         sp = marchenko_pastur_spectrum(alpha_D)
@@ -105,7 +106,8 @@ def test_small_alpha_D_closed_form_is_approached():
 
 
 def test_condensed_basin_reference_values():
-    # docs/theory.md#reference-tables (isotropic, alpha = 0.125, t/t_c = 0.8, 0.6, 0.4, 0.2): condensed formula 1.50, 2.39,
+    # docs/theory.md#reference-tables (isotropic, alpha = 0.125, t/t_c = 0.8, 0.6, 0.4, 0.2): condensed formula 1.50,
+    # 2.39,
     # 4.25, 10.0, annealed formula 1.35, 1.66, 1.99, 2.48 (3 significant digits: 1 % relative).
     sp = isotropic_spectrum()
     t = collapse_time(sp, 0.125) * np.array([0.8, 0.6, 0.4, 0.2])
@@ -129,7 +131,9 @@ def test_rate_function_is_the_legendre_transform_of_the_cumulant():
     sp = marchenko_pastur_spectrum(0.4)
     for d in (0.3, 0.8, 1.5):
         res = optimize.minimize_scalar(
-            lambda th: float(th * d + cumulant(sp, th)[0]), bounds=(-0.5 / sp.lam_max + 1e-9, 50), method="bounded",
+            lambda th, d=d: float(th * d + cumulant(sp, th)[0]),
+            bounds=(-0.5 / sp.lam_max + 1e-9, 50),
+            method="bounded",
             options={"xatol": 1e-12},
         )
         assert rate_function(sp, d) == pytest.approx(-res.fun, abs=1e-8)

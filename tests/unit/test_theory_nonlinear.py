@@ -19,7 +19,8 @@ from diffmem.theory.nonlinear import (
 @pytest.mark.parametrize("method", ["auto", "gauss-hermite", "piecewise"])
 @pytest.mark.parametrize("alpha_D", [1.0, 0.5, 0.1])
 def test_linear_sigma_reproduces_marchenko_pastur(alpha_D, method):
-    # docs/theory.md#replica-symmetric: the GLM formula with sigma = linear must give (1/2)<log(1 + s lam)> under MP (1e-4).
+    # docs/theory.md#replica-symmetric: the GLM formula with sigma = linear must give (1/2)<log(1 + s lam)> under MP
+    # (1e-4).
     t = np.array([0.05, 0.2, 0.6, 1.5])
     rs = excess_entropy_rs(t, alpha_D, "linear", method=method)
     np.testing.assert_allclose(rs, excess_entropy(marchenko_pastur_spectrum(alpha_D), t), atol=1e-4)
@@ -93,7 +94,9 @@ def test_normalize_is_honoured():
     # sign and linear have unit second moment: normalize changes nothing; tanh it rescales.
     t = 0.4
     for name in ("sign", "linear"):
-        assert excess_entropy_rs(t, 0.5, name, normalize=True) == pytest.approx(excess_entropy_rs(t, 0.5, name), abs=1e-12)
+        assert excess_entropy_rs(t, 0.5, name, normalize=True) == pytest.approx(
+            excess_entropy_rs(t, 0.5, name), abs=1e-12
+        )
     assert excess_entropy_rs(t, 0.5, "tanh", normalize=True) > excess_entropy_rs(t, 0.5, "tanh") + 1e-3
 
 

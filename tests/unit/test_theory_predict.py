@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from diffmem.seeding import feature_matrix
 from diffmem.errors import ParameterError
+from diffmem.seeding import feature_matrix
 from diffmem.theory import (
     collapse_time,
     marchenko_pastur_spectrum,
@@ -19,8 +19,16 @@ TIMES = ("t_c", "t_o", "t_g", "t_s", "t_L")
 def test_large_n_linear_hmm_matches_the_table_and_returns_curves():
     t = np.linspace(0.01, 2.0, 200)
     out = predict(alpha=0.1, alpha_D=0.25, t=t)
-    assert set(out) == set(TIMES) | {"params", "t", "f", "rho_b", "loss", "voronoi_radius",
-                                     "replicon_t_o", "replicon_t_g"}
+    assert set(out) == set(TIMES) | {
+        "params",
+        "t",
+        "f",
+        "rho_b",
+        "loss",
+        "voronoi_radius",
+        "replicon_t_o",
+        "replicon_t_g",
+    }
     assert out["replicon_t_o"] is None and out["replicon_t_g"] is None  # RS stability: nonlinear sigma only
     assert out["t_c"] == pytest.approx(0.6982, abs=1e-3)
     assert out["t_s"] is None  # no spike: the top of the Marchenko-Pastur bulk is not a speciation

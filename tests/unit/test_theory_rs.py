@@ -19,14 +19,22 @@ ALPHA = 0.1
 # RS at N -> infinity, normalized sigma, alpha = 0.1: (t_o, t_g), printed to 4 digits by an independent
 # implementation of the same theory (the reference the project was given with the derivation).
 REFERENCE = {
-    ("tanh", 1.0): (1.1463, 0.3185), ("tanh", 0.5): (1.1191, 0.2709),
-    ("tanh", 0.25): (1.0574, 0.1949), ("tanh", 0.1): (0.8190, 0.0682),
-    ("relu", 1.0): (0.9616, 0.2205), ("relu", 0.5): (0.9394, 0.1920),
-    ("relu", 0.25): (0.8904, 0.1433), ("relu", 0.1): (0.7011, 0.0536),
-    ("sign", 1.0): (1.1634, 0.3431), ("sign", 0.5): (1.1518, 0.3140),
-    ("sign", 0.25): (1.1266, 0.2635), ("sign", 0.1): (1.0329, 0.1519),
-    ("erf", 1.0): (1.1478, 0.3200), ("erf", 0.5): (1.1218, 0.2734),
-    ("erf", 0.25): (1.0626, 0.1981), ("erf", 0.1): (0.8295, 0.0702),
+    ("tanh", 1.0): (1.1463, 0.3185),
+    ("tanh", 0.5): (1.1191, 0.2709),
+    ("tanh", 0.25): (1.0574, 0.1949),
+    ("tanh", 0.1): (0.8190, 0.0682),
+    ("relu", 1.0): (0.9616, 0.2205),
+    ("relu", 0.5): (0.9394, 0.1920),
+    ("relu", 0.25): (0.8904, 0.1433),
+    ("relu", 0.1): (0.7011, 0.0536),
+    ("sign", 1.0): (1.1634, 0.3431),
+    ("sign", 0.5): (1.1518, 0.3140),
+    ("sign", 0.25): (1.1266, 0.2635),
+    ("sign", 0.1): (1.0329, 0.1519),
+    ("erf", 1.0): (1.1478, 0.3200),
+    ("erf", 0.5): (1.1218, 0.2734),
+    ("erf", 0.25): (1.0626, 0.1981),
+    ("erf", 0.1): (0.8295, 0.0702),
 }
 # +-1 in the 4th printed digit, plus the rounding of the printed value itself
 TABLE_TOL = 1.5e-4
@@ -39,11 +47,13 @@ def test_linear_sigma_is_the_marchenko_pastur_closed_form(alpha_D):
         assert rs.cumulant_rs(theta, alpha_D) == pytest.approx(float(linear.cumulant(sp, theta)[0]), abs=1e-8)
         # with noise on the fixed point (eps^2 = r): the condensed-basin cumulant of the linear theory
         assert rs.cumulant_rs(theta, alpha_D, eps2=0.7) == pytest.approx(
-            float(linear.cumulant(sp, theta, r=0.7)[0]), abs=1e-8)
+            float(linear.cumulant(sp, theta, r=0.7)[0]), abs=1e-8
+        )
     assert rs.onset_time_rs(ALPHA, alpha_D) == pytest.approx(linear.onset_time(sp, ALPHA), abs=1e-8)
     assert rs.generalization_time_rs(ALPHA, alpha_D) == pytest.approx(linear.generalization_time(sp, ALPHA), abs=1e-8)
     assert rs.loss_condensation_time_rs(ALPHA, alpha_D) == pytest.approx(
-        linear.loss_condensation_time(sp, ALPHA), abs=1e-8)
+        linear.loss_condensation_time(sp, ALPHA), abs=1e-8
+    )
     assert rs.nearest_distance_rs(ALPHA, alpha_D) == pytest.approx(linear.nearest_distance(sp, ALPHA), abs=1e-8)
 
 
@@ -53,11 +63,13 @@ def test_linear_sigma_basin_radii_are_the_closed_forms(alpha_D):
     t_c, t_o = linear.collapse_time(sp, ALPHA), linear.onset_time(sp, ALPHA)
     t = np.linspace(t_c, t_o, 4)
     assert rs.basin_radius_annealed_rs(ALPHA, alpha_D, t) == pytest.approx(
-        linear.basin_radius_annealed(sp, ALPHA, t), abs=1e-8)
+        linear.basin_radius_annealed(sp, ALPHA, t), abs=1e-8
+    )
     assert rs.voronoi_radius_rs(ALPHA, alpha_D) == pytest.approx(linear.voronoi_radius(sp, ALPHA), abs=1e-8)
     grid = np.geomspace(0.01, 2.0, 25)
     assert rs.basin_radius_rs(ALPHA, alpha_D, grid, t_c, t_o) == pytest.approx(
-        linear.basin_radius(sp, ALPHA, grid), abs=1e-8)
+        linear.basin_radius(sp, ALPHA, grid), abs=1e-8
+    )
     assert rs.loss_rs(ALPHA, alpha_D, grid) == pytest.approx(linear.loss(sp, ALPHA, grid), abs=1e-8)
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from diffmem.seeding import feature_matrix
 from diffmem.errors import ParameterError
+from diffmem.seeding import feature_matrix
 from diffmem.theory import (
     collapse_time,
     isotropic_spectrum,
@@ -45,7 +45,7 @@ def test_mp_rule_converges_at_the_hard_edge():
     for c in (0.98, 1.0):
         coarse, fine = marchenko_pastur_spectrum(c, 256), marchenko_pastur_spectrum(c, 4096)
         for s in (1.0, 200.0):
-            g = lambda sp: sp.mean(np.log1p(s * sp.lam))  # noqa: E731
+            g = lambda sp, s=s: sp.mean(np.log1p(s * sp.lam))
             assert g(coarse) == pytest.approx(g(fine), abs=1e-9)
 
 

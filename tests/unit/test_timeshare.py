@@ -10,6 +10,7 @@ from diffmem.engine.backend import resolve
 from diffmem.engine.cell import run_cell
 from diffmem.engine.data import DataSpec, TrainingSet
 from diffmem.engine.kernels import stream_logits
+from diffmem.engine.kernels.shared_device import block_shape, stream_shared_device
 from diffmem.engine.observables import SHARED_STREAM, Context, time_observables
 from diffmem.engine.observables import test_points as held_out_points
 from diffmem.engine.timeshare import (
@@ -19,7 +20,6 @@ from diffmem.engine.timeshare import (
     shared_time_observables,
     stream_shared,
 )
-from diffmem.engine.kernels.shared_device import block_shape, stream_shared_device
 
 numba = pytest.importorskip("numba")
 
@@ -250,12 +250,25 @@ def test_fallback_backend_gives_the_same_numbers():
     assert shared_path(fast) == "fused" and shared_path(strict) == "device"
     b = held_out_points(fast.spec, 10, 3)
     kw = dict(samples=12, seed=3, rho=RHO, basin_samples=4)
-    for got, want in zip(shared_time_observables(fast, TIMES, b, **kw), shared_time_observables(strict, TIMES, b, **kw)):
+    for got, want in zip(
+        shared_time_observables(fast, TIMES, b, **kw), shared_time_observables(strict, TIMES, b, **kw)
+    ):
         _compare(got, want, atol=1e-10)
 
 
-CELL = dict(family="hmm", nonlinearity="tanh", N=20, P=800, alpha_D=0.5, t=TIMES, samples=32,
-            basin_samples=8, rho=RHO, seed=4, chunk_size=128)
+CELL = dict(
+    family="hmm",
+    nonlinearity="tanh",
+    N=20,
+    P=800,
+    alpha_D=0.5,
+    t=TIMES,
+    samples=32,
+    basin_samples=8,
+    rho=RHO,
+    seed=4,
+    chunk_size=128,
+)
 
 
 def _numbers(result):
@@ -299,8 +312,17 @@ def test_shared_and_independent_schemes_give_the_same_curves():
 def test_weights_stay_in_the_unit_interval_for_a_dominant_point(seed):
     """Tiny training sets (P = 6 and 55) at small t: one term dominates its row, phi and y2 stay <= 1."""
     for N, alpha in ((12, 0.15), (16, 0.25)):
-        res = run_cell(family="hmm", N=N, alpha=alpha, alpha_D=0.5, t=list(np.geomspace(0.05, 3.0, 8)),
-                       samples=32, basin_samples=8, rho=[0.2, 1.0, 5.0], seed=seed)
+        res = run_cell(
+            family="hmm",
+            N=N,
+            alpha=alpha,
+            alpha_D=0.5,
+            t=list(np.geomspace(0.05, 3.0, 8)),
+            samples=32,
+            basin_samples=8,
+            rho=[0.2, 1.0, 5.0],
+            seed=seed,
+        )
         for name in ("phi", "y2", "y2_fresh", "trap"):
             values = np.array(res[name])
             assert ((values >= 0) & (values <= 1)).all(), (name, values)

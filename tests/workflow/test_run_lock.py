@@ -39,8 +39,18 @@ def paused(seconds=None):
 
 
 def command(configfile, *extra):
-    return [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(configfile),
-            "--cores", "1", "--rerun-incomplete", *extra, "sweep"]
+    return [
+        SNAKEMAKE,
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--configfile",
+        str(configfile),
+        "--cores",
+        "1",
+        "--rerun-incomplete",
+        *extra,
+        "sweep",
+    ]
 
 
 def wait_for(path, timeout=120):
@@ -54,8 +64,14 @@ def test_second_run_refused_and_killed_runs_lock_cleared(tmp_path):
     configfile = one_block_config(tmp_path)
     lock_file = tmp_path / "results" / "locktest" / "run.lock"
     # Its own session, so the kill below takes its jobs (the block and its dask workers) with it.
-    first = subprocess.Popen(command(configfile), cwd=tmp_path, start_new_session=True, env=paused(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        command(configfile),
+        cwd=tmp_path,
+        start_new_session=True,
+        env=paused(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lock_file)
         second = subprocess.run(command(configfile), cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -83,8 +99,15 @@ def test_second_run_refused_while_the_first_finishes_its_sweep(tmp_path):
 
     configfile = one_block_config(tmp_path)
     lock_file = tmp_path / "results" / "locktest" / "run.lock"
-    first = subprocess.Popen(command(configfile), cwd=tmp_path, start_new_session=True, env=paused(40),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        command(configfile),
+        cwd=tmp_path,
+        start_new_session=True,
+        env=paused(40),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for(lock_file)
         second = subprocess.run(command(configfile), cwd=tmp_path, capture_output=True, text=True, timeout=300)

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-
 from helpers import ROOT, SNAKEFILE, SNAKEMAKE, TINY_CONFIG, read_cells, snakemake
 
 TEST_CONFIG = TINY_CONFIG
@@ -98,7 +97,7 @@ def test_slurm_profile_gives_its_threads_and_resources(tmp_path, option):
         assert resources["cpus_per_task"] == str(block_threads)  # "threads", evaluated
         assert "slurm_partition" in resources and "slurm_account" in resources
     for rule in ("init_store", "extract_phase", "plot_figures"):
-        (threads, resources), = jobs[rule]
+        ((threads, resources),) = jobs[rule]
         assert resources["mem_mb"] == str(profile["default-resources"]["mem_mb"]), rule
         assert resources["runtime"] == str(profile["default-resources"]["runtime"]), rule
 
@@ -190,8 +189,13 @@ def test_end_to_end_theory_phase_figures_summary(finished):
 @pytest.mark.slow
 def test_status_command(finished):
     cwd, _ = finished
-    out = subprocess.run([str(Path(sys.executable).parent / "diffmem"), "status", "results/test/sweep.zarr"],
-                         cwd=cwd, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "diffmem"), "status", "results/test/sweep.zarr"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "16/16" in out and "b0003: 4/4" in out
 
 
@@ -263,8 +267,7 @@ def _run_and_sigkill(cwd, moment):
     cmd = [SNAKEMAKE, "--cores", "2", "--snakefile", str(SNAKEFILE), "--configfile", str(TEST_CONFIG)]
     done_path = cwd / "results/test/sweep.zarr/done"
     start_done = int(read_cells(done_path.parent)[0].sum()) if done_path.exists() else 0
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     n_done = start_done
     try:
@@ -288,8 +291,11 @@ def _run_and_sigkill(cwd, moment):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("moments", [("store_created",), ("cell_done",), ("cell_done", "cell_done")],
-                         ids=["at-store-creation", "after-a-cell", "twice"])
+@pytest.mark.parametrize(
+    "moments",
+    [("store_created",), ("cell_done",), ("cell_done", "cell_done")],
+    ids=["at-store-creation", "after-a-cell", "twice"],
+)
 def test_sigkill_mid_sweep_then_rerun_equals_uninterrupted(finished, tmp_path, moments):
     for moment in moments:
         done_before = _run_and_sigkill(tmp_path, moment)
@@ -332,7 +338,9 @@ def test_one_block_per_core_gives_the_same_store_and_resumes_on_other_cores(fini
     out = snakemake(tmp_path, "sweep", "--cores", "3", configfile=dealt)
     assert (out.stdout + out.stderr).count("rule simulate_block:") == 3
     assert sorted(p.parent.name for p in (tmp_path / "results/test/markers").rglob("b0000.done")) == [
-        "dealt2", "dealt3"]
+        "dealt2",
+        "dealt3",
+    ]
     again = xr.open_zarr(store, consolidated=False).load()
     np.testing.assert_array_equal(again["finished_at"].values, first["finished_at"].values)
 
@@ -355,6 +363,11 @@ def test_example_notebook_runs_on_the_workflow_store(finished, monkeypatch):
         out.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
     )
     assert "16 of 16 cells done" in text, text[-2000:]
-    images = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
-              if "image/png" in out.get("data", {})]
+    images = [
+        out
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if "image/png" in out.get("data", {})
+    ]
     assert len(images) == 2  # the accessor's phase diagram and the packaged one from phase.zarr

@@ -24,6 +24,7 @@ Per-cell extraction is :mod:`diffmem.analysis.finite_size` mapped over the cells
 
 import json
 import warnings
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -115,7 +116,7 @@ class DiffmemAccessor:
         """The sweep config recorded in the store attributes ({} when absent)."""
         return _store_config(self._ds)
 
-    def complete(self, how="seeds"):
+    def complete(self, how: str = "seeds") -> xr.Dataset:
         """Only finished data: ``how="seeds"`` keeps the seeds done in every cell, ``how="mask"``
         makes NaN every group of seeds with a cell not done (:mod:`diffmem.analysis.completeness`),
         so that ``.mean("seed")`` never averages a varying subset of seeds."""
@@ -195,7 +196,7 @@ class DiffmemAccessor:
         )
         return self._summary(tc, tc_se, name, long_name, confidence)
 
-    def collapse_time(self, level=0.5, confidence=0.95):
+    def collapse_time(self, level: float = 0.5, confidence: float = 0.95) -> xr.Dataset:
         """Collapse time t_c: where phi(t) crosses ``level`` (1/2), interpolated in log t.
 
         Returns
@@ -207,11 +208,11 @@ class DiffmemAccessor:
         """
         return self._crossing("phi", "t_c", QUANTITIES["t_c"], level, confidence)
 
-    def onset_time(self, level=0.5, confidence=0.95):
+    def onset_time(self, level: float = 0.5, confidence: float = 0.95) -> xr.Dataset:
         """Onset time t_o: where the trap fraction crosses ``level`` (1/2); same layout as collapse_time."""
         return self._crossing("trap", "t_o", QUANTITIES["t_o"], level, confidence)
 
-    def generalization_time(self, confidence=0.95):
+    def generalization_time(self, confidence: float = 0.95) -> xr.Dataset:
         """Generalization time t_g: argmin of L(t), refined by a parabola in log t (docs/theory.md#loss-minimum).
 
         Returns
@@ -223,9 +224,7 @@ class DiffmemAccessor:
         """
         loss = self._measured("loss")
         t = self._ds["t"].values
-        tg = xr.apply_ufunc(
-            lambda v: fs.minimum_time(t, v), loss, input_core_dims=[["t"]], vectorize=True
-        )
+        tg = xr.apply_ufunc(lambda v: fs.minimum_time(t, v), loss, input_core_dims=[["t"]], vectorize=True)
         out = self._summary(tg, xr.full_like(tg, np.nan), "t_g", QUANTITIES["t_g"], confidence)
         if "t_g_nn" in self._ds.data_vars:
             nn = self._measured("t_g_nn")
@@ -234,12 +233,10 @@ class DiffmemAccessor:
                 nn_se = self._measured("d_nn_se") / (2 * (1 + self._measured("d_nn")))
             else:
                 nn_se = xr.full_like(nn, np.nan)
-            out = out.merge(
-                self._summary(nn, nn_se, "t_g_nn", QUANTITIES["t_g_nn"], confidence), compat="override"
-            )
+            out = out.merge(self._summary(nn, nn_se, "t_g_nn", QUANTITIES["t_g_nn"], confidence), compat="override")
         return out
 
-    def basin_radius(self, source="stored", confidence=0.95):
+    def basin_radius(self, source: str = "stored", confidence: float = 0.95) -> xr.Dataset:
         """Static basin radius rho_b_sim(t), mean and se over seeds.
 
         Parameters
@@ -253,9 +250,7 @@ class DiffmemAccessor:
         elif source == "static":
             p = self._measured("basin_static")
             rho = self._ds["rho"].values
-            rb = xr.apply_ufunc(
-                lambda v: fs.radius_from_static(rho, v), p, input_core_dims=[["rho"]], vectorize=True
-            )
+            rb = xr.apply_ufunc(lambda v: fs.radius_from_static(rho, v), p, input_core_dims=[["rho"]], vectorize=True)
         else:
             raise ParameterError("source", f"must be 'stored' or 'static', got {source!r}")
         out = self._summary(rb, xr.full_like(rb, np.nan), "rho_b", "static basin radius", confidence)
@@ -263,7 +258,7 @@ class DiffmemAccessor:
             out[v].attrs["units"] = "Delta_t per dimension"
         return out
 
-    def times(self, confidence=0.95):
+    def times(self, confidence: float = 0.95) -> xr.Dataset:
         """t_c, t_o, t_g and t_g_nn (with their seed summaries) in one Dataset."""
         parts = [self._seed_mean("t_c", confidence), self._seed_mean("t_g", confidence)]
         if "trap" in self._ds.data_vars:
@@ -290,8 +285,9 @@ class DiffmemAccessor:
         if at == "nominal":
             if not self.has_nominal_limit:
                 raise ParameterError(
-                    "at", "'nominal' needs an alpha and an alpha_D grid (on a P or D grid, alpha = log(P)/N "
-                    "or alpha_D = D/N has no N -> infinity value)"
+                    "at",
+                    "'nominal' needs an alpha and an alpha_D grid (on a P or D grid, alpha = log(P)/N "
+                    "or alpha_D = D/N has no N -> infinity value)",
                 )
             dims = [d for d in dims if d != "N"]
         return dims
@@ -315,8 +311,17 @@ class DiffmemAccessor:
             raise ParameterError("P", "the dataset has no P coordinate: not a diffmem sweep store")
         return cell
 
-    def theory(self, spectrum="quenched", at="realized", t=None, approximation=None, limit=None, **overrides):
-        """Theory of every cell (docs/theory.md#sweep-theory), through :func:`diffmem.analysis.cell_theory.predict_kwargs`.
+    def theory(
+        self,
+        spectrum: str = "quenched",
+        at: str = "realized",
+        t: Any = None,
+        approximation: str | None = None,
+        limit: Any = None,
+        **overrides: Any,
+    ) -> xr.Dataset:
+        """Theory of every cell (docs/theory.md#sweep-theory), through
+        :func:`diffmem.analysis.cell_theory.predict_kwargs`.
 
         The same (``spectrum``, ``at``) pair names the same point in ``theory.zarr`` and ``phase.zarr``.
 
@@ -349,8 +354,9 @@ class DiffmemAccessor:
             ``rho_b``, ``loss`` on ``t`` when ``t`` is given; NaN where the theory is undefined.
         """
         if limit is not None:
-            warnings.warn("theory(limit=True) is theory(spectrum='limit', at='nominal')", DeprecationWarning,
-                          stacklevel=2)
+            warnings.warn(
+                "theory(limit=True) is theory(spectrum='limit', at='nominal')", DeprecationWarning, stacklevel=2
+            )
             if limit:
                 spectrum, at = "limit", "nominal"
         ds = self._ds
@@ -367,8 +373,15 @@ class DiffmemAccessor:
             cell = self._cell(dims, coords, idx)
             if "nonlinearity" not in cell:
                 cell["nonlinearity"] = _first(self.config, "nonlinearity", default="linear")
-            res = cell_theory.cell_theory(cell, at=at, spectrum=spectrum, base=base, approximation=approximation,
-                                          t=t_key, cache=self._theory_cache)
+            res = cell_theory.cell_theory(
+                cell,
+                at=at,
+                spectrum=spectrum,
+                base=base,
+                approximation=approximation,
+                t=t_key,
+                cache=self._theory_cache,
+            )
             for k in out_s:
                 if res.get(k) is not None:
                     out_s[k][idx] = float(res[k])
@@ -380,14 +393,25 @@ class DiffmemAccessor:
         if t_key:
             coords["t"] = np.asarray(t_key)
         res = xr.Dataset(data, coords=coords)
-        res.attrs = {"spectrum": spectrum, "at": at, "approximation": approximation or "none",
-                     **{k: str(v) for k, v in base.items()}}
+        res.attrs = {
+            "spectrum": spectrum,
+            "at": at,
+            "approximation": approximation or "none",
+            **{k: str(v) for k, v in base.items()},
+        }
         if approximation == GE:
             for name in res.data_vars:
                 res[name].attrs = ge_attrs(f"theory {name} ({spectrum}, {at})")
         return res
 
-    def limit_at(self, alpha, alpha_D, nonlinearity="linear", approximation=None, **overrides):
+    def limit_at(
+        self,
+        alpha: Any,
+        alpha_D: Any,
+        nonlinearity: str = "linear",
+        approximation: str | None = None,
+        **overrides: Any,
+    ) -> dict[str, float]:
         """N -> infinity theory times at any (alpha, alpha_D) with this store's family (for curves).
 
         Returns
@@ -398,8 +422,14 @@ class DiffmemAccessor:
         """
         cell = {"alpha": float(alpha), "alpha_D": float(alpha_D), "nonlinearity": str(nonlinearity)}
         try:
-            res = cell_theory.cell_theory(cell, at="nominal", spectrum="limit", base=self._theory_params(overrides),
-                                          approximation=approximation, cache=self._theory_cache)
+            res = cell_theory.cell_theory(
+                cell,
+                at="nominal",
+                spectrum="limit",
+                base=self._theory_params(overrides),
+                approximation=approximation,
+                cache=self._theory_cache,
+            )
         except ParameterError:
             return {}
         return {k: (np.nan if res.get(k) is None else float(res[k])) for k in cell_theory.TIMES}
@@ -414,8 +444,16 @@ class DiffmemAccessor:
             self._times_cache[method, confidence] = getattr(self, method)(confidence=confidence)
         return self._times_cache[method, confidence]
 
-    def extrapolate(self, quantity="t_c", method="deviation", form="logN/N", degree=1, confidence=0.95,
-                    reference="quenched", relative_to=None):
+    def extrapolate(
+        self,
+        quantity: str = "t_c",
+        method: str = "deviation",
+        form: str = "logN/N",
+        degree: int = 1,
+        confidence: float = 0.95,
+        reference: str = "quenched",
+        relative_to: Any = None,
+    ) -> xr.Dataset:
         """Extrapolate a measured time to N -> infinity by a fit in x = log(N)/N (docs/theory.md#finite-size).
 
         Parameters
@@ -447,8 +485,9 @@ class DiffmemAccessor:
             nominal point does not exist: ``value`` is NaN and ``deviation`` carries the result.
         """
         if relative_to is not None:
-            warnings.warn("extrapolate(relative_to='theory') is extrapolate(method='deviation')",
-                          DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "extrapolate(relative_to='theory') is extrapolate(method='deviation')", DeprecationWarning, stacklevel=2
+            )
             method = "deviation" if relative_to == "theory" else "raw"
         if method not in ("deviation", "raw"):
             raise ParameterError("method", f"must be 'deviation' or 'raw', got {method!r}")
@@ -477,9 +516,7 @@ class DiffmemAccessor:
             return r.value, r.se, r.slope, r.slope_se, r.chi2, float(r.dof), float(r.n)
 
         names = ("value", "se", "slope", "slope_se", "chi2", "dof", "n")
-        out = xr.apply_ufunc(
-            fit, y, y_se, input_core_dims=[["N"], ["N"]], output_core_dims=[[]] * 7, vectorize=True
-        )
+        out = xr.apply_ufunc(fit, y, y_se, input_core_dims=[["N"], ["N"]], output_core_dims=[[]] * 7, vectorize=True)
         ex = xr.Dataset(dict(zip(names, out)))
         theory_nominal = xr.full_like(ex["value"], np.nan) if nominal is None else nominal
         if method == "deviation":
@@ -491,8 +528,13 @@ class DiffmemAccessor:
         ex["measured"] = y
         ex["measured_se"] = y_se
         ex = ex.drop_vars([c for c in ex.coords if "N" in ex[c].dims and c != "N"])
-        ex.attrs = {"quantity": quantity, "form": form, "degree": degree, "method": method,
-                    "reference": reference if method == "deviation" else "none"}
+        ex.attrs = {
+            "quantity": quantity,
+            "form": form,
+            "degree": degree,
+            "method": method,
+            "reference": reference if method == "deviation" else "none",
+        }
         return ex
 
     def scaling_variable(self, t_c=None):
@@ -507,4 +549,3 @@ class DiffmemAccessor:
         out = real["alpha_D_eff"] * np.expm1(2 * t_c)
         out.attrs = {"long_name": "alpha_D (e^{2 t_c} - 1)", "units": "1"}
         return out.rename("scaling_variable")
-

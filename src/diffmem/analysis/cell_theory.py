@@ -65,7 +65,8 @@ def predict_kwargs(cell, *, at="realized", spectrum="quenched", base=None, appro
     Parameters
     ----------
     cell : mapping or cell spec
-        The cell (a mapping, or an object with these attributes): ``nonlinearity``, ``alpha_D`` (requested), ``N``, ``P``, ``seed``, optionally its
+        The cell (a mapping, or an object with these attributes): ``nonlinearity``, ``alpha_D`` (requested), ``N``,
+        ``P``, ``seed``, optionally its
         ``D``, and ``alpha`` (requested; needed for ``at="nominal"``). Missing ``nonlinearity`` means linear, missing
         ``alpha_D`` means 1.
     at : {"realized", "nominal"}
@@ -101,8 +102,7 @@ def predict_kwargs(cell, *, at="realized", spectrum="quenched", base=None, appro
         kw.update(alpha=alpha, alpha_D=alpha_D_real if kw["family"] == "hmm" else alpha_D)
     else:
         rs_only = kw["nonlinearity"] != "linear" and approximation is None
-        kw.update(alpha_D=alpha_D, N=int(cell["N"]), P=int(cell["P"]),
-                  seed=0 if rs_only else int(cell.get("seed", 0)))
+        kw.update(alpha_D=alpha_D, N=int(cell["N"]), P=int(cell["P"]), seed=0 if rs_only else int(cell.get("seed", 0)))
     return kw
 
 

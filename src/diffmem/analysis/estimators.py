@@ -35,8 +35,18 @@ that grid (docs/theory.md#grid-resolution; :func:`grid_resolution`, :func:`add_r
 
 import numpy as np
 
-__all__ = ["CONFIDENCE", "SUFFIXES", "RESOLUTION_KINDS", "seed_summary", "summarize_seeds", "seed_mean",
-           "level_crossing", "grid_resolution", "combine_resolution", "add_resolution"]
+__all__ = [
+    "CONFIDENCE",
+    "SUFFIXES",
+    "RESOLUTION_KINDS",
+    "seed_summary",
+    "summarize_seeds",
+    "seed_mean",
+    "level_crossing",
+    "grid_resolution",
+    "combine_resolution",
+    "add_resolution",
+]
 
 CONFIDENCE = 0.95
 SUFFIXES = ("mean", "mean_se", "lo", "hi", "nseed")
@@ -87,8 +97,15 @@ def _summary_tuple(values, se, confidence):
     return r["mean"], r["se"], r["lo"], r["hi"], float(r["n"])
 
 
-def summarize_seeds(per_cell, per_cell_se=None, name="q", long_name=None, units="time (OU units)",
-                    confidence=CONFIDENCE, resolution=None):
+def summarize_seeds(
+    per_cell,
+    per_cell_se=None,
+    name="q",
+    long_name=None,
+    units="time (OU units)",
+    confidence=CONFIDENCE,
+    resolution=None,
+):
     """Per-cell values and their summary over ``seed``, named as in the module docstring.
 
     Parameters
@@ -121,8 +138,13 @@ def summarize_seeds(per_cell, per_cell_se=None, name="q", long_name=None, units=
     out = xr.Dataset({name: per_cell, f"{name}_se": per_cell_se})
     if "seed" in per_cell.dims:
         res = xr.apply_ufunc(
-            _summary_tuple, per_cell, per_cell_se, kwargs={"confidence": confidence},
-            input_core_dims=[["seed"], ["seed"]], output_core_dims=[[]] * len(SUFFIXES), vectorize=True,
+            _summary_tuple,
+            per_cell,
+            per_cell_se,
+            kwargs={"confidence": confidence},
+            input_core_dims=[["seed"], ["seed"]],
+            output_core_dims=[[]] * len(SUFFIXES),
+            vectorize=True,
         )
     else:
         half = per_cell_se * float(_stats().norm.ppf(0.5 + confidence / 2))
@@ -185,7 +207,9 @@ def level_crossing(t, values, se=None, level=0.75):
     values = np.asarray(values, dtype=float)
     se = np.full_like(values, np.nan) if se is None else np.asarray(se, dtype=float)
     if t.ndim != 1 or values.shape != t.shape or se.shape != t.shape:
-        raise ParameterError("values", f"t, values and se must be 1-D of the same length, got {t.shape}, {values.shape}, {se.shape}")
+        raise ParameterError(
+            "values", f"t, values and se must be 1-D of the same length, got {t.shape}, {values.shape}, {se.shape}"
+        )
     if not np.isfinite(level):
         raise ParameterError("level", f"must be a finite number, got {level!r}")
     ok = np.isfinite(t) & np.isfinite(values)
@@ -303,8 +327,13 @@ def add_resolution(summary, name, grid=None, kind="crossing", resolution=None, c
     if resolution is None:
         if grid is None:
             raise ParameterError("grid", "add_resolution needs the grid or the per-cell resolution")
-        resolution = xr.apply_ufunc(grid_resolution, np.asarray(grid, dtype=float), per_cell,
-                                    kwargs={"kind": kind}, input_core_dims=[["grid"], []])
+        resolution = xr.apply_ufunc(
+            grid_resolution,
+            np.asarray(grid, dtype=float),
+            per_cell,
+            kwargs={"kind": kind},
+            input_core_dims=[["grid"], []],
+        )
     resolution = resolution.where(np.isfinite(per_cell))
     units = summary[f"{name}_mean"].attrs.get("units", "time (OU units)")
     long_name = summary[name].attrs.get("long_name", name)
@@ -318,20 +347,29 @@ def add_resolution(summary, name, grid=None, kind="crossing", resolution=None, c
     stats = _stats()
     n = summary[f"{name}_nseed"].astype(float)
     factor = xr.apply_ufunc(
-        lambda k: np.where(k >= 2, stats.t.ppf(0.5 + confidence / 2, np.maximum(k, 2) - 1),
-                           stats.norm.ppf(0.5 + confidence / 2)), n)
+        lambda k: np.where(
+            k >= 2, stats.t.ppf(0.5 + confidence / 2, np.maximum(k, 2) - 1), stats.norm.ppf(0.5 + confidence / 2)
+        ),
+        n,
+    )
     mean = summary[f"{name}_mean"]
     level = f"{confidence:.0%}"
     out = summary.copy()
     out[f"{name}_resolution"] = resolution.assign_attrs(
-        long_name=f"{long_name}, resolution of its grid per cell (half-width of the interval read in)", units=units)
+        long_name=f"{long_name}, resolution of its grid per cell (half-width of the interval read in)", units=units
+    )
     out[f"{name}_mean_resolution"] = mean_res.assign_attrs(
-        long_name=f"{long_name}, resolution of the grid, mean over seeds", units=units)
+        long_name=f"{long_name}, resolution of the grid, mean over seeds", units=units
+    )
     out[f"{name}_mean_se_total"] = total.assign_attrs(
         long_name=f"{long_name}, standard error of the mean over seeds with the grid resolution "
-        "(sqrt(mean_se^2 + mean_resolution^2))", units=units)
+        "(sqrt(mean_se^2 + mean_resolution^2))",
+        units=units,
+    )
     out[f"{name}_lo_total"] = (mean - factor * total).assign_attrs(
-        long_name=f"{long_name}, low end of the {level} interval of the mean, grid resolution included", units=units)
+        long_name=f"{long_name}, low end of the {level} interval of the mean, grid resolution included", units=units
+    )
     out[f"{name}_hi_total"] = (mean + factor * total).assign_attrs(
-        long_name=f"{long_name}, high end of the {level} interval of the mean, grid resolution included", units=units)
+        long_name=f"{long_name}, high end of the {level} interval of the mean, grid resolution included", units=units
+    )
     return out

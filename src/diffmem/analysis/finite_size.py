@@ -34,7 +34,8 @@ __all__ = [
     "size_variable",
 ]
 
-# Finite-size variables x(N) in which a measured time is fitted linearly; "logN/N" is the default (docs/theory.md#finite-size).
+# Finite-size variables x(N) in which a measured time is fitted linearly; "logN/N" is the default
+# (docs/theory.md#finite-size).
 FORMS = {
     "logN/N": lambda N: np.log(N) / N,
     "1/N": lambda N: 1.0 / N,
@@ -155,7 +156,8 @@ def minimum_time(t, y):
 
 
 def radius_from_static(rho, prob, level=0.5):
-    """Static basin radius: where P[w_mu0 > 1/2](rho) crosses ``level``, linear in log rho (docs/theory.md#crossing-times).
+    """Static basin radius: where P[w_mu0 > 1/2](rho) crosses ``level``, linear in log rho
+    (docs/theory.md#crossing-times).
 
     Returns NaN when the probability does not cross inside the rho grid.
     """

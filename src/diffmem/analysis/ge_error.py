@@ -12,8 +12,16 @@ feature matrix); :func:`markdown` writes them as the committed table. Nothing he
 
 import numpy as np
 
-__all__ = ["OBSERVABLES", "RS_TIMES", "RS_TOLERANCE", "summarize", "markdown", "summarize_rs", "extrapolate_rs",
-           "markdown_rs"]
+__all__ = [
+    "OBSERVABLES",
+    "RS_TIMES",
+    "RS_TOLERANCE",
+    "summarize",
+    "markdown",
+    "summarize_rs",
+    "extrapolate_rs",
+    "markdown_rs",
+]
 
 OBSERVABLES = {
     "t_c": "phi = 1/2 crossing",
@@ -32,8 +40,11 @@ def _mean_se(values):
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     n = len(v)
-    return {"rel": float(v.mean()) if n else np.nan,
-            "rel_se": float(v.std(ddof=1) / np.sqrt(n)) if n >= 2 else np.nan, "nseed": n}
+    return {
+        "rel": float(v.mean()) if n else np.nan,
+        "rel_se": float(v.std(ddof=1) / np.sqrt(n)) if n >= 2 else np.nan,
+        "nseed": n,
+    }
 
 
 def summarize(records):
@@ -57,8 +68,14 @@ def summarize(records):
         groups.setdefault((r["sigma"], r["alpha_D"], r["N"]), []).append(r)
     rows = []
     for (sigma, alpha_D, N), group in groups.items():
-        row = {"sigma": sigma, "alpha_D": alpha_D, "N": N, "D": group[0]["D"], "P": group[0]["P"],
-               "theory_kind": group[0]["theory_kind"]}
+        row = {
+            "sigma": sigma,
+            "alpha_D": alpha_D,
+            "N": N,
+            "D": group[0]["D"],
+            "P": group[0]["P"],
+            "theory_kind": group[0]["theory_kind"],
+        }
         for name in OBSERVABLES:
             entry = _mean_se([rel(r, name) for r in group])
             entry["theory"] = float(np.mean([_nan(r["theory"][name]) for r in group]))
@@ -89,10 +106,20 @@ def markdown(rows, n_seeds=4):
     ]
     for row in rows:
         kind = "exact" if row["sigma"] == "linear" else "GE approx."
-        cells = [row["sigma"], f"{row['alpha_D']:g}", str(row["N"]), kind, _fmt(row.get("t_c_rs"), n_seeds),
-                 _fmt(row["t_c"], n_seeds), _fmt(row["t_o"], n_seeds), _fmt(row["t_o"].get("net"), n_seeds),
-                 _fmt(row["t_g"], n_seeds), _fmt(row["t_g"].get("net"), n_seeds),
-                 _fmt(row["rho_b(t_c/2)"], n_seeds), _fmt(row["rho_b((t_c+t_o)/2)"], n_seeds)]
+        cells = [
+            row["sigma"],
+            f"{row['alpha_D']:g}",
+            str(row["N"]),
+            kind,
+            _fmt(row.get("t_c_rs"), n_seeds),
+            _fmt(row["t_c"], n_seeds),
+            _fmt(row["t_o"], n_seeds),
+            _fmt(row["t_o"].get("net"), n_seeds),
+            _fmt(row["t_g"], n_seeds),
+            _fmt(row["t_g"].get("net"), n_seeds),
+            _fmt(row["rho_b(t_c/2)"], n_seeds),
+            _fmt(row["rho_b((t_c+t_o)/2)"], n_seeds),
+        ]
         if row["sigma"] == "linear":
             cells[4] = cells[7] = cells[9] = "-"
         lines.append("| " + " | ".join(cells) + " |")
@@ -151,15 +178,23 @@ def summarize_rs(records):
     rows = []
     for (sigma, alpha_D, N), group in sorted(groups.items(), key=lambda kv: (kv[0][0] != "linear", kv[0])):
         group = sorted(group, key=lambda r: r["seed"])
-        row = {"sigma": sigma, "alpha_D": alpha_D, "N": N, "D": group[0]["D"], "P": group[0]["P"],
-               "theory_kind": group[0]["theory_kind"]}
+        row = {
+            "sigma": sigma,
+            "alpha_D": alpha_D,
+            "N": N,
+            "D": group[0]["D"],
+            "P": group[0]["P"],
+            "theory_kind": group[0]["theory_kind"],
+        }
         for name in RS_TIMES:
             entry = _resolved([rel(r, name) for r in group], [res(r, name) for r in group])
             entry["theory"] = float(np.mean([_nan(r["theory"][name]) for r in group]))
             controls = [linear.get((r["alpha_D"], r["N"], r["seed"])) for r in group]
             if sigma != "linear" and all(c is not None for c in controls):
-                entry["net"] = _resolved([rel(r, name) - rel(c, name) for r, c in zip(group, controls)],
-                                         [np.hypot(res(r, name), res(c, name)) for r, c in zip(group, controls)])
+                entry["net"] = _resolved(
+                    [rel(r, name) - rel(c, name) for r, c in zip(group, controls)],
+                    [np.hypot(res(r, name), res(c, name)) for r, c in zip(group, controls)],
+                )
             row[name] = entry
         rows.append(row)
     return rows
@@ -197,10 +232,23 @@ def extrapolate_rs(rows, form="logN/N"):
                 y = np.array([e["rel"] for e in entries], dtype=float)
                 se = np.array([e["rel_se"] for e in entries], dtype=float)
                 fit = fs.extrapolate(Ns, y, se, form=form)
-                fits.append({"sigma": sigma, "alpha_D": alpha_D, "quantity": name, "of": of, "value": fit.value,
-                             "se": fit.se, "slope": fit.slope, "slope_se": fit.slope_se, "chi2": fit.chi2,
-                             "dof": fit.dof, "Ns": [int(n) for n in Ns], "tolerance": tolerance,
-                             "within": bool(abs(fit.value) <= tolerance)})
+                fits.append(
+                    {
+                        "sigma": sigma,
+                        "alpha_D": alpha_D,
+                        "quantity": name,
+                        "of": of,
+                        "value": fit.value,
+                        "se": fit.se,
+                        "slope": fit.slope,
+                        "slope_se": fit.slope_se,
+                        "chi2": fit.chi2,
+                        "dof": fit.dof,
+                        "Ns": [int(n) for n in Ns],
+                        "tolerance": tolerance,
+                        "within": bool(abs(fit.value) <= tolerance),
+                    }
+                )
     return fits
 
 
@@ -224,16 +272,28 @@ def markdown_rs(rows, fits, n_seeds=4):
     ]
     for row in rows:
         lin = row["sigma"] == "linear"
-        cells = [row["sigma"], f"{row['alpha_D']:g}", str(row["N"]), str(row["D"]), str(row["P"]),
-                 _fmt_rs(row["t_c"]), _fmt_rs(row["t_o"]), "-" if lin else _fmt_rs(row["t_o"].get("net")),
-                 f"{row['t_o']['resolution']:.4f}", _fmt_rs(row["t_g"]),
-                 "-" if lin else _fmt_rs(row["t_g"].get("net")), f"{row['t_g']['resolution']:.4f}"]
+        cells = [
+            row["sigma"],
+            f"{row['alpha_D']:g}",
+            str(row["N"]),
+            str(row["D"]),
+            str(row["P"]),
+            _fmt_rs(row["t_c"]),
+            _fmt_rs(row["t_o"]),
+            "-" if lin else _fmt_rs(row["t_o"].get("net")),
+            f"{row['t_o']['resolution']:.4f}",
+            _fmt_rs(row["t_g"]),
+            "-" if lin else _fmt_rs(row["t_g"].get("net")),
+            f"{row['t_g']['resolution']:.4f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     by = {(f["sigma"], f["alpha_D"], f["quantity"], f["of"]): f for f in fits}
     lines += [
         "",
-        ("| sigma | alpha_D | t_o net, N -> inf | slope | chi2/dof | t_o rel, N -> inf | |net| <= 1.5 % "
-         "| t_g net, N -> inf | slope | chi2/dof | t_g rel, N -> inf | |net| <= 5 % |"),
+        (
+            "| sigma | alpha_D | t_o net, N -> inf | slope | chi2/dof | t_o rel, N -> inf | |net| <= 1.5 % "
+            "| t_g net, N -> inf | slope | chi2/dof | t_g rel, N -> inf | |net| <= 5 % |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for sigma, alpha_D in dict.fromkeys((f["sigma"], f["alpha_D"]) for f in fits):
@@ -244,7 +304,12 @@ def markdown_rs(rows, fits, n_seeds=4):
             if net is None:
                 cells += ["n/a"] * 5
                 continue
-            cells += [(_fmt_fit(net) + (" (rel)" if sigma == "linear" else "")), f"{net['slope']:+.2f}",
-                      f"{net['chi2']:.1f}/{net['dof']}", _fmt_fit(rel), "yes" if net["within"] else "no"]
+            cells += [
+                (_fmt_fit(net) + (" (rel)" if sigma == "linear" else "")),
+                f"{net['slope']:+.2f}",
+                f"{net['chi2']:.1f}/{net['dof']}",
+                _fmt_fit(rel),
+                "yes" if net["within"] else "no",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -107,8 +107,12 @@ def theory_requests(grid):
     """
     config = grid.config
     t = grid.axes["t"].tolist()
-    base = dict(family=config["family"], normalize=bool(config["normalize"]),
-                m_tilde=float(config["m_tilde"]), sigma=float(config["sigma"]))
+    base = dict(
+        family=config["family"],
+        normalize=bool(config["normalize"]),
+        m_tilde=float(config["m_tilde"]),
+        sigma=float(config["sigma"]),
+    )
     per_cell, unique = [], {}
     for flat, cell in enumerate(grid.cells):
         keys = []
@@ -117,8 +121,9 @@ def theory_requests(grid):
                 if approximation is not None and not _has_ge(cell, base):
                     keys.append(None)
                     continue
-                kwargs = cell_theory.predict_kwargs(cell, at="realized", spectrum=spectrum, base=base,
-                                                    approximation=approximation)
+                kwargs = cell_theory.predict_kwargs(
+                    cell, at="realized", spectrum=spectrum, base=base, approximation=approximation
+                )
                 key = _key(kwargs)
                 unique.setdefault(key, dict(kwargs, t=t))
                 keys.append(key)
@@ -204,19 +209,23 @@ def theory_dataset(grid, *, progress=False, workers=1):
         attrs = {"long_name": long_name, "units": "time (OU units)", **rs_note}
         ds[name] = (("spectrum",) + dims, times[name], attrs)
         if "_ge" in kinds:
-            ds[ge_name(name)] = (("spectrum",) + dims, times[ge_name(name)], ge_attrs(long_name, units="time (OU units)"))
+            ds[ge_name(name)] = (
+                ("spectrum",) + dims,
+                times[ge_name(name)],
+                ge_attrs(long_name, units="time (OU units)"),
+            )
     for name, long_name in THEORY_STABILITY.items() if stability else ():
         ds[name] = (("spectrum",) + dims, stability[name], {"long_name": long_name, "units": "1", **rs_note})
     for name, (long_name, units) in THEORY_CURVES.items():
         ds[name] = (("spectrum",) + dims + ("t",), curves[name], {"long_name": long_name, "units": units, **rs_note})
         if "_ge" in kinds:
-            ds[ge_name(name)] = (("spectrum",) + dims + ("t",), curves[ge_name(name)],
-                                 ge_attrs(long_name, units=units))
+            ds[ge_name(name)] = (("spectrum",) + dims + ("t",), curves[ge_name(name)], ge_attrs(long_name, units=units))
     ds.attrs.update(
         description="diffmem theory per cell at its realized alpha and alpha_D: quenched (same F as the "
         "simulation) and N -> infinity limit",
         at="realized",
-        sweep=grid.config["sweep"], config_hash=grid.config_hash,
+        sweep=grid.config["sweep"],
+        config_hash=grid.config_hash,
     )
     return ds
 
@@ -274,10 +283,10 @@ def extract(sweep_ds, theory=None, confidence=estimators.CONFIDENCE):
         ``<q>_lo``, ``<q>_hi``, ``<q>_nseed`` (over seeds), for t_c, t_o, t_g also
         ``<q>_resolution``, ``<q>_mean_resolution``, ``<q>_mean_se_total``, ``<q>_lo_total``,
         ``<q>_hi_total`` (:func:`resolved_times`); ``basin_radius_*`` (resolution of
-        the rho grid included the same way) and ``phi_*`` (the same summaries over seeds, on t); with ``theory``: ``<q>_quenched``, ``<q>_limit`` and, on an alpha
+        the rho grid included the same way) and ``phi_*`` (the same summaries over seeds, on t); with ``theory``:
+        ``<q>_quenched``, ``<q>_limit`` and, on an alpha
         grid, ``<q>_nominal`` for q in t_c, t_o, t_g, t_s, t_L; ``n_done`` / ``n_cells``.
     """
-    import xarray as xr
 
     ds = sweep_ds.load() if hasattr(sweep_ds, "load") else sweep_ds
     acc = ds.diffmem
@@ -286,13 +295,17 @@ def extract(sweep_ds, theory=None, confidence=estimators.CONFIDENCE):
     out = out.drop_vars([c for c in out.coords if "rho" in out[c].dims])
     for name, long_name in (("basin_radius", "static basin radius"), ("phi", "phi(t)")):
         summary = estimators.summarize_seeds(
-            acc._measured(name), name=name, long_name=long_name,  # noqa: SLF001 - the accessor's masking
-            units=ds[name].attrs.get("units", "1"), confidence=confidence,
+            acc._measured(name),
+            name=name,
+            long_name=long_name,  # noqa: SLF001 - the accessor's masking
+            units=ds[name].attrs.get("units", "1"),
+            confidence=confidence,
         )
         if name == "basin_radius" and "rho" in ds.coords and ds.sizes.get("rho", 0) >= 2:
             # the radius is a 1/2 crossing on the rho grid
-            summary = estimators.add_resolution(summary, name, grid=ds["rho"].values, kind="crossing",
-                                                confidence=confidence)
+            summary = estimators.add_resolution(
+                summary, name, grid=ds["rho"].values, kind="crossing", confidence=confidence
+            )
             summary = summary.drop_vars([c for c in summary.coords if "rho" in summary[c].dims])
         out = out.merge(summary.drop_vars([name, f"{name}_se"]), compat="override")
     if theory is not None:
@@ -316,7 +329,8 @@ def extract(sweep_ds, theory=None, confidence=estimators.CONFIDENCE):
             for where, text in THEORY_BESIDE.items():
                 if where in beside:
                     out[f"{name}_{where}"] = beside[where][name].assign_attrs(
-                        long_name=f"theory {THEORY_TIMES[name]} ({text})", units="time (OU units)")
+                        long_name=f"theory {THEORY_TIMES[name]} ({text})", units="time (OU units)"
+                    )
                 # The Gaussian-equivalent values of the same point, named and labelled apart.
                 if ge_name(name) not in th:
                     continue
@@ -326,7 +340,8 @@ def extract(sweep_ds, theory=None, confidence=estimators.CONFIDENCE):
                     ge = beside[where][ge_name(name)] if where in beside else None
                 if ge is not None:
                     out[f"{ge_name(name)}_{where}"] = ge.assign_attrs(
-                        ge_attrs(f"theory {THEORY_TIMES[name]} ({text})", units="time (OU units)"))
+                        ge_attrs(f"theory {THEORY_TIMES[name]} ({text})", units="time (OU units)")
+                    )
     out["n_done"] = ((), int(done.sum()), {"long_name": "cells done", "units": "1"})
     out["n_cells"] = ((), int(done.size), {"long_name": "cells in the sweep", "units": "1"})
     out.attrs = {k: v for k, v in ds.attrs.items() if k in ("sweep", "config_hash", "family", "mode")}

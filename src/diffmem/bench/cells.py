@@ -48,11 +48,20 @@ class CellBenchConfig:
 
     def cell_kwargs(self):
         return dict(
-            family="hmm", nonlinearity=self.nonlinearity, normalize=self.normalize, N=self.N,
-            alpha=self.alpha, alpha_D=self.alpha_D,
+            family="hmm",
+            nonlinearity=self.nonlinearity,
+            normalize=self.normalize,
+            N=self.N,
+            alpha=self.alpha,
+            alpha_D=self.alpha_D,
             t=list(np.geomspace(self.t_start, self.t_stop, self.t_num)),
-            samples=self.samples, test_samples=self.test_samples, basin_samples=self.basin_samples,
-            rho=list(self.rho), chunk_size=self.chunk_size, seed=self.seed, backend="numpy",
+            samples=self.samples,
+            test_samples=self.test_samples,
+            basin_samples=self.basin_samples,
+            rho=list(self.rho),
+            chunk_size=self.chunk_size,
+            seed=self.seed,
+            backend="numpy",
         )
 
 
@@ -168,16 +177,20 @@ def format_cell_report(result):
     c = result["config"]
     lines = [
         f"cell: hmm {c['nonlinearity']} N={c['N']} P={result['P']} alpha={c['alpha']} alpha_D={c['alpha_D']}, "
-        f"{c['t_num']} times, samples={c['samples']} test={c['test_samples']} basin={c['basin_samples']}x{len(c['rho'])}, "
-        f"chunk={c['chunk_size']}, best of {c['repeats']}, load {result['load_before']:.2f} -> {result['load_after']:.2f}",
+        f"{c['t_num']} times, samples={c['samples']} test={c['test_samples']} "
+        f"basin={c['basin_samples']}x{len(c['rho'])}, chunk={c['chunk_size']}, best of {c['repeats']}, "
+        f"load {result['load_before']:.2f} -> {result['load_after']:.2f}",
         f"{'scheme':>12} {'wall s':>10} {'ns / (query x point x time)':>28}",
-        f"{'independent':>12} {result['wall_s']['independent']:>10.2f} {result['independent_ns_per_element_time']:>28.3f}",
+        f"{'independent':>12} {result['wall_s']['independent']:>10.2f} "
+        f"{result['independent_ns_per_element_time']:>28.3f}",
         f"{'shared':>12} {result['wall_s']['shared']:>10.2f} {result['shared_ns_per_element_time']:>28.3f}",
         f"speed-up (independent / shared, same run): {result['speedup']:.2f}x",
     ]
     if result["max_phi_gap_in_se"] is not None:
         lines.append(f"largest |phi gap| between the schemes: {result['max_phi_gap_in_se']:.2f} combined se")
     for name, v in result.get("variants", {}).items():
-        lines.append(f"{name:>17}: {v['wall_s']:.2f} s, {v['vs_shared']:.3f} x shared; largest |phi - phi_shared| "
-                     f"{v['max_abs_phi_gap']:.2e} ({v['max_phi_gap_in_se']:.2e} se)")
+        lines.append(
+            f"{name:>17}: {v['wall_s']:.2f} s, {v['vs_shared']:.3f} x shared; largest |phi - phi_shared| "
+            f"{v['max_abs_phi_gap']:.2e} ({v['max_phi_gap_in_se']:.2e} se)"
+        )
     return "\n".join(lines)

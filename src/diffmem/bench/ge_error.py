@@ -33,8 +33,22 @@ from diffmem.analysis.ge_error import OBSERVABLES
 from diffmem.spec import CellSpec
 from diffmem.theory import GE, predict
 
-__all__ = ["SIGMAS", "ALPHA", "TIMES", "STATISTICS", "ONSET_GRID", "BASIN_RADII", "BASIN_SAMPLES", "OBSERVABLES",
-           "RS_ONSET_GRID", "RS_LOSS_GRID", "cell_spec", "measure", "rs_theory", "measure_rs"]
+__all__ = [
+    "SIGMAS",
+    "ALPHA",
+    "TIMES",
+    "STATISTICS",
+    "ONSET_GRID",
+    "BASIN_RADII",
+    "BASIN_SAMPLES",
+    "OBSERVABLES",
+    "RS_ONSET_GRID",
+    "RS_LOSS_GRID",
+    "cell_spec",
+    "measure",
+    "rs_theory",
+    "measure_rs",
+]
 
 SIGMAS = ("linear", "tanh", "relu", "sign", "erf")
 ALPHA = 0.1
@@ -56,8 +70,19 @@ RS_LOSS_GRID = tuple(float(v) for v in np.geomspace(0.6, 1.8, 41))
 
 def cell_spec(sigma, N, alpha_D, seed):
     """The cell of the protocol for (sigma, N, alpha_D, seed)."""
-    return CellSpec(family="hmm", nonlinearity=sigma, normalize=True, N=N, alpha=ALPHA, alpha_D=alpha_D,
-                    seed=seed, t=TIMES, mode="marginal", sampling="shared", **STATISTICS)
+    return CellSpec(
+        family="hmm",
+        nonlinearity=sigma,
+        normalize=True,
+        N=N,
+        alpha=ALPHA,
+        alpha_D=alpha_D,
+        seed=seed,
+        t=TIMES,
+        mode="marginal",
+        sampling="shared",
+        **STATISTICS,
+    )
 
 
 def _nearest(t):
@@ -89,23 +114,40 @@ def measure(spec):
     linear = spec.nonlinearity == "linear"
     approximation = None if linear else GE
     theory = predict(spec, t=None, approximation=approximation)
-    at = {"rho_b(t_c/2)": _nearest(0.5 * theory["t_c"]),
-          "rho_b((t_c+t_o)/2)": _nearest(0.5 * (theory["t_c"] + theory["t_o"]))}
+    at = {
+        "rho_b(t_c/2)": _nearest(0.5 * theory["t_c"]),
+        "rho_b((t_c+t_o)/2)": _nearest(0.5 * (theory["t_c"] + theory["t_o"])),
+    }
     rho_b = predict(spec, t=[TIMES[i] for i in at.values()], approximation=approximation)["rho_b"]
     # The trap fraction on the fine grid (the trap needs the samples only: the rest at its minimum).
     onset_t = tuple(theory["t_o"] * v for v in ONSET_GRID)
     onset = run_cell(spec.replace(t=onset_t, test_samples=1, basin_samples=1, rho=(1.0,)))
-    t_o, _ = fs.crossing_time(np.asarray(onset_t), np.asarray(onset["trap"], dtype=float),
-                              y_se=np.asarray(onset["trap_se"], dtype=float), correlation=1.0)
+    t_o, _ = fs.crossing_time(
+        np.asarray(onset_t),
+        np.asarray(onset["trap"], dtype=float),
+        y_se=np.asarray(onset["trap_se"], dtype=float),
+        correlation=1.0,
+    )
     measured = {"t_c": t_c, "t_o": t_o, "t_g": fs.minimum_time(t, curve["loss"])}
     predicted = {k: theory[k] for k in ("t_c", "t_o", "t_g")}
     for (name, i), value in zip(at.items(), rho_b):
-        basin = run_cell(spec.replace(t=(TIMES[i],), samples=1, test_samples=1,
-                                      rho=tuple(value * r for r in BASIN_RADII), basin_samples=BASIN_SAMPLES))
+        basin = run_cell(
+            spec.replace(
+                t=(TIMES[i],),
+                samples=1,
+                test_samples=1,
+                rho=tuple(value * r for r in BASIN_RADII),
+                basin_samples=BASIN_SAMPLES,
+            )
+        )
         measured[name] = basin["basin_radius"][0]
         predicted[name] = value
     record = {
-        "sigma": spec.nonlinearity, "N": spec.N, "P": spec.P, "D": spec.D, "alpha_D": spec.alpha_D,
+        "sigma": spec.nonlinearity,
+        "N": spec.N,
+        "P": spec.P,
+        "D": spec.D,
+        "alpha_D": spec.alpha_D,
         "seed": spec.seed,
         "measured": {k: _finite_or_none(v) for k, v in measured.items()},
         "theory": {k: _finite_or_none(v) for k, v in predicted.items()},
@@ -114,9 +156,15 @@ def measure(spec):
         "wall_time": float(out["wall_time"]),
     }
     if not linear:
-        record["t_c_rs"] = _finite_or_none(predict(
-            family="hmm", nonlinearity=spec.nonlinearity, normalize=True, alpha=spec.alpha_realized,
-            alpha_D=spec.alpha_D_realized)["t_c"])
+        record["t_c_rs"] = _finite_or_none(
+            predict(
+                family="hmm",
+                nonlinearity=spec.nonlinearity,
+                normalize=True,
+                alpha=spec.alpha_realized,
+                alpha_D=spec.alpha_D_realized,
+            )["t_c"]
+        )
     return record
 
 
@@ -129,8 +177,13 @@ def rs_theory(spec):
     """
     from diffmem.theory import predict
 
-    res = predict(family="hmm", nonlinearity=spec.nonlinearity, normalize=True, alpha=spec.alpha_realized,
-                  alpha_D=spec.alpha_D_realized)
+    res = predict(
+        family="hmm",
+        nonlinearity=spec.nonlinearity,
+        normalize=True,
+        alpha=spec.alpha_realized,
+        alpha_D=spec.alpha_D_realized,
+    )
     return {k: _finite_or_none(res[k]) for k in ("t_c", "t_o", "t_g")}
 
 
@@ -163,20 +216,32 @@ def measure_rs(spec):
     theory = rs_theory(spec)
     out = run_cell(spec)
     t = np.asarray(out["t"])
-    t_c, _ = fs.crossing_time(t, np.asarray(out["phi"], dtype=float), y_se=np.asarray(out["phi_se"], dtype=float),
-                              correlation=1.0)
+    t_c, _ = fs.crossing_time(
+        t, np.asarray(out["phi"], dtype=float), y_se=np.asarray(out["phi_se"], dtype=float), correlation=1.0
+    )
     onset_t = tuple(theory["t_o"] * v for v in RS_ONSET_GRID)
     onset = run_cell(spec.replace(t=onset_t, test_samples=1, basin_samples=1, rho=(1.0,)))
-    t_o, _ = fs.crossing_time(np.asarray(onset_t), np.asarray(onset["trap"], dtype=float),
-                              y_se=np.asarray(onset["trap_se"], dtype=float), correlation=1.0)
+    t_o, _ = fs.crossing_time(
+        np.asarray(onset_t),
+        np.asarray(onset["trap"], dtype=float),
+        y_se=np.asarray(onset["trap_se"], dtype=float),
+        correlation=1.0,
+    )
     loss_t = tuple(theory["t_g"] * v for v in RS_LOSS_GRID)
     loss = run_cell(spec.replace(t=loss_t, samples=1, basin_samples=1, rho=(1.0,)))
     t_g = fs.minimum_time(np.asarray(loss_t), np.asarray(loss["loss"], dtype=float))
     measured = {"t_c": t_c, "t_o": t_o, "t_g": t_g}
-    resolution = {"t_c": _grid_half_width(t, t_c, "crossing"), "t_o": _grid_half_width(onset_t, t_o, "crossing"),
-                  "t_g": _grid_half_width(loss_t, t_g, "argmin")}
+    resolution = {
+        "t_c": _grid_half_width(t, t_c, "crossing"),
+        "t_o": _grid_half_width(onset_t, t_o, "crossing"),
+        "t_g": _grid_half_width(loss_t, t_g, "argmin"),
+    }
     record = {
-        "sigma": spec.nonlinearity, "N": spec.N, "P": spec.P, "D": spec.D, "alpha_D": spec.alpha_D,
+        "sigma": spec.nonlinearity,
+        "N": spec.N,
+        "P": spec.P,
+        "D": spec.D,
+        "alpha_D": spec.alpha_D,
         "seed": spec.seed,
         "measured": {k: _finite_or_none(v) for k, v in measured.items()},
         "resolution": resolution,

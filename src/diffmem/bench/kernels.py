@@ -38,12 +38,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffmem.version import __version__
 from diffmem.engine.backend import resolve, to_numpy
 from diffmem.engine.data import DataSpec, TrainingSet
 from diffmem.engine.kernels import stream_logits
 from diffmem.seeding import QUERY, generator
 from diffmem.spec import CellSpec
+from diffmem.version import __version__
 
 __all__ = [
     "QUICK",
@@ -420,9 +420,11 @@ def measure_shape(backend, *, N, M, P, t, chunk_size, repeats, naive=True, searc
     # one contiguous copy of the training set on the backend, from the cached chunks themselves
     A_all = _namespace(X).concat([A for _, A, _ in chunks], axis=0) if variants else None
     for variant in variants:
+
         def one(variant=variant):
             gemm_pass(X, A_all, threads=variant[0], rows=variant[1], cols=variant[2])
             _sync(backend)
+
         contenders.append(one)
     for fn in contenders:  # warm-up: first calls allocate and fault pages in
         fn()
@@ -447,8 +449,9 @@ def measure_shape(backend, *, N, M, P, t, chunk_size, repeats, naive=True, searc
         "ratio_vs_matmul": t_matmul / t_kernel,
         "gemm_variants_gflops": {name: flops / sec / 1e9 for name, sec in variant_times.items()} or None,
         "best_gemm_gflops": flops / t_best / 1e9 if t_best else None,
-        "best_gemm_variant": (None if t_best is None else
-                              best_variant if variant_times[best_variant] <= t_matmul else "matmul reference"),
+        "best_gemm_variant": (
+            None if t_best is None else best_variant if variant_times[best_variant] <= t_matmul else "matmul reference"
+        ),
         "ratio_vs_best_gemm": t_best / t_kernel if t_best else None,
         "naive_s": None,
         "speedup_vs_naive": None,
@@ -487,7 +490,7 @@ def measure_dtypes(backend_name, *, N, M, P, t, chunk_size, repeats, seed=0):
         c1, c2, delta = _coefficients(t)
         X, idx = be.put(X_host), be.put(index)
 
-        def call(be=be, X=X, chunks=chunks, idx=idx, dtype=dtype):
+        def call(be=be, X=X, chunks=chunks, idx=idx, dtype=dtype, c1=c1, c2=c2, delta=delta):
             results[dtype] = stream_logits(X, chunks, c1=c1, c2=c2, delta=delta, index=idx, want_mean=True)
             _sync(be)
 
@@ -498,7 +501,9 @@ def measure_dtypes(backend_name, *, N, M, P, t, chunk_size, repeats, seed=0):
     log_z64 = to_numpy(results["float64"].log_z)
     log_z32 = to_numpy(results["float32"].log_z).astype(np.float64)
     return {
-        "N": N, "M": M, "P": P,
+        "N": N,
+        "M": M,
+        "P": P,
         "float64_gflops": flops / t64 / 1e9,
         "float32_gflops": flops / t32 / 1e9,
         "float32_speedup": t64 / t32,
@@ -530,8 +535,15 @@ def measure_reverse_step(backend, *, N, M, P, chunk_size, steps, repeats, seed=0
     one_call()
     t_call, t_traj = time_best([one_call, trajectory], max(1, repeats // 2), settle=SETTLE_S)
     per_step = t_traj / steps
-    return {"N": N, "M": M, "P": P, "steps": steps, "kernel_call_s": t_call, "step_s": per_step,
-            "step_over_kernel_call": per_step / t_call}
+    return {
+        "N": N,
+        "M": M,
+        "P": P,
+        "steps": steps,
+        "kernel_call_s": t_call,
+        "step_s": per_step,
+        "step_over_kernel_call": per_step / t_call,
+    }
 
 
 def measure_P_in_child(backend, *, N, M, P, t, chunk_size, seed=0, memory_budget=None, timeout=7200):
@@ -543,11 +555,24 @@ def measure_P_in_child(backend, *, N, M, P, t, chunk_size, seed=0, memory_budget
     the chunk generator took (``regeneration_share`` of the pass; 0 when cached). ``memory_budget``
     (bytes) overrides the cache budget, e.g. to stream a small set in a test.
     """
-    request = {"backend": backend.name, "dtype": backend.dtype, "N": N, "M": M, "P": P, "t": t,
-               "chunk_size": chunk_size, "seed": seed, "memory_budget": memory_budget}
+    request = {
+        "backend": backend.name,
+        "dtype": backend.dtype,
+        "N": N,
+        "M": M,
+        "P": P,
+        "t": t,
+        "chunk_size": chunk_size,
+        "seed": seed,
+        "memory_budget": memory_budget,
+    }
     proc = subprocess.run(
         [sys.executable, "-c", "from diffmem.bench.kernels import _child_main; _child_main()"],
-        input=json.dumps(request), capture_output=True, text=True, timeout=timeout, check=False,
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child for P={P} failed:\n{proc.stderr[-2000:]}")
@@ -577,8 +602,9 @@ def _child_main():
     request = json.loads(sys.stdin.read())
     backend = resolve(request["backend"], request["dtype"])
     N, M, P, t = request["N"], request["M"], request["P"], request["t"]
-    spec, train = _make_training_set(backend, N, P, request["chunk_size"], request["seed"],
-                                     memory_budget=request.get("memory_budget"))
+    spec, train = _make_training_set(
+        backend, N, P, request["chunk_size"], request["seed"], memory_budget=request.get("memory_budget")
+    )
     X_host, index = _queries(spec, train, M, t, request["seed"])
     c1, c2, delta = _coefficients(t)
     X, idx = backend.put(X_host), backend.put(index)
@@ -613,10 +639,16 @@ def _child_main():
         seconds = call()
     flops = GEMM_PASSES * 2.0 * M * P * N
     row = {
-        "N": N, "M": M, "P": P, "chunk_size": request["chunk_size"],
+        "N": N,
+        "M": M,
+        "P": P,
+        "chunk_size": request["chunk_size"],
         "mode": "cached" if train.cached else "streamed",
-        "setup_s": setup, "kernel_s": seconds, "kernel_gflops": flops / seconds / 1e9,
-        "regeneration_s": regeneration[0], "regeneration_share": regeneration[0] / seconds,
+        "setup_s": setup,
+        "kernel_s": seconds,
+        "kernel_gflops": flops / seconds / 1e9,
+        "regeneration_s": regeneration[0],
+        "regeneration_share": regeneration[0] / seconds,
         "peak_rss_mb": peak_rss_mb(),
     }
     print(json.dumps(row))
@@ -638,38 +670,85 @@ def run_benchmark(config=BenchConfig(), *, backend="auto", dtype="float64", prog
     by_N = []
     for N in config.N_values:
         progress(f"by_N: N={N} M={config.M_ref} P={config.P_ref}")
-        by_N.append(measure_shape(be, N=N, M=config.M_ref, P=config.P_ref, t=config.t,
-                                  chunk_size=config.chunk_size, repeats=config.repeats))
+        by_N.append(
+            measure_shape(
+                be,
+                N=N,
+                M=config.M_ref,
+                P=config.P_ref,
+                t=config.t,
+                chunk_size=config.chunk_size,
+                repeats=config.repeats,
+            )
+        )
         progress(_row_text(by_N[-1]))
     scaling_M = []
     for M in config.M_values:
         progress(f"scaling_M: N={config.N_ref} M={M} P={config.P_ref}")
-        scaling_M.append(measure_shape(be, N=config.N_ref, M=M, P=config.P_ref, t=config.t,
-                                       chunk_size=config.chunk_size, repeats=config.repeats, naive=False,
-                                       search_gemm=False))
+        scaling_M.append(
+            measure_shape(
+                be,
+                N=config.N_ref,
+                M=M,
+                P=config.P_ref,
+                t=config.t,
+                chunk_size=config.chunk_size,
+                repeats=config.repeats,
+                naive=False,
+                search_gemm=False,
+            )
+        )
         progress(_row_text(scaling_M[-1]))
     scaling_P = []
     for P in config.P_values:
         progress(f"scaling_P: N={config.N_scale} M={config.M_ref} P={P} (child process)")
-        scaling_P.append(measure_P_in_child(be, N=config.N_scale, M=config.M_ref, P=P, t=config.t,
-                                            chunk_size=config.chunk_size, memory_budget=config.cache_budget_bytes))
+        scaling_P.append(
+            measure_P_in_child(
+                be,
+                N=config.N_scale,
+                M=config.M_ref,
+                P=P,
+                t=config.t,
+                chunk_size=config.chunk_size,
+                memory_budget=config.cache_budget_bytes,
+            )
+        )
         row = scaling_P[-1]
-        progress(f"  {row['mode']}: {row['kernel_s']:.1f} s, {row['kernel_gflops']:.1f} GF/s, regeneration "
-                 f"{100 * row['regeneration_share']:.0f} %, peak RSS {row['peak_rss_mb']:.0f} MB")
+        progress(
+            f"  {row['mode']}: {row['kernel_s']:.1f} s, {row['kernel_gflops']:.1f} GF/s, regeneration "
+            f"{100 * row['regeneration_share']:.0f} %, peak RSS {row['peak_rss_mb']:.0f} MB"
+        )
     dtypes = []
     if config.compare_float32 and be.name in ("numpy", "cupy"):
         for N in config.N_values:
             progress(f"float32 vs float64: N={N} M={config.M_ref} P={config.P_ref}")
-            dtypes.append(measure_dtypes(be.name, N=N, M=config.M_ref, P=config.P_ref, t=config.t,
-                                         chunk_size=config.chunk_size, repeats=config.repeats))
-            progress(f"  float64 {dtypes[-1]['float64_gflops']:.1f} GF/s, float32 {dtypes[-1]['float32_gflops']:.1f} "
-                     f"GF/s, speed-up {dtypes[-1]['float32_speedup']:.2f}")
+            dtypes.append(
+                measure_dtypes(
+                    be.name,
+                    N=N,
+                    M=config.M_ref,
+                    P=config.P_ref,
+                    t=config.t,
+                    chunk_size=config.chunk_size,
+                    repeats=config.repeats,
+                )
+            )
+            progress(
+                f"  float64 {dtypes[-1]['float64_gflops']:.1f} GF/s, float32 {dtypes[-1]['float32_gflops']:.1f} "
+                f"GF/s, speed-up {dtypes[-1]['float32_speedup']:.2f}"
+            )
     reverse = None
     if config.reverse_steps > 0:
         progress(f"reverse: {config.reverse_steps} ODE steps vs one kernel call")
-        reverse = measure_reverse_step(be, N=config.N_ref, M=config.M_ref, P=config.P_ref,
-                                       chunk_size=config.chunk_size, steps=config.reverse_steps,
-                                       repeats=config.repeats)
+        reverse = measure_reverse_step(
+            be,
+            N=config.N_ref,
+            M=config.M_ref,
+            P=config.P_ref,
+            chunk_size=config.chunk_size,
+            steps=config.reverse_steps,
+            repeats=config.repeats,
+        )
         progress(f"  step / kernel call = {reverse['step_over_kernel_call']:.2f}")
 
     speedups = [r["speedup_vs_naive"] for r in by_N if r["speedup_vs_naive"] is not None]
@@ -697,11 +776,15 @@ def run_benchmark(config=BenchConfig(), *, backend="auto", dtype="float64", prog
 
 
 def _row_text(row):
-    text = (f"  kernel {row['kernel_gflops']:.1f} GF/s, matmul {row['matmul_gflops']:.1f} GF/s, "
-            f"ratio {row['ratio_vs_matmul']:.2f}")
+    text = (
+        f"  kernel {row['kernel_gflops']:.1f} GF/s, matmul {row['matmul_gflops']:.1f} GF/s, "
+        f"ratio {row['ratio_vs_matmul']:.2f}"
+    )
     if row.get("best_gemm_gflops"):
-        text += (f"; best GEMM {row['best_gemm_gflops']:.1f} GF/s ({row['best_gemm_variant']}), "
-                 f"ratio {row['ratio_vs_best_gemm']:.2f}")
+        text += (
+            f"; best GEMM {row['best_gemm_gflops']:.1f} GF/s ({row['best_gemm_variant']}), "
+            f"ratio {row['ratio_vs_best_gemm']:.2f}"
+        )
     if row.get("speedup_vs_naive"):
         text += f", {row['speedup_vs_naive']:.1f}x naive"
     return text
@@ -727,27 +810,37 @@ def format_report(result):
     for r in result["by_N"]:
         naive = "-" if r["naive_s"] is None else f"{r['naive_s']:.3f}"
         speed = "-" if r["speedup_vs_naive"] is None else f"{r['speedup_vs_naive']:.1f}"
-        lines.append(f"{'':9}{r['N']:6d} {r['M']:6d} {r['P']:8d} {r['kernel_gflops']:12.1f} "
-                     f"{r['matmul_gflops']:12.1f} {r['ratio_vs_matmul']:6.2f} {r['best_gemm_gflops']:15.1f} "
-                     f"{r['ratio_vs_best_gemm']:6.2f} {naive:>8} {speed:>9}")
+        lines.append(
+            f"{'':9}{r['N']:6d} {r['M']:6d} {r['P']:8d} {r['kernel_gflops']:12.1f} "
+            f"{r['matmul_gflops']:12.1f} {r['ratio_vs_matmul']:6.2f} {r['best_gemm_gflops']:15.1f} "
+            f"{r['ratio_vs_best_gemm']:6.2f} {naive:>8} {speed:>9}"
+        )
         lines.append(f"{'':14}best GEMM: {r['best_gemm_variant']}")
     lines.append("scaling M:   N      M        P   kernel GF/s  matmul GF/s  ratio")
     for r in result["scaling_M"]:
-        lines.append(f"{'':9}{r['N']:6d} {r['M']:6d} {r['P']:8d} {r['kernel_gflops']:12.1f} "
-                     f"{r['matmul_gflops']:12.1f} {r['ratio_vs_matmul']:6.2f}")
+        lines.append(
+            f"{'':9}{r['N']:6d} {r['M']:6d} {r['P']:8d} {r['kernel_gflops']:12.1f} "
+            f"{r['matmul_gflops']:12.1f} {r['ratio_vs_matmul']:6.2f}"
+        )
     lines.append("scaling P:   N      M         P  mode      kernel s  kernel GF/s  regeneration  peak RSS MB")
     for r in result["scaling_P"]:
-        lines.append(f"{'':9}{r['N']:6d} {r['M']:6d} {r['P']:9d}  {r['mode']:8} {r['kernel_s']:9.3f} "
-                     f"{r['kernel_gflops']:12.1f} {100 * r['regeneration_share']:11.0f}% {r['peak_rss_mb']:12.0f}")
+        lines.append(
+            f"{'':9}{r['N']:6d} {r['M']:6d} {r['P']:9d}  {r['mode']:8} {r['kernel_s']:9.3f} "
+            f"{r['kernel_gflops']:12.1f} {100 * r['regeneration_share']:11.0f}% {r['peak_rss_mb']:12.0f}"
+        )
     if result.get("float32_vs_float64"):
         lines.append("float32:     N      M        P  float64 GF/s  float32 GF/s  speed-up  log Z rel. dev.")
         for r in result["float32_vs_float64"]:
-            lines.append(f"{'':9}{r['N']:6d} {r['M']:6d} {r['P']:8d} {r['float64_gflops']:13.1f} "
-                         f"{r['float32_gflops']:13.1f} {r['float32_speedup']:9.2f} {r['float32_log_z_max_rel_dev']:16.1e}")
+            lines.append(
+                f"{'':9}{r['N']:6d} {r['M']:6d} {r['P']:8d} {r['float64_gflops']:13.1f} "
+                f"{r['float32_gflops']:13.1f} {r['float32_speedup']:9.2f} {r['float32_log_z_max_rel_dev']:16.1e}"
+            )
     if result["reverse"]:
         r = result["reverse"]
-        lines.append(f"reverse step: {r['step_s'] * 1e3:.2f} ms vs one kernel call {r['kernel_call_s'] * 1e3:.2f} ms "
-                     f"(ratio {r['step_over_kernel_call']:.2f}) at N={r['N']} M={r['M']} P={r['P']}")
+        lines.append(
+            f"reverse step: {r['step_s'] * 1e3:.2f} ms vs one kernel call {r['kernel_call_s'] * 1e3:.2f} ms "
+            f"(ratio {r['step_over_kernel_call']:.2f}) at N={r['N']} M={r['M']} P={r['P']}"
+        )
     lines.append(f"wall time {result['wall_s']:.1f} s")
     return "\n".join(lines)
 
@@ -782,32 +875,52 @@ def format_markdown(result):
         plain = f"{r['matmul_plain_gflops']:.1f} / " + ("-" if blocked is None else f"{blocked:.1f}")
         naive = "-" if r["naive_s"] is None else f"{r['naive_s']:.2f}"
         speed = "-" if r["speedup_vs_naive"] is None else f"{r['speedup_vs_naive']:.1f}x"
-        out.append(f"| {r['N']} | {r['M']} | {r['P']:.0e} | {r['kernel_gflops']:.1f} | {plain} | "
-                   f"{r['ratio_vs_matmul']:.2f} | {r['best_gemm_gflops']:.1f} ({r['best_gemm_variant']}) | "
-                   f"{r['ratio_vs_best_gemm']:.2f} | {naive} | {speed} |")
+        out.append(
+            f"| {r['N']} | {r['M']} | {r['P']:.0e} | {r['kernel_gflops']:.1f} | {plain} | "
+            f"{r['ratio_vs_matmul']:.2f} | {r['best_gemm_gflops']:.1f} ({r['best_gemm_variant']}) | "
+            f"{r['ratio_vs_best_gemm']:.2f} | {naive} | {speed} |"
+        )
     if result["scaling_M"]:
         first = result["scaling_M"][0]
-        out += ["", f"| M (N = {first['N']}, P = {first['P']:.0e}) | kernel GF/s | matmul GF/s | ratio |",
-                "|---|---|---|---|"]
+        out += [
+            "",
+            f"| M (N = {first['N']}, P = {first['P']:.0e}) | kernel GF/s | matmul GF/s | ratio |",
+            "|---|---|---|---|",
+        ]
     for r in result["scaling_M"]:
         out.append(f"| {r['M']} | {r['kernel_gflops']:.1f} | {r['matmul_gflops']:.1f} | {r['ratio_vs_matmul']:.2f} |")
     if result["scaling_P"]:
         first = result["scaling_P"][0]
-        out += ["", f"| P (N = {first['N']}, M = {first['M']}) | training set | kernel s | kernel GF/s "
-                "| regeneration share | peak RSS MB |",
-                "|---|---|---|---|---|---|"]
+        out += [
+            "",
+            f"| P (N = {first['N']}, M = {first['M']}) | training set | kernel s | kernel GF/s "
+            "| regeneration share | peak RSS MB |",
+            "|---|---|---|---|---|---|",
+        ]
     for r in result["scaling_P"]:
-        out.append(f"| {r['P']:.0e} | {r['mode']} | {r['kernel_s']:.2f} | {r['kernel_gflops']:.1f} | "
-                   f"{100 * r['regeneration_share']:.0f} % | {r['peak_rss_mb']:.0f} |")
+        out.append(
+            f"| {r['P']:.0e} | {r['mode']} | {r['kernel_s']:.2f} | {r['kernel_gflops']:.1f} | "
+            f"{100 * r['regeneration_share']:.0f} % | {r['peak_rss_mb']:.0f} |"
+        )
     if result.get("float32_vs_float64"):
-        out += ["", "| N (float32 vs float64, same data) | float64 GF/s | float32 GF/s | float32 speed-up "
-                "| log Z rel. dev. |", "|---|---|---|---|---|"]
+        out += [
+            "",
+            "| N (float32 vs float64, same data) | float64 GF/s | float32 GF/s | float32 speed-up | log Z rel. dev. |",
+            "|---|---|---|---|---|",
+        ]
     for r in result.get("float32_vs_float64") or []:
-        out.append(f"| {r['N']} | {r['float64_gflops']:.1f} | {r['float32_gflops']:.1f} | "
-                   f"{r['float32_speedup']:.2f} | {r['float32_log_z_max_rel_dev']:.1e} |")
+        out.append(
+            f"| {r['N']} | {r['float64_gflops']:.1f} | {r['float32_gflops']:.1f} | "
+            f"{r['float32_speedup']:.2f} | {r['float32_log_z_max_rel_dev']:.1e} |"
+        )
     if result["reverse"]:
         r = result["reverse"]
-        out += ["", (f"Reverse integration (N = {r['N']}, M = {r['M']}, P = {r['P']:.0e}, {r['steps']} ODE "
-                     f"steps): {r['step_s'] * 1e3:.1f} ms per step, one kernel call "
-                     f"{r['kernel_call_s'] * 1e3:.1f} ms, ratio {r['step_over_kernel_call']:.2f}.")]
+        out += [
+            "",
+            (
+                f"Reverse integration (N = {r['N']}, M = {r['M']}, P = {r['P']:.0e}, {r['steps']} ODE "
+                f"steps): {r['step_s'] * 1e3:.1f} ms per step, one kernel call "
+                f"{r['kernel_call_s'] * 1e3:.1f} ms, ratio {r['step_over_kernel_call']:.2f}."
+            ),
+        ]
     return "\n".join(out)

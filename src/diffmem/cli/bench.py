@@ -23,17 +23,25 @@ def add_parser(subparsers, help_text):
     )
     parser.add_argument("--backend", default="auto", choices=("auto", "numpy", "cupy"))
     parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
-    parser.add_argument("--N", type=int, nargs="+", metavar="N",
-                        help="dimensions of the by_N table (default 64 128 256)")
-    parser.add_argument("--M", type=int, nargs="+", metavar="M",
-                        help="query counts of the scaling_M table (default 16 64 256 1024)")
-    parser.add_argument("--P", type=int, nargs="+", metavar="P",
-                        help="training-set sizes of the scaling_P table (default 1e3 .. 1e7)")
-    parser.add_argument("--p-max", type=float, metavar="P",
-                        help="extend (or cut) the scaling_P decades 1e3, 1e4, ... up to P, e.g. 1e8 for the "
-                             "streamed P = 10^8 row (minutes); --P overrides")
-    parser.add_argument("--no-float32", action="store_true",
-                        help="skip the float32-vs-float64 table (timed beside the by_N shapes)")
+    parser.add_argument(
+        "--N", type=int, nargs="+", metavar="N", help="dimensions of the by_N table (default 64 128 256)"
+    )
+    parser.add_argument(
+        "--M", type=int, nargs="+", metavar="M", help="query counts of the scaling_M table (default 16 64 256 1024)"
+    )
+    parser.add_argument(
+        "--P", type=int, nargs="+", metavar="P", help="training-set sizes of the scaling_P table (default 1e3 .. 1e7)"
+    )
+    parser.add_argument(
+        "--p-max",
+        type=float,
+        metavar="P",
+        help="extend (or cut) the scaling_P decades 1e3, 1e4, ... up to P, e.g. 1e8 for the "
+        "streamed P = 10^8 row (minutes); --P overrides",
+    )
+    parser.add_argument(
+        "--no-float32", action="store_true", help="skip the float32-vs-float64 table (timed beside the by_N shapes)"
+    )
     parser.add_argument("--M-ref", type=int, help="queries for by_N and scaling_P (default 256)")
     parser.add_argument("--P-ref", type=int, help="training points for by_N and scaling_M (default 1e5)")
     parser.add_argument("--N-scale", type=int, help="dimension of the scaling_P table (default 100)")
@@ -43,7 +51,8 @@ def add_parser(subparsers, help_text):
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds): a smoke test")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
-        "--cells", action="store_true",
+        "--cells",
+        action="store_true",
         help="instead of the kernel tables: one paper cell (N = 128, 48 times, paper statistics) in both "
         "sampling schemes, independent (per-time passes) and shared (whole time grid in one pass), "
         "side by side in one run, and the speed-up (--quick: a tiny cell)",

@@ -59,8 +59,9 @@ def add_parser(subparsers, help_text):
     )
     size = p.add_mutually_exclusive_group(required=True)
     for name in ("P", "alpha"):
-        size.add_argument(_flag(name), dest=name, type=int if name == "P" else float,
-                          help=_FIELDS[name].metadata["help"])
+        size.add_argument(
+            _flag(name), dest=name, type=int if name == "P" else float, help=_FIELDS[name].metadata["help"]
+        )
     for name, options in _FLAGS:
         field = _FIELDS[name]
         default = field.default
@@ -108,7 +109,8 @@ def to_table(result):
     lines = [
         f"# diffmem cell {prm['family']} ({prm['nonlinearity']}{', normalized' if prm['normalize'] else ''}): "
         f"N={prm['N']} D={prm['D']} P={prm['P']} alpha={prm['alpha']:.4g} alpha_D={prm['alpha_D']:.4g} "
-        f"seed={prm['seed']} mode={prm['mode']} sampling={prm['sampling']} steps={prm['steps']} backend={prm['backend']} dtype={prm['dtype']}",
+        f"seed={prm['seed']} mode={prm['mode']} sampling={prm['sampling']} steps={prm['steps']} "
+        f"backend={prm['backend']} dtype={prm['dtype']}",
     ]
     columns = list(TABLE_COLUMNS) + (["phi_dyn", "phi_dyn_se"] if prm["mode"] != "marginal" else [])
     lines.append(f"{'t':>10}" + "".join(f"{c:>14}" for c in columns))

@@ -13,25 +13,46 @@ def add_parser(subparsers, help_text):
     from diffmem.plots.paper_figures import FIGURES
 
     parser = subparsers.add_parser(
-        "paper", help=help_text,
+        "paper",
+        help=help_text,
         description="Measured versus predicted times of a sweep store, extrapolated to N -> infinity, the "
         "answers to the paper's questions, and figures (a)-(g), from the store alone.",
     )
-    parser.add_argument("--store", required=True,
-                        help="sweep store (results/<sweep>/sweep.zarr) or its analysis copy (analysis.zarr)")
-    parser.add_argument("--out", required=True, help="output folder: times.csv, answers.md and figures/<name>.{png,pdf}")
-    parser.add_argument("--figures", nargs="+", default=list(FIGURES), choices=FIGURES, metavar="NAME",
-                        help="subset of: " + " ".join(FIGURES))
+    parser.add_argument(
+        "--store", required=True, help="sweep store (results/<sweep>/sweep.zarr) or its analysis copy (analysis.zarr)"
+    )
+    parser.add_argument(
+        "--out", required=True, help="output folder: times.csv, answers.md and figures/<name>.{png,pdf}"
+    )
+    parser.add_argument(
+        "--figures",
+        nargs="+",
+        default=list(FIGURES),
+        choices=FIGURES,
+        metavar="NAME",
+        help="subset of: " + " ".join(FIGURES),
+    )
     parser.add_argument("--confidence", type=float, default=0.95, help="level of the seed intervals (default 0.95)")
-    parser.add_argument("--docs", metavar="DIR",
-                        help="also write the committed results into DIR (summary.csv, sweep.json, the docs' PNG "
-                        "figures) and regenerate the generated sections of the page DIR.md (e.g. docs/paper)")
-    parser.add_argument("--docs-page", metavar="FILE",
-                        help="the Markdown page with the generated sections (default: DIR.md of --docs)")
-    parser.add_argument("--docs-alpha", type=float, metavar="ALPHA",
-                        help="alpha of the docs' largest-N table (default: the largest alpha of the grid)")
-    parser.add_argument("--machine", metavar="TEXT",
-                        help="the machine the sweep ran on, recorded with the docs (e.g. \"2-core CPU, OpenBLAS\")")
+    parser.add_argument(
+        "--docs",
+        metavar="DIR",
+        help="also write the committed results into DIR (summary.csv, sweep.json, the docs' PNG "
+        "figures) and regenerate the generated sections of the page DIR.md (e.g. docs/paper)",
+    )
+    parser.add_argument(
+        "--docs-page", metavar="FILE", help="the Markdown page with the generated sections (default: DIR.md of --docs)"
+    )
+    parser.add_argument(
+        "--docs-alpha",
+        type=float,
+        metavar="ALPHA",
+        help="alpha of the docs' largest-N table (default: the largest alpha of the grid)",
+    )
+    parser.add_argument(
+        "--machine",
+        metavar="TEXT",
+        help='the machine the sweep ran on, recorded with the docs (e.g. "2-core CPU, OpenBLAS")',
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -58,8 +79,16 @@ def run(args):
     if args.docs:
         from diffmem.report.docs import write_docs
 
-        for path in write_docs(ds, args.out, args.docs, page, alpha=args.docs_alpha, machine=args.machine,
-                               command=_docs_command(args), theory=ds.diffmem.theory()):
+        for path in write_docs(
+            ds,
+            args.out,
+            args.docs,
+            page,
+            alpha=args.docs_alpha,
+            machine=args.machine,
+            command=_docs_command(args),
+            theory=ds.diffmem.theory(),
+        ):
             print(path)
     return 0
 
@@ -72,5 +101,5 @@ def _docs_command(args):
     if args.docs_alpha is not None:
         parts.append(f"--docs-alpha {args.docs_alpha:g}")
     if args.machine:
-        parts.append(f"--machine \"{args.machine}\"")
+        parts.append(f'--machine "{args.machine}"')
     return " ".join(parts)

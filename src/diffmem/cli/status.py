@@ -47,7 +47,7 @@ def _read_run_start(path):
         raise ParameterError("--run-start", f"{path}: no such file") from None
     except (ValueError, KeyError, TypeError) as err:
         raise ParameterError(
-            "--run-start", f"{path} must hold JSON {{\"start\": epoch seconds, \"cores\": n}} ({err})"
+            "--run-start", f'{path} must hold JSON {{"start": epoch seconds, "cores": n}} ({err})'
         ) from None
 
 
@@ -69,8 +69,10 @@ def integrity(path, done):
     what = "digests" if int(attrs.get("diffmem_format", 1)) >= 2 else "decoding only: the store has no digests"
     if not corrupt:
         return corrupt, [f"integrity: the {len(flats)} done cells verified ({what}) in {took:.2f} s: all intact"]
-    lines = [f"integrity: {len(corrupt)} of the {len(flats)} done cells CORRUPT ({what}, {took:.2f} s); "
-             "the next run recomputes them:"]
+    lines = [
+        f"integrity: {len(corrupt)} of the {len(flats)} done cells CORRUPT ({what}, {took:.2f} s); "
+        "the next run recomputes them:"
+    ]
     for flat, reason in corrupt.items():
         lines.append(f"  cell {flat} ({describe_cell(grid.coords(flat))}): {reason}")
     return corrupt, lines
@@ -87,8 +89,10 @@ def _origin_line(group, done, corrupt):
         imported = np.zeros(done.size, dtype=bool)
     good = done.copy()
     good[list(corrupt)] = False
-    return (f"cells: {int((good & imported).sum())} imported, {int((good & ~imported).sum())} computed, "
-            f"{int((~good).sum())} left")
+    return (
+        f"cells: {int((good & imported).sum())} imported, {int((good & ~imported).sum())} computed, "
+        f"{int((~good).sum())} left"
+    )
 
 
 def status_report(path, *, block_size=None, timing=False, run_start=None, now=None, verify=True):
@@ -184,8 +188,15 @@ def watch(path, *, interval=2.0, timeout=None, file=None):
         time.sleep(interval)
         counts = _done_count(path)
     done, total = counts
-    with tqdm(total=total, initial=done, desc=f"sweep {Path(path).parent.name}", unit="cell",
-              file=file, dynamic_ncols=True, smoothing=0.1) as bar:
+    with tqdm(
+        total=total,
+        initial=done,
+        desc=f"sweep {Path(path).parent.name}",
+        unit="cell",
+        file=file,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    ) as bar:
         while done < total:
             if deadline is not None and time.monotonic() > deadline:
                 break
@@ -201,8 +212,9 @@ def cmd_status(args):
     if args.watch:
         watch(args.store, interval=args.interval)
         return 0
-    text = status_report(args.store, block_size=args.block_size, timing=args.timing, run_start=args.run_start,
-                         verify=args.verify)
+    text = status_report(
+        args.store, block_size=args.block_size, timing=args.timing, run_start=args.run_start, verify=args.verify
+    )
     print(text)
     return 0
 
@@ -210,17 +222,26 @@ def cmd_status(args):
 def add_parser(subparsers, help_text):
     parser = subparsers.add_parser("status", help=help_text)
     parser.add_argument("store", help="path of results/<sweep>/sweep.zarr")
-    parser.add_argument("--block-size", type=int, default=None,
-                        help="cells per block (default: the store's config)")
+    parser.add_argument("--block-size", type=int, default=None, help="cells per block (default: the store's config)")
     parser.add_argument("--timing", action="store_true", help="also print the time spent per cell and overall")
-    parser.add_argument("--run-start", metavar="FILE",
-                        help="results/<sweep>/run-start.json (written when the workflow starts): also print "
-                             "the efficiencies of that run so far, cell compute / (cores x wall time) of the "
-                             "simulation phase (first cell's start to last cell's end) and of the workflow")
-    parser.add_argument("--watch", action="store_true",
-                        help="one live progress bar for the whole sweep (all blocks), until every cell is done")
+    parser.add_argument(
+        "--run-start",
+        metavar="FILE",
+        help="results/<sweep>/run-start.json (written when the workflow starts): also print "
+        "the efficiencies of that run so far, cell compute / (cores x wall time) of the "
+        "simulation phase (first cell's start to last cell's end) and of the workflow",
+    )
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="one live progress bar for the whole sweep (all blocks), until every cell is done",
+    )
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between reads with --watch")
-    parser.add_argument("--verify", action=__import__("argparse").BooleanOptionalAction, default=True,
-                        help="verify every done cell against the digest written with its done flag and report "
-                             "the corrupt ones (default; --no-verify skips it)")
+    parser.add_argument(
+        "--verify",
+        action=__import__("argparse").BooleanOptionalAction,
+        default=True,
+        help="verify every done cell against the digest written with its done flag and report "
+        "the corrupt ones (default; --no-verify skips it)",
+    )
     parser.set_defaults(func=cmd_status)

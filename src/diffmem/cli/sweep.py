@@ -20,14 +20,16 @@ import sys
 import time
 from pathlib import Path
 
-
 __all__ = ["add_parser"]
 
 
 def _config_args(parser):
     parser.add_argument("--configfile", required=True, help="sweep config (YAML), validated against the schema")
-    parser.add_argument("--store", help="sweep store (default results/<sweep>/sweep.zarr); phase and plot also "
-                                        "read its analysis copy (results/<sweep>/analysis.zarr)")
+    parser.add_argument(
+        "--store",
+        help="sweep store (default results/<sweep>/sweep.zarr); phase and plot also "
+        "read its analysis copy (results/<sweep>/analysis.zarr)",
+    )
 
 
 def _load(args):
@@ -110,8 +112,7 @@ def _run_blocks(store, grid, blocks, threads, progress=None):
     in_process = runs_in_process(spec)
     with contextlib.nullcontext() if in_process else make_cluster(spec) as client:
         return [
-            run_block(store, grid, block, client=client, progress=progress,
-                      threads=spec["threads_per_worker"] or 1)
+            run_block(store, grid, block, client=client, progress=progress, threads=spec["threads_per_worker"] or 1)
             for block in blocks
         ]
 
@@ -193,9 +194,7 @@ def _open_sweep(args):
     attrs = read_attrs(store) if store.exists() else None
     if attrs and attrs.get("diffmem_store") == ANALYSIS_KIND:
         if attrs.get("config_hash") != config_hash(grid.config):
-            raise ParameterError(
-                "--store", f"{store} is the analysis copy of a sweep of another config (--configfile)"
-            )
+            raise ParameterError("--store", f"{store} is the analysis copy of a sweep of another config (--configfile)")
         return store, xr.open_zarr(store)
     require_sweep_store(store, "--store")
     check_compatible(store, grid.config)
@@ -234,8 +233,10 @@ def cmd_pack(args):
 
 def add_parser(subparsers, help_text):
     parser = subparsers.add_parser(
-        "sweep", help=help_text,
-        description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+        "sweep",
+        help=help_text,
+        description=__doc__,
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="sweep_command", metavar="STEP")
     sub.required = True
@@ -247,18 +248,29 @@ def add_parser(subparsers, help_text):
 
     p = sub.add_parser("import", help="copy another sweep store's done cells whose identity matches into this sweep")
     _config_args(p)
-    p.add_argument("--from", dest="sources", action="append", required=True, metavar="OTHER_STORE",
-                   help="a sweep store (or results/<sweep> folder) to take cells from; repeat for several")
+    p.add_argument(
+        "--from",
+        dest="sources",
+        action="append",
+        required=True,
+        metavar="OTHER_STORE",
+        help="a sweep store (or results/<sweep> folder) to take cells from; repeat for several",
+    )
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("run-block", help="run the cells of one block that are not done yet")
     _config_args(p)
     p.add_argument("--block", required=True, help="block name, e.g. b0000 (see `diffmem sweep blocks`)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="cores of this job: local dask workers when cluster.n_workers is null")
+    p.add_argument(
+        "--threads", type=int, default=None, help="cores of this job: local dask workers when cluster.n_workers is null"
+    )
     p.add_argument("--marker", help="file to write when the block is complete (Snakemake output)")
-    p.add_argument("--progress", action=__import__("argparse").BooleanOptionalAction, default=None,
-                   help="progress bar of the block (default: the config's `progress`)")
+    p.add_argument(
+        "--progress",
+        action=__import__("argparse").BooleanOptionalAction,
+        default=None,
+        help="progress bar of the block (default: the config's `progress`)",
+    )
     p.set_defaults(func=cmd_run_block)
 
     p = sub.add_parser("run", help="create the store and run every block in this process (no Snakemake)")
@@ -270,14 +282,18 @@ def add_parser(subparsers, help_text):
     _config_args(p)
     p.set_defaults(func=cmd_blocks)
 
-    p = sub.add_parser("theory", help="theory of every cell at its realized alpha, alpha_D (quenched and N -> infinity)")
+    p = sub.add_parser(
+        "theory", help="theory of every cell at its realized alpha, alpha_D (quenched and N -> infinity)"
+    )
     _config_args(p)
     p.add_argument("--out", required=True, help="output zarr store")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=1, help="processes evaluating the theory in parallel")
     p.set_defaults(func=cmd_theory)
 
-    p = sub.add_parser("phase", help="measured t_c, t_g, t_o (per cell and over seeds) and basin radii beside the theory")
+    p = sub.add_parser(
+        "phase", help="measured t_c, t_g, t_o (per cell and over seeds) and basin radii beside the theory"
+    )
     _config_args(p)
     p.add_argument("--theory", help="theory store written by `diffmem sweep theory`")
     p.add_argument("--out", required=True, help="output zarr store")

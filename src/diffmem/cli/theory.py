@@ -28,13 +28,17 @@ def add_parser(subparsers, help_text):
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--alpha", type=float, help="log(P)/N (> 0)")
     size.add_argument("--P", type=int, help="number of training points (>= 2; needs --N)")
-    p.add_argument("--N", type=int, default=None, help="ambient dimension: quenched spectrum, realized alpha and alpha_D")
+    p.add_argument(
+        "--N", type=int, default=None, help="ambient dimension: quenched spectrum, realized alpha and alpha_D"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the feature matrix (default 0)")
     p.add_argument("--m-tilde", dest="m_tilde", type=float, default=1.0, help="gaussian-mixture centre scale")
     p.add_argument("--sigma", type=float, default=1.0, help="gaussian-mixture per-class standard deviation")
     p.add_argument("--t", type=float, nargs="+", default=None, help="times (> 0) for f, rho_b, loss")
     p.add_argument(
-        "--approximation", choices=[GE], default=None,
+        "--approximation",
+        choices=[GE],
+        default=None,
         help="nonlinear sigma: use the Gaussian-equivalent spectrum instead of the RS theory; an approximation "
         "(every value is labelled so). Without it a nonlinear sigma gets the RS theory, with the GE values "
         "printed beside it",
@@ -46,8 +50,20 @@ def add_parser(subparsers, help_text):
 
 
 # The options passed on to theory.predict as they are (--approximation is passed separately).
-_PREDICT_ARGS = ("family", "nonlinearity", "normalize", "alpha", "alpha_D", "N", "P", "seed", "m_tilde", "sigma",
-                 "t", "method")
+_PREDICT_ARGS = (
+    "family",
+    "nonlinearity",
+    "normalize",
+    "alpha",
+    "alpha_D",
+    "N",
+    "P",
+    "seed",
+    "m_tilde",
+    "sigma",
+    "t",
+    "method",
+)
 
 
 def run(args):
@@ -142,11 +158,12 @@ def to_text(result):
             return ""
         return f"   {GE_SHORT}: {_fmt(ge[key])}"
 
-    lines += [f"{labels[k]:>24}: {_fmt(result[k])}{mark if result[k] is not None else ''}{beside(k)}"
-              for k in TIMES]
+    lines += [f"{labels[k]:>24}: {_fmt(result[k])}{mark if result[k] is not None else ''}{beside(k)}" for k in TIMES]
     if result.get("voronoi_radius") is not None:
-        lines.append(f"{'basin radius r*':>24}: {_fmt(result['voronoi_radius'])}{mark}"
-                     f"{beside('voronoi_radius')}   (condensed basin below t_c, rho_b(t) = s(t) r*)")
+        lines.append(
+            f"{'basin radius r*':>24}: {_fmt(result['voronoi_radius'])}{mark}"
+            f"{beside('voronoi_radius')}   (condensed basin below t_c, rho_b(t) = s(t) r*)"
+        )
     for key, at in zip(theory.STABILITY, ("t_o", "t_g")):
         if result.get(key) is not None:
             lines.append(f"{'RS replicon at ' + at:>24}: {_fmt(result[key])}  (RS locally stable below 1)")

@@ -131,8 +131,13 @@ def platform_fingerprint():
         from threadpoolctl import threadpool_info
 
         # sorted: the order threadpoolctl lists the libraries in follows the order they were loaded
-        blas = sorted({f"{lib['internal_api']} {lib['version']} {lib.get('architecture') or ''}".strip()
-                       for lib in threadpool_info() if lib.get("user_api") == "blas"})
+        blas = sorted(
+            {
+                f"{lib['internal_api']} {lib['version']} {lib.get('architecture') or ''}".strip()
+                for lib in threadpool_info()
+                if lib.get("user_api") == "blas"
+            }
+        )
     except ImportError:
         blas = []
     return f"{platform.machine()}; numpy {np.__version__} simd {simd}; blas {', '.join(blas) or 'unknown'}"

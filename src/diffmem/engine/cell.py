@@ -7,10 +7,10 @@ it) and ``wall_time``.
 """
 
 import time
+from typing import Any
 
 import numpy as np
 
-from diffmem.version import __version__
 from diffmem.engine import variables
 from diffmem.engine.backend import platform_fingerprint, resolve
 from diffmem.engine.data import DataSpec, TrainingSet
@@ -24,11 +24,12 @@ from diffmem.engine.reverse import DEFAULT_STEPS, default_T, dynamic_basin, reve
 from diffmem.engine.speciation import class_agreement
 from diffmem.errors import ParameterError
 from diffmem.spec import CellSpec
+from diffmem.version import __version__
 
 __all__ = ["run_cell"]
 
 
-def run_cell(spec=None, *, progress=False, **parameters):
+def run_cell(spec: CellSpec | None = None, *, progress: bool = False, **parameters: Any) -> variables.CellResult:
     """Simulate one cell and measure every variable of :data:`diffmem.engine.variables.VARIABLES`.
 
     Parameters
@@ -71,8 +72,18 @@ def run_cell(spec=None, *, progress=False, **parameters):
     b = test_points(data, spec.test_samples, seed)
     result.update(nearest_neighbour(ctx, b))
     for i, at_t in enumerate(
-        _marginal_observables(ctx, times, b, spec.sampling, samples=samples, seed=seed, rho=rho,
-                              basin_samples=basin_samples, progress=progress, exponential=spec.exponential)
+        _marginal_observables(
+            ctx,
+            times,
+            b,
+            spec.sampling,
+            samples=samples,
+            seed=seed,
+            rho=rho,
+            basin_samples=basin_samples,
+            progress=progress,
+            exponential=spec.exponential,
+        )
     ):
         for key, value in at_t.items():
             result[key][i] = value
@@ -127,8 +138,11 @@ def run_cell(spec=None, *, progress=False, **parameters):
         "version": __version__,
     }
     return variables.CellResult(
-        variables=_as_arrays(result), t=np.asarray(times, dtype=np.float64), rho=np.asarray(rho, dtype=np.float64),
-        params=params, wall_time=time.perf_counter() - start_clock,
+        variables=_as_arrays(result),
+        t=np.asarray(times, dtype=np.float64),
+        rho=np.asarray(rho, dtype=np.float64),
+        params=params,
+        wall_time=time.perf_counter() - start_clock,
     )
 
 

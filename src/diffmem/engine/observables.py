@@ -214,7 +214,11 @@ def time_observables(ctx, t, i, b, *, samples, seed, rho, basin_samples):
         ("test", np.repeat(none, b.shape[0]), b),
     ]
     res = evaluate(
-        ctx, np.concatenate([blk[2] for blk in blocks]), c1=c1, c2=c2, delta=delta,
+        ctx,
+        np.concatenate([blk[2] for blk in blocks]),
+        c1=c1,
+        c2=c2,
+        delta=delta,
         index=np.concatenate([blk[1] for blk in blocks]),
     )
     part, offset = {}, 0

@@ -54,7 +54,6 @@ __all__ = [
 ]
 
 
-
 @dataclass
 class SharedDraws:
     """The t-independent draws of the shared scheme and the base vectors V built from them.
@@ -91,9 +90,7 @@ def shared_draws(ctx, b, *, samples, seed, basin_samples):
     mu_trap = trap_draws(ctx, i, samples, seed)
     mu_basin, u = basin_draws(ctx, i, basin_samples=basin_samples, seed=seed)
     a_planted = ctx.train.rows(mu0)
-    V = np.concatenate(
-        [a_planted, xi, fresh_b, fresh_xi, ctx.train.rows(mu_trap), ctx.train.rows(mu_basin), u, b]
-    )
+    V = np.concatenate([a_planted, xi, fresh_b, fresh_xi, ctx.train.rows(mu_trap), ctx.train.rows(mu_basin), u, b])
     return SharedDraws(mu0, xi, a_planted, fresh_b, fresh_xi, mu_trap, mu_basin, u, b, np.ascontiguousarray(V))
 
 
@@ -166,7 +163,7 @@ def query_table(draws, times, rho):
     add("trap", off_trap + s_idx, np.full(S, none), combined_a, zero, posterior_sq, draws.mu_trap)
     b_idx = np.arange(B)
     rho = np.asarray(rho, dtype=np.float64)
-    basin_noise = (c1 * np.sqrt(rho[:, None] * delta[None, :]) / delta)  # (n_rho, n_t)
+    basin_noise = c1 * np.sqrt(rho[:, None] * delta[None, :]) / delta  # (n_rho, n_t)
     for k in range(rho.size):  # rho-major, as the per-time path
         add(f"basin{k}", off_ba + b_idx, off_u + b_idx, combined_a, basin_noise[k], posterior_sq, draws.mu_basin)
     t_idx = np.arange(T)

@@ -10,8 +10,9 @@ Extra dims: ``t`` (the time grid of the cell), ``rho`` (basin perturbation radiu
 
 __all__ = ["VARIABLES", "CellResult", "Variable", "names_with_dims", "standard_error_of"]
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -47,13 +48,25 @@ VARIABLES = {
         _V("g_num_se", ("t",), "standard error of g_num, in nats per dimension"),
         _V("loss", ("t",), "held-out cross-entropy L(t) of the contraction-undone KDE, in nats per dimension"),
         _V("loss_se", ("t",), "standard error of loss, in nats per dimension"),
-        _V("loss_raw", ("t",), "held-out cross-entropy of P^e_t without undoing the contraction, in nats per dimension"),
+        _V(
+            "loss_raw", ("t",), "held-out cross-entropy of P^e_t without undoing the contraction, in nats per dimension"
+        ),
         _V("loss_raw_se", ("t",), "standard error of loss_raw, in nats per dimension"),
         _V("trap", ("t",), "fraction of training points whose centre a e^{-t} has w_mu0 > 1/2 (traps, onset t_o)"),
         _V("trap_se", ("t",), "standard error of trap"),
-        _V("basin_radius", ("t",), "static basin radius rho_b_sim(t): P[w_mu0 > 1/2] = 1/2 crossing in log rho, squared, per dimension, in units of Delta_t"),
+        _V(
+            "basin_radius",
+            ("t",),
+            "static basin radius rho_b_sim(t): P[w_mu0 > 1/2] = 1/2 crossing in log rho, squared, per dimension, "
+            "in units of Delta_t",
+        ),
         # gaussian-mixture only (NaN for the other families), per time (docs/theory.md#speciation)
-        _V("class_agreement", ("t",), "class agreement phi_S(t) of two clones of a reverse trajectory at t (posterior class weight, gaussian-mixture)"),
+        _V(
+            "class_agreement",
+            ("t",),
+            "class agreement phi_S(t) of two clones of a reverse trajectory at t "
+            "(posterior class weight, gaussian-mixture)",
+        ),
         _V("class_agreement_se", ("t",), "standard error of class_agreement"),
         # reverse trajectories (sde / ode modes), per recorded time
         _V("phi_dyn", ("t",), "E[w_mu*(x(t),t)] along reverse trajectories, mu* = final nearest point"),
@@ -66,7 +79,11 @@ VARIABLES = {
         # per cell
         _V("d_nn", (), "mean nearest-neighbour squared distance per dimension of a test point to the training set"),
         _V("d_nn_se", (), "standard error of d_nn"),
-        _V("t_g_nn", (), "generalization time from nearest neighbours, (1/2) log(1 + d_nn), in Ornstein-Uhlenbeck time units"),
+        _V(
+            "t_g_nn",
+            (),
+            "generalization time from nearest neighbours, (1/2) log(1 + d_nn), in Ornstein-Uhlenbeck time units",
+        ),
         _V("memorization_fraction", (), "fraction of generated samples with d1/d2 < 1/3 at t_min (sde/ode modes)"),
         _V("memorization_fraction_se", (), "standard error of memorization_fraction"),
         _V("n_samples", (), "number of samples per time point", "1", "int64"),
@@ -98,28 +115,28 @@ class CellResult(Mapping):
     ``diffmem cell --json``).
     """
 
-    variables: dict
+    variables: dict[str, np.ndarray]
     t: np.ndarray
     rho: np.ndarray
-    params: dict
+    params: dict[str, Any]
     wall_time: float
 
-    _OTHER = ("params", "t", "rho", "wall_time")
+    _OTHER: ClassVar[tuple[str, ...]] = ("params", "t", "rho", "wall_time")
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         if key in self.variables:
             return self.variables[key]
         if key in self._OTHER:
             return getattr(self, key)
         raise KeyError(key)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         yield from ("params", "t", "rho", *self.variables, "wall_time")
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.variables) + len(self._OTHER)
 
-    def to_json_types(self):
+    def to_json_types(self) -> dict[str, Any]:
         """A plain dict of Python lists, floats and ints (NaN kept: the caller writes it as null)."""
         out = {"params": self.params, "t": self.t.tolist(), "rho": self.rho.tolist()}
         out.update({name: value.tolist() for name, value in self.variables.items()})

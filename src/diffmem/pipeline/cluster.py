@@ -114,9 +114,7 @@ def parse_walltime(text, name="cluster.slurm.walltime"):
     """
     match = _WALLTIME_RE.match(str(text).strip()) if isinstance(text, str) else None
     if match is None:
-        raise ParameterError(
-            name, f"must be a SLURM time limit like '01:30:00' or '1-12:00:00', got {text!r}"
-        )
+        raise ParameterError(name, f"must be a SLURM time limit like '01:30:00' or '1-12:00:00', got {text!r}")
     parts = [int(p) for p in match["rest"].split(":")]
     if match["days"] is not None:
         # With days, the fields are hours[:minutes[:seconds]].
@@ -245,9 +243,7 @@ def validate_cluster_spec(spec=None, **overrides):
     out = copy.deepcopy(out)
     validate({"cluster": out}, _SCHEMA)
     if out["kind"] == "address" and out["address"] is None:
-        raise ParameterError(
-            "cluster.address", "is required when cluster.kind is 'address', e.g. 'tcp://host:8786'"
-        )
+        raise ParameterError("cluster.address", "is required when cluster.kind is 'address', e.g. 'tcp://host:8786'")
     _check_not_blank("cluster.address", out["address"])
     _check_not_blank("cluster.dashboard", out["dashboard"])
     _check_slurm(out["slurm"])
@@ -255,8 +251,7 @@ def validate_cluster_spec(spec=None, **overrides):
     if out["kind"] == "slurm" and cores is not None and cores % out["threads_per_worker"]:
         raise ParameterError(
             "cluster.slurm.cores",
-            f"must be a multiple of cluster.threads_per_worker = {out['threads_per_worker']}, "
-            f"got {cores}",
+            f"must be a multiple of cluster.threads_per_worker = {out['threads_per_worker']}, got {cores}",
         )
     return out
 
@@ -336,9 +331,7 @@ def _address_client(spec):
     try:
         client = Client(spec["address"], timeout=CONNECT_TIMEOUT_S)
     except OSError as err:  # TimeoutError is an OSError
-        raise ParameterError(
-            "cluster.address", f"no dask scheduler answered at {spec['address']!r}: {err}"
-        ) from err
+        raise ParameterError("cluster.address", f"no dask scheduler answered at {spec['address']!r}: {err}") from err
     # The scheduler belongs to someone else: close our connection only, never the cluster.
     with client:
         yield client
@@ -389,9 +382,7 @@ def _slurm_client(spec):
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError as err:
-        raise ParameterError(
-            "cluster.kind", "'slurm' needs dask-jobqueue: pip install 'diffmem[workflow]'"
-        ) from err
+        raise ParameterError("cluster.kind", "'slurm' needs dask-jobqueue: pip install 'diffmem[workflow]'") from err
     if dashboard_address(spec) is not None:
         _require_bokeh()
     kwargs = slurm_cluster_kwargs(spec)
@@ -399,8 +390,11 @@ def _slurm_client(spec):
         cluster = SLURMCluster(**kwargs)
     except ValueError as err:
         # dask-jobqueue's "You must specify how much cores and memory per job you want to use".
-        missing = [key for key in ("cores", "memory") if key not in kwargs
-                   and dask_config_value(f"jobqueue.slurm.{key}") is None]
+        missing = [
+            key
+            for key in ("cores", "memory")
+            if key not in kwargs and dask_config_value(f"jobqueue.slurm.{key}") is None
+        ]
         if not missing:
             raise
         raise ParameterError(
@@ -426,8 +420,9 @@ def dask_config_value(key):
 
 
 @contextlib.contextmanager
-def make_cluster(spec=None, *, kind=None, n_workers=None, threads_per_worker=None, address=None,
-                 slurm=None, dashboard=None, log=None):
+def make_cluster(
+    spec=None, *, kind=None, n_workers=None, threads_per_worker=None, address=None, slurm=None, dashboard=None, log=None
+):
     """A dask ``Client`` connected to the cluster described by ``spec``; closed on exit.
 
     Parameters
@@ -461,8 +456,13 @@ def make_cluster(spec=None, *, kind=None, n_workers=None, threads_per_worker=Non
     import sys
 
     resolved = validate_cluster_spec(
-        spec, kind=kind, n_workers=n_workers, threads_per_worker=threads_per_worker,
-        address=address, slurm=slurm, dashboard=dashboard,
+        spec,
+        kind=kind,
+        n_workers=n_workers,
+        threads_per_worker=threads_per_worker,
+        address=address,
+        slurm=slurm,
+        dashboard=dashboard,
     )
     factory = {"local": _local_client, "address": _address_client, "slurm": _slurm_client}
     with factory[resolved["kind"]](resolved) as client:

@@ -22,6 +22,7 @@ __all__ = [
     "resolve_config",
 ]
 
+
 def load_config(path):
     """Read a YAML (or JSON) sweep config file into a dict (not yet validated)."""
     with open(path) as fh:
@@ -65,8 +66,6 @@ def _check_increasing(name, values, low=0.0):
         raise ParameterError(name, f"must be strictly increasing, got {values.tolist()}")
 
 
-
-
 def resolve_config(config):
     """Checks the schema cannot express; returns ``config`` (already default-filled).
 
@@ -98,11 +97,11 @@ def resolve_config(config):
     if config["family"] != "hmm":
         latent = "D" if grid.get("D") is not None else "alpha_D"
         for name in ("nonlinearity", latent):
-            values = grid[name] if name == "nonlinearity" else expand_axis(f"grid.{name}", grid[name], integer=name == "D")
+            values = (
+                grid[name] if name == "nonlinearity" else expand_axis(f"grid.{name}", grid[name], integer=name == "D")
+            )
             if len(values) != 1:
-                raise ParameterError(
-                    f"grid.{name}", f"family {config['family']!r} has no manifold: give one value"
-                )
+                raise ParameterError(f"grid.{name}", f"family {config['family']!r} has no manifold: give one value")
     validate_cluster_spec(config.get("cluster") or {})
     Grid(config)
     return config

@@ -25,6 +25,8 @@ it per cell, so a finished cell is reused wherever its key matches: a grown grid
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,15 +56,40 @@ __all__ = [
 # progress, backend) are left out on purpose: moving a sweep to a cluster or a GPU mid-way is allowed
 # (the backend and device of each cell are recorded as provenance).
 SCIENCE_KEYS = (
-    "family", "mode", "normalize", "m_tilde", "sigma", "t", "rho", "samples", "test_samples",
-    "basin_samples", "steps", "dtype", "chunk_size", "sampling", "exponential",
+    "family",
+    "mode",
+    "normalize",
+    "m_tilde",
+    "sigma",
+    "t",
+    "rho",
+    "samples",
+    "test_samples",
+    "basin_samples",
+    "steps",
+    "dtype",
+    "chunk_size",
+    "sampling",
+    "exponential",
 )
 
 INTEGER_AXES = ("N", "P", "D", "seed")
 # Keys of a validated config that every cell of the sweep shares (CellSpec fields of the same name).
 SHARED_KEYS = (
-    "family", "normalize", "m_tilde", "sigma", "samples", "mode", "steps", "basin_samples",
-    "test_samples", "chunk_size", "backend", "dtype", "sampling", "exponential",
+    "family",
+    "normalize",
+    "m_tilde",
+    "sigma",
+    "samples",
+    "mode",
+    "steps",
+    "basin_samples",
+    "test_samples",
+    "chunk_size",
+    "backend",
+    "dtype",
+    "sampling",
+    "exponential",
 )
 
 
@@ -128,7 +155,7 @@ def science_config(config):
     return out
 
 
-def config_hash(config):
+def config_hash(config: Mapping[str, Any]) -> str:
     """sha256 (hex) of the canonical JSON of :func:`science_config`."""
     text = json.dumps(science_config(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -139,8 +166,26 @@ def config_hash(config):
 # tolerance, and the backend of each cell is provenance) and the nominal alpha and alpha_D (the
 # engine uses the realized P and D only, so a cell given by alpha and one given by P are the same cell).
 IDENTITY_FIELDS = (
-    "family", "nonlinearity", "normalize", "N", "P", "D", "seed", "m_tilde", "sigma", "t", "rho",
-    "samples", "test_samples", "basin_samples", "mode", "sampling", "steps", "T", "chunk_size", "dtype",
+    "family",
+    "nonlinearity",
+    "normalize",
+    "N",
+    "P",
+    "D",
+    "seed",
+    "m_tilde",
+    "sigma",
+    "t",
+    "rho",
+    "samples",
+    "test_samples",
+    "basin_samples",
+    "mode",
+    "sampling",
+    "steps",
+    "T",
+    "chunk_size",
+    "dtype",
 )
 
 
@@ -152,7 +197,7 @@ def _jsonable(value):
     return value
 
 
-def cell_identity(spec):
+def cell_identity(spec: CellSpec) -> dict[str, Any]:
     """What determines the numbers of the cell ``spec``: a JSON-serializable dict (:func:`cell_key`).
 
     ``physics_version`` is :data:`diffmem.spec.PHYSICS_VERSION`; ``exponential`` the spec's
@@ -167,7 +212,7 @@ def cell_identity(spec):
     return out
 
 
-def cell_key(spec):
+def cell_key(spec: CellSpec) -> str:
     """The identity key of a cell: ``"cell1-"`` + sha256 (hex) of the canonical JSON of :func:`cell_identity`.
 
     Equal keys mean equal numbers (bit for bit, on any backend-independent path): a done cell of
@@ -204,7 +249,7 @@ def identity_difference(stored, new, prefix=""):
     return None
 
 
-def grow_plan(old_config, new_config):
+def grow_plan(old_config: Mapping[str, Any], new_config: Mapping[str, Any]) -> np.ndarray:
     """Where every cell of the sweep ``old_config`` lies in the grid of ``new_config``, when it grows.
 
     A sweep may grow when its new grid holds every value of every axis of the old one (new values
@@ -245,7 +290,7 @@ def grow_plan(old_config, new_config):
     return np.ravel_multi_index(tuple(m.ravel() for m in mesh), new_shape).astype(np.int64)
 
 
-def describe_cell(coords):
+def describe_cell(coords: Mapping[str, Any]) -> str:
     """One-line description of a cell for messages: 'nonlinearity=linear alpha_D=0.25 N=32 ...'."""
     return " ".join(f"{k}={v}" for k, v in coords.items())
 
@@ -285,7 +330,7 @@ class Grid:
         naming the config key (``grid.alpha``, ``samples``, ...) when a cell is invalid, with the cell.
     """
 
-    def __init__(self, config):
+    def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config
         self.dims, self.axes = grid_axes(config)
         axes = self.axes
@@ -300,7 +345,7 @@ class Grid:
         shared = {key: config[key] for key in SHARED_KEYS}
         shared.update(t=tuple(axes["t"].tolist()), rho=tuple(axes["rho"].tolist()))
         self.cells = tuple(self._cell_spec(flat, shared) for flat in range(self.n_cells))
-        self._keys = {}
+        self._keys: dict[int, str] = {}
 
     def _cell_spec(self, flat, shared):
         coords = self.coords(flat, derived=False)
@@ -318,26 +363,26 @@ class Grid:
             raise ParameterError(key, f"{message} (cell {describe_cell(coords)})") from None
 
     # -- cells ----------------------------------------------------------------------------------
-    def index(self, flat):
+    def index(self, flat: int) -> tuple[int, ...]:
         """Grid index tuple of flat cell number ``flat`` (C order)."""
         return tuple(int(i) for i in np.unravel_index(int(flat), self.shape))
 
-    def flat(self, index):
+    def flat(self, index: Sequence[int]) -> int:
         """Flat cell number of a grid index tuple."""
         return int(np.ravel_multi_index(tuple(int(i) for i in index), self.shape))
 
-    def cell(self, flat):
+    def cell(self, flat: int) -> CellSpec:
         """The :class:`CellSpec` of cell ``flat``."""
         return self.cells[int(flat)]
 
-    def cell_key(self, flat):
+    def cell_key(self, flat: int) -> str:
         """The identity key (:func:`cell_key`) of cell ``flat``."""
         flat = int(flat)
         if flat not in self._keys:
             self._keys[flat] = cell_key(self.cells[flat])
         return self._keys[flat]
 
-    def coords(self, flat, derived=True):
+    def coords(self, flat: int, derived: bool = True) -> dict[str, Any]:
         """Coordinates of a cell as plain Python values: the cell dims, then (``derived``) P or alpha and D."""
         out = {dim: _plain(dim, self.axes[dim][i]) for dim, i in zip(self.dims, self.index(flat))}
         if derived:
@@ -349,7 +394,7 @@ class Grid:
         return out
 
     # -- blocks ---------------------------------------------------------------------------------
-    def block_names(self):
+    def block_names(self) -> list[str]:
         """Names of the blocks ``b0000, b0001, ...`` (the module docstring says which cells each holds)."""
         count = self.dealt_blocks or -(-self.n_cells // self.block_size)
         return [f"b{k:04d}" for k in range(count)]
@@ -363,7 +408,7 @@ class Grid:
         """
         return f"dealt{self.dealt_blocks}" if self.dealt_blocks else f"size{self.block_size}"
 
-    def block_cells(self, block):
+    def block_cells(self, block: str) -> list[int]:
         """Flat cell numbers of ``block`` (a name like ``b0003`` or its number)."""
         if isinstance(block, int):
             k = block

@@ -46,7 +46,7 @@ import socket
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -118,7 +118,7 @@ def this_process(**extra):
         "boot_time": psutil.boot_time(),
         "pid": pid,
         "started_since_boot": _started_since_boot(pid),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "token": uuid.uuid4().hex,
     }
     record.update(extra)

@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +88,7 @@ def pack(store, out):
     ds.attrs.update(
         diffmem_store=ANALYSIS_KIND,
         packed_from=str(store.name),
-        packed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        packed_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     # What killed packs left: temporaries of dead processes (judged by their owner records, as for
@@ -116,4 +116,3 @@ def pack(store, out):
         shutil.rmtree(tmp, ignore_errors=True)
         owner_file.unlink(missing_ok=True)
     return out
-

@@ -95,9 +95,7 @@ def _read_injection():
         inject = json.loads(text)
         inject["state_dir"]  # noqa: B018 - required key
     except (ValueError, KeyError, TypeError):
-        raise ParameterError(
-            INJECT_ENV, 'must be JSON {"cells": [...], "times": n, "state_dir": "path"}'
-        ) from None
+        raise ParameterError(INJECT_ENV, 'must be JSON {"cells": [...], "times": n, "state_dir": "path"}') from None
     return inject
 
 
@@ -206,8 +204,7 @@ def run_block(store_path, grid, block, *, client, progress=None, log=None, threa
     # done flag) and redo a corrupt one; its full-chunk writes replace the damage.
     for flat, reason in store.verify_cells([f for f in flats if done[f]]).items():
         print(
-            f"store: cell {flat} ({describe_cell(grid.coords(flat))}) is corrupt: {reason}; "
-            "it will be recomputed",
+            f"store: cell {flat} ({describe_cell(grid.coords(flat))}) is corrupt: {reason}; it will be recomputed",
             file=log,
             flush=True,
         )
@@ -216,8 +213,7 @@ def run_block(store_path, grid, block, *, client, progress=None, log=None, threa
     inject = _read_injection()
     total_done = int(done.sum())
     print(
-        f"block {block}: {len(flats) - len(todo)}/{len(flats)} cells already done; "
-        f"sweep {total_done}/{done.size} done",
+        f"block {block}: {len(flats) - len(todo)}/{len(flats)} cells already done; sweep {total_done}/{done.size} done",
         file=log,
         flush=True,
     )
@@ -225,11 +221,18 @@ def run_block(store_path, grid, block, *, client, progress=None, log=None, threa
     if todo:
         show = config.get("progress", True) if progress is None else progress
         bar = tqdm(
-            total=len(flats), initial=len(flats) - len(todo), desc=f"block {block}", unit="cell",
-            file=log, disable=not show, dynamic_ncols=True, mininterval=0.5,
+            total=len(flats),
+            initial=len(flats) - len(todo),
+            desc=f"block {block}",
+            unit="cell",
+            file=log,
+            disable=not show,
+            dynamic_ncols=True,
+            mininterval=0.5,
         )
         finished = (
-            _cells_in_process(grid, todo, inject, threads) if client is None
+            _cells_in_process(grid, todo, inject, threads)
+            if client is None
             else _cells_on_dask(client, grid, todo, inject)
         )
         # Each cell is written by a writer thread while the next one computes: a write waits on

@@ -3,7 +3,8 @@
 Layout (opens with plain ``xarray.open_zarr``, no diffmem needed):
 
 - cell dims ``nonlinearity, alpha_D, N, alpha, seed`` (``P`` instead of ``alpha`` when the grid
-  is given in P, ``D`` instead of ``alpha_D`` when it is given in D; :mod:`diffmem.pipeline.grid`), then the extra dims ``t`` and ``rho`` of :data:`diffmem.engine.variables.VARIABLES`;
+  is given in P, ``D`` instead of ``alpha_D`` when it is given in D; :mod:`diffmem.pipeline.grid`), then the extra
+  dims ``t`` and ``rho`` of :data:`diffmem.engine.variables.VARIABLES`;
 - coordinates: every dim, plus ``P`` (or ``alpha``) over ``(N, alpha)`` (or ``(N, P)``), the
   realized ``alpha_realized = log(P)/N``, ``D`` (or ``alpha_D``) and ``alpha_D_realized = D/N`` over
   ``(alpha_D, N)`` (or ``(D, N)``), all read off the cells' specs;
@@ -47,18 +48,27 @@ import subprocess
 import sys
 import time
 import warnings
-from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from diffmem.version import __version__
 from diffmem.engine.variables import VARIABLES, standard_error_of
 from diffmem.errors import ParameterError
 from diffmem.pipeline import lock
-from diffmem.pipeline.grid import (Grid, config_hash, describe_cell, grow_plan, identity_difference,
-                                   science_config, sweep_identity)
+from diffmem.pipeline.grid import (
+    Grid,
+    config_hash,
+    describe_cell,
+    grow_plan,
+    identity_difference,
+    science_config,
+    sweep_identity,
+)
 from diffmem.spec import PHYSICS_VERSION
+from diffmem.version import __version__
 
 __all__ = [
     "STORE_KIND",
@@ -100,15 +110,29 @@ PROVENANCE = {
     "sampling": ("str", "marginal-mode sampling scheme: shared (same draws at every t) or independent", ""),
     "version": ("str", "diffmem version that computed the cell", ""),
     "kernel": ("str", "pass that made the marginal observables: fused (numba), device (array-API) or per-time", ""),
-    "exponential": ("str", "exponential of the fused pass (minimax11-fma or mixed-f32; library: the array "
-                           "namespace's own exp)", ""),
-    "platform": ("str", "what outside diffmem decides the cell's last bits on a CPU: machine, numpy's SIMD "
-                        "dispatch, the BLAS and its kernel (diffmem.engine.backend.platform_fingerprint)", ""),
+    "exponential": (
+        "str",
+        "exponential of the fused pass (minimax11-fma or mixed-f32; library: the array namespace's own exp)",
+        "",
+    ),
+    "platform": (
+        "str",
+        "what outside diffmem decides the cell's last bits on a CPU: machine, numpy's SIMD "
+        "dispatch, the BLAS and its kernel (diffmem.engine.backend.platform_fingerprint)",
+        "",
+    ),
     "cell_key": ("str", "identity key of the cell (diffmem.pipeline.grid.cell_key): equal keys, equal numbers", ""),
-    "digest": ("str", "digest of the cell's values as written (JSON {variable: blake2b-64 hex}), checked "
-                      "before a done cell is trusted", ""),
-    "origin": ("str", "how the cell got its values: computed (here or in the store it was grown from) "
-                      "or imported:<store>", ""),
+    "digest": (
+        "str",
+        "digest of the cell's values as written (JSON {variable: blake2b-64 hex}), checked "
+        "before a done cell is trusted",
+        "",
+    ),
+    "origin": (
+        "str",
+        "how the cell got its values: computed (here or in the store it was grown from) or imported:<store>",
+        "",
+    ),
 }
 
 # What a cell's digest covers: its numbers and the provenance that is the same on every run (timing
@@ -128,7 +152,7 @@ LOCK_TOKEN_ENV = "DIFFMEM_SWEEP_LOCK_TOKEN"
 # it at exactly that moment. "STAGE:SECONDS" sleeps that long, then goes on; each stage pauses once
 # per process.
 PAUSE_ENV = "DIFFMEM_INJECT_PAUSE"
-_PAUSED = set()
+_PAUSED: set[str] = set()
 
 
 def _pause_for_tests(stage):
@@ -154,6 +178,7 @@ def value_digest(values):
     h.update(arr.dtype.str.encode())
     h.update(arr.tobytes())
     return h.hexdigest()
+
 
 # Stored as float seconds since the epoch, so a never-finished cell is NaN (read as NaT) and the raw
 # numbers stay readable without a CF decoder.
@@ -186,14 +211,14 @@ def git_revision():
     """``git rev-parse HEAD`` of the diffmem source tree (``-dirty`` if modified), or 'unknown'."""
     root = Path(__file__).resolve().parents[3]
     try:
-        rev = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         if rev.returncode != 0:
             return "unknown"
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
@@ -265,9 +290,7 @@ def template(grid):
         ds[name] = (dims, lazy(dtype))
         ds[name].attrs.update(_attrs(long_name, units))
     ds["done"] = (dims, lazy("bool"))
-    ds["done"].attrs.update(
-        long_name="cell complete (set after its data were written)", units="1"
-    )
+    ds["done"].attrs.update(long_name="cell complete (set after its data were written)", units="1")
     ds.attrs.update(
         Conventions=CONVENTIONS,
         diffmem_store=STORE_KIND,
@@ -282,13 +305,13 @@ def template(grid):
         physics_version=PHYSICS_VERSION,
         git_revision=git_revision(),
         package_versions=json.dumps(package_versions(), sort_keys=True),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
         title=f"diffmem sweep {config['sweep']!r}",
     )
     return ds
 
 
-def read_attrs(path):
+def read_attrs(path: str | os.PathLike) -> dict[str, Any] | None:
     """Root attributes (a dict) of the zarr group at ``path``, or None if it is not a readable zarr group.
 
     Reads the group's own metadata (``use_consolidated=False``: the attributes are written once, at
@@ -303,10 +326,10 @@ def read_attrs(path):
         return None
 
 
-def is_sweep_store(path):
+def is_sweep_store(path: str | os.PathLike) -> bool:
     """True when ``path`` is a diffmem sweep store (has the ``diffmem_store`` marker)."""
     attrs = read_attrs(path)
-    return bool(attrs) and attrs.get("diffmem_store") == STORE_KIND
+    return attrs is not None and attrs.get("diffmem_store") == STORE_KIND
 
 
 def _growable(attrs, config):
@@ -320,7 +343,7 @@ def _growable(attrs, config):
     return True, None
 
 
-def check_compatible(path, config):
+def check_compatible(path: str | os.PathLike, config: Mapping[str, Any]) -> dict[str, Any]:
     """Refuse a store that is not a diffmem sweep store or was made from a different config.
 
     A store whose cells' identity differs from ``config``'s (:func:`diffmem.pipeline.grid.sweep_identity`:
@@ -336,8 +359,9 @@ def check_compatible(path, config):
     attrs = read_attrs(path)
     if not attrs or attrs.get("diffmem_store") != STORE_KIND:
         raise ParameterError(
-            "store", f"{path} exists but is not a diffmem sweep store; refusing to touch it "
-            "(move it away or choose another sweep name)"
+            "store",
+            f"{path} exists but is not a diffmem sweep store; refusing to touch it "
+            "(move it away or choose another sweep name)",
         )
     if attrs.get("config_hash") != config_hash(config):
         stored = science_config(json.loads(attrs["config"]))
@@ -345,22 +369,25 @@ def check_compatible(path, config):
         growable, reason = _growable(attrs, config)
         if growable:
             raise ParameterError(
-                "config", f"{path} was created by a different sweep config ({diff}); the new grid holds "
+                "config",
+                f"{path} was created by a different sweep config ({diff}); the new grid holds "
                 "every cell of the store's: `diffmem sweep init` (or the workflow) grows the store to it, "
-                "keeping its finished cells"
+                "keeping its finished cells",
             )
         raise ParameterError(
-            "config", f"{path} was created by a different sweep config ({reason}); changing the grid "
+            "config",
+            f"{path} was created by a different sweep config ({reason}); changing the grid "
             "or the physics of an existing sweep is refused (it may only grow: new values along an axis, "
             "nothing else changed): use a new sweep name (its `reuse:` key can take this store's "
-            "matching cells), or move the store away"
+            "matching cells), or move the store away",
         )
     if "cell_identity" in attrs:
         diff = identity_difference(json.loads(attrs["cell_identity"]), sweep_identity(config))
         if diff:
             raise ParameterError(
-                "config", f"{path} holds cells of another identity ({diff}); resuming it would mix "
-                "numbers of two codes or settings, refused: use a new sweep name, or move the store away"
+                "config",
+                f"{path} holds cells of another identity ({diff}); resuming it would mix "
+                "numbers of two codes or settings, refused: use a new sweep name, or move the store away",
             )
     return attrs
 
@@ -423,7 +450,7 @@ def _build_temporary(path, grid):
     return tmp, owner_file
 
 
-def create(path, grid, log=None):
+def create(path: str | os.PathLike, grid: Grid, log: Any = None) -> bool:
     """Create the store at ``path`` for the sweep :class:`Grid` ``grid`` unless it already exists.
 
     An existing store of a smaller grid that ``grid`` holds entirely is grown to it (:func:`grow`).
@@ -445,8 +472,12 @@ def create(path, grid, log=None):
             _recover_swap(path)
     if path.exists():
         attrs = read_attrs(path)
-        if (attrs and attrs.get("diffmem_store") == STORE_KIND
-                and attrs.get("config_hash") != grid.config_hash and _growable(attrs, config)[0]):
+        if (
+            attrs
+            and attrs.get("diffmem_store") == STORE_KIND
+            and attrs.get("config_hash") != grid.config_hash
+            and _growable(attrs, config)[0]
+        ):
             grow(path, grid, log=log)
         check_compatible(path, config)
         return False
@@ -492,9 +523,10 @@ def sweep_lock(path, command):
         record = lock.acquire(lock_path, command=command)
     except lock.LockHeld as held:
         raise ParameterError(
-            "lock", f"sweep {Path(path).parent.name!r} ({path}) is being run by {lock.describe(held.record)}; "
+            "lock",
+            f"sweep {Path(path).parent.name!r} ({path}) is being run by {lock.describe(held.record)}; "
             "growing it or importing cells into it is refused while it runs: wait for it to finish or stop it "
-            f"(the lock {lock_path} of a killed run is cleared automatically)"
+            f"(the lock {lock_path} of a killed run is cleared automatically)",
         ) from None
     beat = lock.Heartbeat(lock_path, record).start()
     previous = os.environ.get(LOCK_TOKEN_ENV)
@@ -565,7 +597,7 @@ class _CellCopier:
         dst_group = zarr.open_group(self.dst, mode="r+", use_consolidated=False)
         self.arrays = {name: (src_group[name], dst_group[name]) for name in names}
         for name, (a, b) in self.arrays.items():
-            if _encoding_of(a) != _encoding_of(b) or a.shape[self.n:] != b.shape[self.n:]:
+            if _encoding_of(a) != _encoding_of(b) or a.shape[self.n :] != b.shape[self.n :]:
                 raise ParameterError("store", f"{src} and {dst} encode {name} differently: cannot copy its chunks")
 
     def copy(self, src_flat, dst_flat, names):
@@ -637,7 +669,8 @@ def grow(path, grid, log=None):
         f"store: grew {path} from {old.grid.n_cells} to {grid.n_cells} cells: kept the {len(keep)} finished "
         f"cells byte for byte{f', left {len(corrupt)} corrupt ones to recompute' if corrupt else ''}; "
         f"{grid.n_cells - len(keep)} cells to compute",
-        file=log, flush=True,
+        file=log,
+        flush=True,
     )
     return {"kept": len(keep), "corrupt": len(corrupt), "cells": grid.n_cells}
 
@@ -694,8 +727,11 @@ def import_cells(path, grid, sources, log=None, missing_ok=False):
             if source.resolve() == path.resolve():
                 continue
             if "cell_identity" not in attrs:
-                print(f"store: {source} predates cell identities (diffmem_format < 2): nothing imported from it",
-                      file=log, flush=True)
+                print(
+                    f"store: {source} predates cell identities (diffmem_format < 2): nothing imported from it",
+                    file=log,
+                    flush=True,
+                )
                 counts[str(source)] = 0
                 continue
             other = SweepStore(source, Grid(json.loads(attrs["config"])), attrs)
@@ -721,8 +757,12 @@ def import_cells(path, grid, sources, log=None, missing_ok=False):
                     wanted.pop(grid.cell_key(dst_flat), None)
                     copied += 1
             counts[str(source)] = copied
-            print(f"store: imported {copied} done cells of matching identity from {source} into {path}"
-                  f"{f' ({len(bad)} corrupt there, not taken)' if bad else ''}", file=log, flush=True)
+            print(
+                f"store: imported {copied} done cells of matching identity from {source} into {path}"
+                f"{f' ({len(bad)} corrupt there, not taken)' if bad else ''}",
+                file=log,
+                flush=True,
+            )
     return counts
 
 
@@ -765,7 +805,7 @@ def _cells_readable(arr, grid_shape, flats):
     dims), so zarr reads the chunks concurrently in one call.
     """
     cell_idx = np.unravel_index(np.asarray(flats, dtype=np.int64), grid_shape)
-    extra = tuple(arr.shape[len(grid_shape):])
+    extra = tuple(arr.shape[len(grid_shape) :])
     per_cell = int(np.prod(extra, dtype=np.int64))
     coords = [np.repeat(i, per_cell) for i in cell_idx]
     if extra:
@@ -778,7 +818,8 @@ def _cells_readable(arr, grid_shape, flats):
 
 
 def _read_cells(arr, grid_shape, flats):
-    """Values of cells ``flats`` of zarr array ``arr``: ``({flat: array of the cell's extra dims}, [unreadable flats])``.
+    """Values of cells ``flats`` of zarr array ``arr``: ``({flat: array of the cell's extra dims}, [unreadable
+    flats])``.
 
     One read for all of them (the whole array when they are every cell, else one coordinate
     selection), cell by cell only when that read fails.
@@ -832,7 +873,7 @@ class SweepStore:
         self.t = grid.axes["t"]
 
     @classmethod
-    def open(cls, path, grid):
+    def open(cls, path: str | os.PathLike, grid: Grid) -> "SweepStore":
         """Open an existing store, checking that it belongs to ``grid``'s config (else ParameterError)."""
         if not Path(path).exists():
             raise ParameterError("store", f"{path} does not exist; create it first (diffmem sweep init)")
@@ -861,8 +902,11 @@ class SweepStore:
         report = None if report is None else {int(f) for f in report}
         for flat in damaged:
             if report is None or flat in report:
-                print(f"store: done flag of cell {flat} unreadable; it will be recomputed",
-                      file=log or sys.stderr, flush=True)
+                print(
+                    f"store: done flag of cell {flat} unreadable; it will be recomputed",
+                    file=log or sys.stderr,
+                    flush=True,
+                )
         return out.ravel()
 
     def unreadable_cells(self, flats):
@@ -894,7 +938,7 @@ class SweepStore:
                     bad[flat] = name
         return bad
 
-    def verify_cells(self, flats, check_identity=True):
+    def verify_cells(self, flats: Iterable[int], check_identity: bool = True) -> dict[int, str]:
         """Done cells among ``flats`` that must not be trusted, each with the reason.
 
         A cell is corrupt when a chunk of any of its variables fails to decode, when a variable of
@@ -912,7 +956,7 @@ class SweepStore:
         import zarr
 
         flats = sorted({int(f) for f in flats})
-        bad = {}
+        bad: dict[int, str] = {}
         if not flats:
             return bad
         group = zarr.open_group(self.path, mode="r", use_consolidated=False)
@@ -931,7 +975,9 @@ class SweepStore:
             values, _ = _read_cells(group["cell_key"], self.shape, [f for f in flats if f not in bad])
             for flat, value in values.items():
                 if str(value) != self.grid.cell_key(flat):
-                    bad[flat] = f"identity key {str(value)[:18]}... differs from this grid's {self.grid.cell_key(flat)[:18]}..."
+                    bad[flat] = (
+                        f"identity key {str(value)[:18]}... differs from this grid's {self.grid.cell_key(flat)[:18]}..."
+                    )
         for name in (*VARIABLES, *PROVENANCE):
             todo = [f for f in flats if f not in bad]
             if not todo or name not in present:
@@ -1024,7 +1070,7 @@ class SweepStore:
             self._open_arrays = {name: group[name] for name in (*VARIABLES, *PROVENANCE, "done")}
         return self._open_arrays
 
-    def write_cell(self, flat, result):
+    def write_cell(self, flat: int, result: Mapping[str, Any]) -> None:
         """Write one cell's data, then its ``done`` flag: each variable's chunk of the cell, then ``done``.
 
         The chunks are written with zarr directly, not through ``xarray.Dataset.to_zarr``, whose
@@ -1071,8 +1117,11 @@ def cells_to_redo(path, grid, log=None):
     log = sys.stderr if log is None else log
     done = store.done_flat(log=log)
     for flat, reason in store.verify_cells(np.flatnonzero(done)).items():
-        print(f"store: cell {flat} ({describe_cell(grid.coords(flat))}) is corrupt: {reason}; "
-              "it will be recomputed", file=log, flush=True)
+        print(
+            f"store: cell {flat} ({describe_cell(grid.coords(flat))}) is corrupt: {reason}; it will be recomputed",
+            file=log,
+            flush=True,
+        )
         done[flat] = False
     return set(np.flatnonzero(~done).tolist())
 

@@ -23,8 +23,15 @@ import numpy as np
 from diffmem.errors import ParameterError
 
 __all__ = [
-    "FIGURES", "plot_all", "plot_phi_curves", "plot_times_vs_alpha", "plot_phase_diagram", "save_figure",
-    "subplots", "figure_axes", "finish",
+    "FIGURES",
+    "plot_all",
+    "plot_phi_curves",
+    "plot_times_vs_alpha",
+    "plot_phase_diagram",
+    "save_figure",
+    "subplots",
+    "figure_axes",
+    "finish",
 ]
 
 FIGURES = ("phi_curves", "times_vs_alpha", "phase_diagram")
@@ -97,8 +104,14 @@ def _panel_axes(ax, rows, cols, width=4.2, height=3.4):
     """(figure, axes of shape (rows, cols), whether the figure is new): one panel per (nonlinearity, alpha_D)."""
     try:
         # At least 7 inches wide so that the suptitle fits a single panel.
-        return figure_axes(ax, len(rows), len(cols), sharex=True, sharey=True,
-                           figsize=(max(width * len(cols), 7.0), height * len(rows)))
+        return figure_axes(
+            ax,
+            len(rows),
+            len(cols),
+            sharex=True,
+            sharey=True,
+            figsize=(max(width * len(cols), 7.0), height * len(rows)),
+        )
     except ParameterError as err:
         raise ParameterError(
             "ax",
@@ -206,14 +219,27 @@ def plot_times_vs_alpha(phase, *, ax=None):
                     sel = dict(nonlinearity=nl, alpha_D=ad, N=N)
                     xv = _realized_alpha(phase, N)
                     _errorbar(
-                        ax, xv, _sel(phase[f"{q}_mean"], **sel).values, _sel(phase[f"{q}_lo"], **sel).values,
-                        _sel(phase[f"{q}_hi"], **sel).values, color=COLORS[q],
-                        marker=MARKERS[j % len(MARKERS)], ms=5, label=f"{q} sim N={int(N)}",
+                        ax,
+                        xv,
+                        _sel(phase[f"{q}_mean"], **sel).values,
+                        _sel(phase[f"{q}_lo"], **sel).values,
+                        _sel(phase[f"{q}_hi"], **sel).values,
+                        color=COLORS[q],
+                        marker=MARKERS[j % len(MARKERS)],
+                        ms=5,
+                        label=f"{q} sim N={int(N)}",
                     )
                     if f"{q}_quenched" in phase:
-                        ax.plot(xv, _sel(phase[f"{q}_quenched"], **sel).values, MARKERS[j % len(MARKERS)],
-                                mfc="none", color=COLORS[q], ms=8, alpha=0.6,
-                                label=f"{q} theory quenched N={int(N)}" if j == len(n_values) - 1 else None)
+                        ax.plot(
+                            xv,
+                            _sel(phase[f"{q}_quenched"], **sel).values,
+                            MARKERS[j % len(MARKERS)],
+                            mfc="none",
+                            color=COLORS[q],
+                            ms=8,
+                            alpha=0.6,
+                            label=f"{q} theory quenched N={int(N)}" if j == len(n_values) - 1 else None,
+                        )
                 if f"{q}_limit" in phase:
                     N = n_values[-1]
                     xv = _realized_alpha(phase, N)
@@ -263,9 +289,17 @@ def plot_phase_diagram(phase, *, ax=None, N=None):
                 if f"{q}_limit" in phase:
                     lines[q] = _sel(phase[f"{q}_limit"], **sel).values[order]
                     ax.plot(xv[order], lines[q], "-", color=COLORS[q], lw=1.5, label=f"{q} theory N->inf")
-                _errorbar(ax, xv, _sel(phase[f"{q}_mean"], **sel).values, _sel(phase[f"{q}_lo"], **sel).values,
-                          _sel(phase[f"{q}_hi"], **sel).values, color=COLORS[q], marker="o", ms=5,
-                          label=f"{q} sim N={int(N)}")
+                _errorbar(
+                    ax,
+                    xv,
+                    _sel(phase[f"{q}_mean"], **sel).values,
+                    _sel(phase[f"{q}_lo"], **sel).values,
+                    _sel(phase[f"{q}_hi"], **sel).values,
+                    color=COLORS[q],
+                    marker="o",
+                    ms=5,
+                    label=f"{q} sim N={int(N)}",
+                )
             if {"t_c", "t_o"} <= set(lines):
                 ax.fill_between(xv[order], 0, lines["t_c"], color=COLORS["t_c"], alpha=0.08, lw=0)
                 ax.fill_between(xv[order], lines["t_c"], lines["t_o"], color=COLORS["t_o"], alpha=0.08, lw=0)

@@ -150,7 +150,10 @@ def plot_order_parameters(ds, outdir=None, *, ax=None):
             ax.set_xlabel("t")
         axes[r, 0].legend(fontsize=7)
     if new:
-        fig.suptitle(f"(a) order parameters at {', '.join(f'{k}={v:g}' for k, v in sel.items())}; dashed vertical: theory t_c (quenched)")
+        fig.suptitle(
+            f"(a) order parameters at {', '.join(f'{k}={v:g}' for k, v in sel.items())}; "
+            "dashed vertical: theory t_c (quenched)"
+        )
     return finish(fig, outdir, "a_order_parameters", dpi=130)
 
 
@@ -173,8 +176,13 @@ def plot_scaling(ds, times, outdir=None, *, ax=None):
                 ye = sv_se.sel(alpha_D=a_D, N=N).values.ravel()
                 x_D = np.broadcast_to(real["logP_over_D"].sel(alpha_D=a_D, N=N).values, y.shape).ravel()
                 x_N = np.broadcast_to(real["alpha_eff"].sel(N=N).values, y.shape).ravel()
-                kw = dict(color=colors[k], marker=MARKERS[j % len(MARKERS)], ls="none", ms=4,
-                          label=f"alpha_D={a_D:g}" if j == len(Ns) - 1 else None)
+                kw = dict(
+                    color=colors[k],
+                    marker=MARKERS[j % len(MARKERS)],
+                    ls="none",
+                    ms=4,
+                    label=f"alpha_D={a_D:g}" if j == len(Ns) - 1 else None,
+                )
                 axes[r, 0].errorbar(x_D, y, yerr=ye, **kw)
                 axes[r, 1].errorbar(x_N, y, yerr=ye, **kw)
             # N -> infinity theory for this alpha_D over the measured range of alpha = log(P)/N
@@ -194,7 +202,11 @@ def plot_scaling(ds, times, outdir=None, *, ax=None):
             ax.set_yscale("log")
         axes[r, 0].legend(fontsize=7)
     if new:
-        fig.suptitle("(b) collapse time in the scaling variable; markers: N (" + ", ".join(str(n) for n in Ns) + "), lines: N -> infinity theory")
+        fig.suptitle(
+            "(b) collapse time in the scaling variable; markers: N ("
+            + ", ".join(str(n) for n in Ns)
+            + "), lines: N -> infinity theory"
+        )
     return finish(fig, outdir, "b_scaling", dpi=130)
 
 
@@ -217,8 +229,11 @@ def plot_phase_diagram(ds, times, extrap, outdir=None, *, ax=None):
     grid = ds.diffmem.grid_dim
     nls = _linear_first(ds)
     a_Ds = np.atleast_1d(ds["alpha_D"].values)
-    fig, axes, new = figure_axes(ax, 
-        len(nls), len(a_Ds), figsize=(max(3.6 * len(a_Ds), 7.0), 3.4 * len(nls)),
+    fig, axes, new = figure_axes(
+        ax,
+        len(nls),
+        len(a_Ds),
+        figsize=(max(3.6 * len(a_Ds), 7.0), 3.4 * len(nls)),
         sharey=True,
     )
     real = ds.diffmem.realized()
@@ -229,13 +244,17 @@ def plot_phase_diagram(ds, times, extrap, outdir=None, *, ax=None):
         for k, a_D in enumerate(a_Ds):
             ax = axes[r, k]
             n_pts = alphas if nl == "linear" else alphas[::3]
-            th = {q: np.array([_limit(ds, nl, a, float(a_D)).get(q, np.nan) for a in n_pts])
-                  for q in ("t_g", "t_c", "t_o")}
+            th = {
+                q: np.array([_limit(ds, nl, a, float(a_D)).get(q, np.nan) for a in n_pts])
+                for q in ("t_g", "t_c", "t_o")
+            }
             top = np.nanmax([np.nanmax(v) if np.isfinite(v).any() else 0 for v in th.values()] + [1.0]) * 1.3
             if np.isfinite(th["t_c"]).any():
                 ax.fill_between(n_pts, 0, th["t_c"], color="tab:red", alpha=0.12, label="memorization (t < t_c)")
             if np.isfinite(th["t_o"]).all():
-                ax.fill_between(n_pts, th["t_c"], th["t_o"], color="tab:orange", alpha=0.12, label="traps, not collapsed")
+                ax.fill_between(
+                    n_pts, th["t_c"], th["t_o"], color="tab:orange", alpha=0.12, label="traps, not collapsed"
+                )
                 ax.fill_between(n_pts, th["t_o"], top, color="tab:blue", alpha=0.08, label="no traps (t > t_o)")
             for q, v in th.items():
                 if np.isfinite(v).any():
@@ -244,8 +263,16 @@ def plot_phase_diagram(ds, times, extrap, outdir=None, *, ax=None):
                 v = val.sel(alpha_D=a_D)
                 e = err.sel(alpha_D=a_D)
                 x = ds[grid].values if grid == "alpha" else real["alpha_eff"].sel(N=int(ds["N"].max())).values
-                ax.errorbar(x, v.values, yerr=e.values, color=QUANTITY_COLORS[q], marker="o", ls="none",
-                            ms=4, label=f"{q} ({how})")
+                ax.errorbar(
+                    x,
+                    v.values,
+                    yerr=e.values,
+                    color=QUANTITY_COLORS[q],
+                    marker="o",
+                    ls="none",
+                    ms=4,
+                    label=f"{q} ({how})",
+                )
             ax.set_xlim(a_lo, a_hi)
             ax.set_title(f"{nl}, alpha_D={a_D:g}", fontsize=9)
             ax.set_xlabel("alpha = log(P)/N")
@@ -253,8 +280,10 @@ def plot_phase_diagram(ds, times, extrap, outdir=None, *, ax=None):
         axes[r, 0].set_ylabel("t")
     axes[0, 0].legend(fontsize=6, loc="upper right")
     if new:
-        fig.suptitle("(c) phase diagram; lines: N -> infinity theory (green t_g, red t_c, blue t_o; nonlinear sigma: t_c only)",
-                     fontsize=9)
+        fig.suptitle(
+            "(c) phase diagram; lines: N -> infinity theory (green t_g, red t_c, blue t_o; nonlinear sigma: t_c only)",
+            fontsize=9,
+        )
     return finish(fig, outdir, "c_phase_diagram", dpi=130)
 
 
@@ -275,8 +304,14 @@ def plot_loss(ds, times, outdir=None, *, ax=None):
             ax.errorbar(t, mean, yerr=se, color=colors[k], marker="o", ms=3, lw=1, label=f"alpha_D={a_D:g}")
             t_min = float(tg.sel(alpha_D=a_D))
             if np.isfinite(t_min):
-                ax.plot([t_min], [np.interp(np.log(t_min), np.log(t), mean.values)], marker="*", ms=12,
-                        color=colors[k], mec="k")
+                ax.plot(
+                    [t_min],
+                    [np.interp(np.log(t_min), np.log(t), mean.values)],
+                    marker="*",
+                    ms=12,
+                    color=colors[k],
+                    mec="k",
+                )
             loss_th = th["loss"].sel(alpha_D=a_D)
             loss_th = loss_th.mean("seed") if "seed" in loss_th.dims else loss_th
             if np.isfinite(loss_th.values).any():
@@ -348,14 +383,23 @@ def plot_finite_size(ds, times, extrap, outdir=None, *, ax=None):
             for k, a_D in enumerate(a_Ds):
                 cell = {"nonlinearity": nl, "alpha_D": a_D, grid: x_val}
                 m = times.sel(cell)
-                ax.errorbar(x, m[f"{q}_mean"].values, yerr=m[f"{q}_mean_se"].values, color=colors[k],
-                            marker="o", ls="none", ms=4, label=f"alpha_D={a_D:g}")
+                ax.errorbar(
+                    x,
+                    m[f"{q}_mean"].values,
+                    yerr=m[f"{q}_mean_se"].values,
+                    color=colors[k],
+                    marker="o",
+                    ls="none",
+                    ms=4,
+                    label=f"alpha_D={a_D:g}",
+                )
                 if q in extrap:
                     e = extrap[q].sel(cell)
                     xs = np.linspace(0, x.max() * 1.05, 20)
                     ax.plot(xs, float(e["value"]) + float(e["slope"]) * xs, color=colors[k], lw=1)
-                    ax.errorbar([0], [float(e["value"])], yerr=[float(e["se"])], color=colors[k], marker="s",
-                                ms=6, mfc="white")
+                    ax.errorbar(
+                        [0], [float(e["value"])], yerr=[float(e["se"])], color=colors[k], marker="s", ms=6, mfc="white"
+                    )
                 if grid == "alpha":
                     lim = _limit(ds, nl, float(x_val), float(a_D)).get(q, np.nan)
                     if np.isfinite(lim):
@@ -365,8 +409,11 @@ def plot_finite_size(ds, times, extrap, outdir=None, *, ax=None):
         axes[r, 0].set_ylabel(f"time at {grid}={x_val:g}")
         axes[r, 0].legend(fontsize=7)
     if new:
-        fig.suptitle("(f) finite-size extrapolation: circles measured (N = " + ", ".join(str(int(n)) for n in Ns)
-                     + "), squares fit at N -> inf, stars theory")
+        fig.suptitle(
+            "(f) finite-size extrapolation: circles measured (N = "
+            + ", ".join(str(int(n)) for n in Ns)
+            + "), squares fit at N -> inf, stars theory"
+        )
     return finish(fig, outdir, "f_finite_size", dpi=130)
 
 
@@ -386,11 +433,28 @@ def plot_nonlinear(ds, times, extrap, outdir=None, *, ax=None):
         for j, xv in enumerate(xs):
             if "t_c" in extrap:
                 e = extrap["t_c"].sel(nonlinearity=nl, **{grid: xv})
-                ax.errorbar(a_Ds, e["value"].values, yerr=e["se"].values, color=colors[j], marker="s",
-                            ls="none", mfc="white", ms=5, label=f"sim N->inf, {grid}={xv:g}")
+                ax.errorbar(
+                    a_Ds,
+                    e["value"].values,
+                    yerr=e["se"].values,
+                    color=colors[j],
+                    marker="s",
+                    ls="none",
+                    mfc="white",
+                    ms=5,
+                    label=f"sim N->inf, {grid}={xv:g}",
+                )
             m = times.sel(nonlinearity=nl, N=n_max, **{grid: xv})
-            ax.errorbar(a_Ds, m["t_c_mean"].values, yerr=m["t_c_mean_se"].values, color=colors[j], marker="o",
-                        ls="none", ms=4, label=f"sim N={n_max}" if j == 0 else None)
+            ax.errorbar(
+                a_Ds,
+                m["t_c_mean"].values,
+                yerr=m["t_c_mean_se"].values,
+                color=colors[j],
+                marker="o",
+                ls="none",
+                ms=4,
+                label=f"sim N={n_max}" if j == 0 else None,
+            )
             if grid == "alpha":
                 rs = [_limit(ds, nl, float(xv), a).get("t_c", np.nan) for a in fine]
                 ax.plot(fine, rs, color=colors[j], lw=1.3, label="RS theory" if j == 0 else None)

@@ -40,9 +40,24 @@ from diffmem.errors import ParameterError
 from diffmem.theory.approximation import GE_SHORT
 
 __all__ = [
-    "SUMMARY", "PROVENANCE", "DOC_FIGURES", "SECTIONS", "COLUMNS", "TIMES", "BASIN",
-    "basin_at_collapse", "summary_rows", "provenance", "write_docs", "read_summary", "read_provenance",
-    "render_sections", "read_sections", "replace_sections", "time_grid", "backfill_resolution",
+    "SUMMARY",
+    "PROVENANCE",
+    "DOC_FIGURES",
+    "SECTIONS",
+    "COLUMNS",
+    "TIMES",
+    "BASIN",
+    "basin_at_collapse",
+    "summary_rows",
+    "provenance",
+    "write_docs",
+    "read_summary",
+    "read_provenance",
+    "render_sections",
+    "read_sections",
+    "replace_sections",
+    "time_grid",
+    "backfill_resolution",
 ]
 
 SUMMARY = "summary.csv"
@@ -60,9 +75,25 @@ SECTIONS = ("provenance", "extrapolated", "largest-n", "figures")
 TIMES = ("t_c", "t_g", "t_o")
 BASIN = "rho_b_at_t_c"
 COLUMNS = (
-    "nonlinearity", "alpha_D", "alpha", "quantity", "N_max", "seeds", "measured", "measured_se",
-    "theory_N_max", "method", "extrapolated", "extrapolated_se", "chi2", "dof", "theory_nominal",
-    "theory_ge", "pull", "measured_resolution", "extrapolated_resolution",
+    "nonlinearity",
+    "alpha_D",
+    "alpha",
+    "quantity",
+    "N_max",
+    "seeds",
+    "measured",
+    "measured_se",
+    "theory_N_max",
+    "method",
+    "extrapolated",
+    "extrapolated_se",
+    "chi2",
+    "dof",
+    "theory_nominal",
+    "theory_ge",
+    "pull",
+    "measured_resolution",
+    "extrapolated_resolution",
 )
 # How each time was read on the t grid (diffmem.analysis.estimators.grid_resolution).
 RESOLUTION_KIND = {"t_c": "crossing", "t_o": "crossing", "t_g": "argmin"}
@@ -193,39 +224,60 @@ def summary_rows(table, basin=None):
             continue
         method = "deviation"
         # the errors shown include the grid resolution where the table has it (docs/theory.md#grid-resolution)
-        value, se, chi2 = rec.get("extrapolated"), _first(rec, "extrapolated_se_total", "extrapolated_se"), rec.get("chi2")
+        value, se, chi2 = (
+            rec.get("extrapolated"),
+            _first(rec, "extrapolated_se_total", "extrapolated_se"),
+            rec.get("chi2"),
+        )
         pull = rec.get("pull")
         if not _finite(value) and _finite(rec.get("extrapolated_raw")):
             method, value, chi2 = "raw", rec["extrapolated_raw"], rec.get("chi2_raw")
             se = _first(rec, "extrapolated_raw_se_total", "extrapolated_raw_se")
             pull = np.nan
         res = rec.get("extrapolated_raw_resolution") if method == "raw" else rec.get("extrapolated_resolution")
-        rows.append({
-            "measured_resolution": _error(rec.get("measured_N_max_resolution")),
-            "extrapolated_resolution": _error(res) if _finite(value) else "",
-            "nonlinearity": str(rec["nonlinearity"]), "alpha_D": _grid(rec["alpha_D"]), "alpha": _grid(rec["alpha"]),
-            "quantity": q, "N_max": _count(rec["N_max"]), "seeds": _count(rec["seeds"]),
-            "measured": _value(rec["measured_N_max"]),
-            "measured_se": _error(_first(rec, "measured_N_max_se_total", "measured_N_max_se")),
-            "theory_N_max": _value(rec["theory_quenched_N_max"]),
-            "method": method if _finite(value) else "",
-            "extrapolated": _value(value), "extrapolated_se": _error(se), "chi2": _value(chi2),
-            "dof": _count(rec.get("dof")) if _finite(value) else "",
-            "theory_nominal": _value(rec.get("theory_nominal")), "theory_ge": _value(rec.get("theory_ge")),
-            "pull": _pull(pull),
-        })
+        rows.append(
+            {
+                "measured_resolution": _error(rec.get("measured_N_max_resolution")),
+                "extrapolated_resolution": _error(res) if _finite(value) else "",
+                "nonlinearity": str(rec["nonlinearity"]),
+                "alpha_D": _grid(rec["alpha_D"]),
+                "alpha": _grid(rec["alpha"]),
+                "quantity": q,
+                "N_max": _count(rec["N_max"]),
+                "seeds": _count(rec["seeds"]),
+                "measured": _value(rec["measured_N_max"]),
+                "measured_se": _error(_first(rec, "measured_N_max_se_total", "measured_N_max_se")),
+                "theory_N_max": _value(rec["theory_quenched_N_max"]),
+                "method": method if _finite(value) else "",
+                "extrapolated": _value(value),
+                "extrapolated_se": _error(se),
+                "chi2": _value(chi2),
+                "dof": _count(rec.get("dof")) if _finite(value) else "",
+                "theory_nominal": _value(rec.get("theory_nominal")),
+                "theory_ge": _value(rec.get("theory_ge")),
+                "pull": _pull(pull),
+            }
+        )
     if basin is not None:
         n_max = _count(table["N_max"].iloc[0]) if len(table) else ""
         for nl in basin["nonlinearity"].values:
             for a_D in basin["alpha_D"].values:
                 for alpha in basin["alpha"].values:
                     b = basin.sel(nonlinearity=nl, alpha_D=a_D, alpha=alpha)
-                    rows.append({
-                        **{c: "" for c in COLUMNS},
-                        "nonlinearity": str(nl), "alpha_D": _grid(a_D), "alpha": _grid(alpha), "quantity": BASIN,
-                        "N_max": n_max, "seeds": _count(b["nseed"]), "measured": _value(b["mean"]),
-                        "measured_se": _error(b["se"]), "theory_N_max": _value(b["theory"]),
-                    })
+                    rows.append(
+                        {
+                            **{c: "" for c in COLUMNS},
+                            "nonlinearity": str(nl),
+                            "alpha_D": _grid(a_D),
+                            "alpha": _grid(alpha),
+                            "quantity": BASIN,
+                            "N_max": n_max,
+                            "seeds": _count(b["nseed"]),
+                            "measured": _value(b["mean"]),
+                            "measured_se": _error(b["se"]),
+                            "theory_N_max": _value(b["theory"]),
+                        }
+                    )
     return rows
 
 
@@ -240,8 +292,11 @@ def provenance(ds, *, machine=None, command=None):
         "diffmem_version": str(json.loads(ds.attrs.get("package_versions", "{}")).get("diffmem", "")),
         "cells_done": int(done.sum()),
         "cells": int(done.size),
-        "grid": {d: [str(v) if d == "nonlinearity" else float(v) for v in ds[d].values]
-                 for d in ("nonlinearity", "alpha_D", "N", "alpha", "seed") if d in ds.dims},
+        "grid": {
+            d: [str(v) if d == "nonlinearity" else float(v) for v in ds[d].values]
+            for d in ("nonlinearity", "alpha_D", "N", "alpha", "seed")
+            if d in ds.dims
+        },
     }
     if "t" in ds.dims:
         out["t"] = [float(v) for v in ds["t"].values]
@@ -317,7 +372,9 @@ def write_docs(ds, paper_dir, docs_dir, page=None, *, alpha=None, machine=None, 
     prov["figures"] = figures
     (docs_dir / PROVENANCE).write_text(json.dumps(prov, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     written.append(docs_dir / PROVENANCE)
-    sections = render_sections(read_summary(docs_dir), read_provenance(docs_dir), figure_prefix=_relative(docs_dir, page))
+    sections = render_sections(
+        read_summary(docs_dir), read_provenance(docs_dir), figure_prefix=_relative(docs_dir, page)
+    )
     page.write_text(replace_sections(text, sections), encoding="utf-8")
     written.append(page)
     return written
@@ -375,8 +432,10 @@ def backfill_resolution(rows, t):
         row = {c: row.get(c, "") for c in COLUMNS}
         kind = RESOLUTION_KIND.get(row["quantity"])
         if kind is not None and not (row["measured_resolution"] or row["extrapolated_resolution"]):
-            for value, se, res in (("measured", "measured_se", "measured_resolution"),
-                                   ("extrapolated", "extrapolated_se", "extrapolated_resolution")):
+            for value, se, res in (
+                ("measured", "measured_se", "measured_resolution"),
+                ("extrapolated", "extrapolated_se", "extrapolated_resolution"),
+            ):
                 if not row[value]:
                     continue
                 r = grid_resolution(t, float(row[value]), kind=kind)
@@ -384,8 +443,9 @@ def backfill_resolution(rows, t):
                 if _finite(r):
                     row[se] = _error(combine_resolution(float(row[se]) if row[se] else np.nan, r))
             if row["pull"] and row["extrapolated_se"]:
-                row["pull"] = _pull((float(row["extrapolated"]) - float(row["theory_nominal"]))
-                                    / float(row["extrapolated_se"]))
+                row["pull"] = _pull(
+                    (float(row["extrapolated"]) - float(row["theory_nominal"])) / float(row["extrapolated_se"])
+                )
         out.append(row)
     return out
 
@@ -411,8 +471,10 @@ def _render_provenance(prov):
     ]
     t = time_grid(prov)
     if t is not None and t.size >= 2:
-        lines[0] += (f" Times read on {t.size} times from {_grid(t[0])} to {_grid(t[-1])} "
-                     f"(largest ratio of neighbours {float(np.max(t[1:] / t[:-1])):.3f}).")
+        lines[0] += (
+            f" Times read on {t.size} times from {_grid(t[0])} to {_grid(t[-1])} "
+            f"(largest ratio of neighbours {float(np.max(t[1:] / t[:-1])):.3f})."
+        )
     run = []
     if "first_finished" in prov:
         run.append(f"cells finished from {prov['first_finished']} to {prov['last_finished']}")
@@ -449,8 +511,10 @@ def _pull_summary(rows, quantity):
     if not pulls:
         return None
     within = sum(abs(p) <= 2 for p in pulls)
-    return (f"{quantity}: {within} of {len(pulls)} N -> infinity estimates within 2 standard errors of the "
-            f"theory (largest |pull| {max(abs(p) for p in pulls):.2f})")
+    return (
+        f"{quantity}: {within} of {len(pulls)} N -> infinity estimates within 2 standard errors of the "
+        f"theory (largest |pull| {max(abs(p) for p in pulls):.2f})"
+    )
 
 
 def _render_extrapolated(rows):
@@ -477,15 +541,19 @@ def _render_extrapolated(rows):
     notes = [s for s in (_pull_summary(rows, q) for q in TIMES) if s]
     out = "\n".join(lines) + "\n"
     if raw_used:
-        out += ("\n(raw): no realized-size theory exists for this quantity and sigma, so the estimate is the raw "
-                "fit of the seed means in log(N)/N; GE approx. is the Gaussian-equivalent approximation, not a theory "
-                "of the nonlinear model, hence no pull (its measured error: docs/theory.md#ge-error).\n")
+        out += (
+            "\n(raw): no realized-size theory exists for this quantity and sigma, so the estimate is the raw "
+            "fit of the seed means in log(N)/N; GE approx. is the Gaussian-equivalent approximation, not a theory "
+            "of the nonlinear model, hence no pull (its measured error: docs/theory.md#ge-error).\n"
+        )
     if any(r["extrapolated_resolution"] for r in rows if r["quantity"] in TIMES):
-        out += ("\nEvery +- of t_c, t_g and t_o, here and in the largest-N table, includes the resolution of the "
-                "time grid the time was read on (half the grid interval of a crossing, half the spacing to the "
-                "neighbours of a minimum; `measured_resolution`, `extrapolated_resolution` in summary.csv) in "
-                "quadrature with the seed or fit error, and the pull uses that error "
-                "([theory](theory.md#grid-resolution)).\n")
+        out += (
+            "\nEvery +- of t_c, t_g and t_o, here and in the largest-N table, includes the resolution of the "
+            "time grid the time was read on (half the grid interval of a crossing, half the spacing to the "
+            "neighbours of a minimum; `measured_resolution`, `extrapolated_resolution` in summary.csv) in "
+            "quadrature with the seed or fit error, and the pull uses that error "
+            "([theory](theory.md#grid-resolution)).\n"
+        )
     if notes:
         out += "\n" + "\n".join(f"- {n}." for n in notes) + "\n"
     return out

@@ -46,8 +46,9 @@ def _extrapolations(ds, times, method="deviation"):
         if q in RESOLVED_TIMES:
             import xarray as xr
 
-            res = xr.apply_ufunc(grid_resolution, t, ex["value"], kwargs={"kind": RESOLVED_TIMES[q]},
-                                 input_core_dims=[["t_grid"], []])
+            res = xr.apply_ufunc(
+                grid_resolution, t, ex["value"], kwargs={"kind": RESOLVED_TIMES[q]}, input_core_dims=[["t_grid"], []]
+            )
             ex["resolution"] = res
             ex["se_total"] = xr.apply_ufunc(combine_resolution, ex["se"], res)
         out[q] = ex
@@ -64,7 +65,8 @@ def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
     resolution of the t grid is given beside each standard error (``measured_N_max_resolution``,
     ``extrapolated_resolution``, ``extrapolated_raw_resolution``) and combined with it in
     quadrature (``measured_N_max_se_total``, ``extrapolated_se_total``, ``extrapolated_raw_se_total``;
-    docs/theory.md#grid-resolution); the pull uses ``extrapolated_se_total``. Columns: at the largest N, the seed mean, its standard error and the theory at the cell's realized alpha, alpha_D
+    docs/theory.md#grid-resolution); the pull uses ``extrapolated_se_total``. Columns: at the largest N, the seed
+    mean, its standard error and the theory at the cell's realized alpha, alpha_D
     (``theory_quenched_N_max``: the cell's own spectrum, mean over seeds; ``theory_limit_N_max``: the
     N -> infinity formulas there); the N -> infinity estimate ``extrapolated`` (``extrapolate``'s
     default: the deviation from the realized-size quenched theory fitted in log(N)/N, added to the
@@ -76,8 +78,8 @@ def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
     sigma ``theory_ge``, the Gaussian-equivalent APPROXIMATION there (``theory_kind_ge`` says so in
     every row; its measured error is in docs/theory.md#ge-error) and ``deviation_ge`` = estimate /
     theory_ge - 1, how far this sweep lies from it (estimate: ``extrapolated``, else
-    ``extrapolated_raw``, else ``measured_N_max``, the first that is finite); ``pull`` = (extrapolated - theory_nominal) / extrapolated_se_total and ``agrees`` =
-    |pull| <= 2.
+    ``extrapolated_raw``, else ``measured_N_max``, the first that is finite); ``pull`` =
+    (extrapolated - theory_nominal) / extrapolated_se_total and ``agrees`` = |pull| <= 2.
 
     Returns
     -------
@@ -114,14 +116,19 @@ def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
                     m = times.sel(cell).sel(N=n_max)
                     th_key = THEORY_OF[q]
                     row = {
-                        "nonlinearity": nl, "alpha_D": float(a_D), grid: float(x), "quantity": q,
+                        "nonlinearity": nl,
+                        "alpha_D": float(a_D),
+                        grid: float(x),
+                        "quantity": q,
                         "N_max": n_max,
                         "measured_N_max": float(m[f"{q}_mean"]),
                         "measured_N_max_se": float(m[f"{q}_mean_se"]),
                         "measured_N_max_resolution": float(m[f"{q}_mean_resolution"])
-                        if f"{q}_mean_resolution" in m else np.nan,
+                        if f"{q}_mean_resolution" in m
+                        else np.nan,
                         "measured_N_max_se_total": float(m[f"{q}_mean_se_total"])
-                        if f"{q}_mean_se_total" in m else float(m[f"{q}_mean_se"]),
+                        if f"{q}_mean_se_total" in m
+                        else float(m[f"{q}_mean_se"]),
                         "seeds": int(m[f"{q}_nseed"]),
                         "theory_quenched_N_max": float(quenched[th_key].sel(cell).mean("seed")),
                         "theory_limit_N_max": float(limit[th_key].sel(cell)),
@@ -129,17 +136,23 @@ def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
                     if q in extrap:
                         e = extrap[q].sel(cell)
                         row.update(
-                            extrapolated=float(e["value"]), extrapolated_se=float(e["se"]),
-                            chi2=float(e["chi2"]), dof=int(e["dof"]), n_sizes=int(e["n"]),
+                            extrapolated=float(e["value"]),
+                            extrapolated_se=float(e["se"]),
+                            chi2=float(e["chi2"]),
+                            dof=int(e["dof"]),
+                            n_sizes=int(e["n"]),
                             extrapolated_resolution=float(e["resolution"]) if "resolution" in e else np.nan,
                             extrapolated_se_total=float(e["se_total"]) if "se_total" in e else float(e["se"]),
                         )
                     if q in extrap_raw:
                         e = extrap_raw[q].sel(cell)
-                        row.update(extrapolated_raw=float(e["value"]), extrapolated_raw_se=float(e["se"]),
-                                   chi2_raw=float(e["chi2"]),
-                                   extrapolated_raw_resolution=float(e["resolution"]) if "resolution" in e else np.nan,
-                                   extrapolated_raw_se_total=float(e["se_total"]) if "se_total" in e else float(e["se"]))
+                        row.update(
+                            extrapolated_raw=float(e["value"]),
+                            extrapolated_raw_se=float(e["se"]),
+                            chi2_raw=float(e["chi2"]),
+                            extrapolated_raw_resolution=float(e["resolution"]) if "resolution" in e else np.nan,
+                            extrapolated_raw_se_total=float(e["se_total"]) if "se_total" in e else float(e["se"]),
+                        )
                     if nominal is not None:
                         row["theory_nominal"] = float(nominal[th_key].sel(cell))
                         if ge is not None and nl != "linear":
@@ -176,13 +189,17 @@ def answers(ds, times, table):
         )
     else:
         rel = (tc["measured_N_max"] / tc["theory_quenched_N_max"] - 1).abs()
-        lines.append(f"1. Collapse time at the largest N against quenched theory: max relative deviation {rel.max():.3f}.")
+        lines.append(
+            f"1. Collapse time at the largest N against quenched theory: max relative deviation {rel.max():.3f}."
+        )
     per_cell = {q: times[q].values for q in ("t_g", "t_c", "t_o") if q in times}
     if len(per_cell) == 3:
         finite = np.isfinite(per_cell["t_g"]) & np.isfinite(per_cell["t_c"]) & np.isfinite(per_cell["t_o"])
         traps = per_cell["t_o"][finite] > per_cell["t_c"][finite]
         order = traps & (per_cell["t_g"][finite] < per_cell["t_c"][finite])
-        lines.append(f"2. Traps before collapse (t_o > t_c): {int(traps.sum())}/{int(finite.sum())} cells (every seed).")
+        lines.append(
+            f"2. Traps before collapse (t_o > t_c): {int(traps.sum())}/{int(finite.sum())} cells (every seed)."
+        )
         lines.append(f"3. t_g < t_c < t_o: {int(order.sum())}/{int(finite.sum())} cells (every seed).")
     lines.append("4. t_g / t_c against alpha_D (extrapolated if available, else largest N; theory N -> infinity):")
     lines.append("")
@@ -202,9 +219,11 @@ def answers(ds, times, table):
     dev = ge_name("deviation")
     if dev in table and table[dev].notna().any():
         lines.append("")
-        lines.append(f"5. Nonlinear sigma against the {GE_LABEL} (the only theory of its t_o and t_g; "
-                     "measured error in docs/theory.md#ge-error): estimate / GE - 1, mean over alpha_D and "
-                     f"{grid} (range):")
+        lines.append(
+            f"5. Nonlinear sigma against the {GE_LABEL} (the only theory of its t_o and t_g; "
+            "measured error in docs/theory.md#ge-error): estimate / GE - 1, mean over alpha_D and "
+            f"{grid} (range):"
+        )
         lines.append("")
         lines.append("| sigma | quantity | estimate / GE - 1 | range |")
         lines.append("|---|---|---|---|")

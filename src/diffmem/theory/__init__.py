@@ -9,10 +9,8 @@ of the Gaussian mixture).
 """
 
 from diffmem.spec import FAMILIES
-from diffmem.theory import linear
-from diffmem.theory import mixture
-from diffmem.theory import nonlinear
-from diffmem.theory import rs_distance
+from diffmem.theory import linear, mixture, nonlinear, rs_distance
+
 from .approximation import GE, GE_LABEL, GE_NOTE, GE_SHORT, ge_attrs, ge_name
 from .linear import (
     basin_radius,
@@ -29,6 +27,7 @@ from .linear import (
     voronoi_radius,
 )
 from .nonlinear import collapse_time_rs, excess_entropy_rs, gaussian_equivalent_spectrum
+from .predict import APPROXIMATIONS, RS_DISTANCE_NOTE, STABILITY, predict
 from .rs_distance import (
     basin_radius_rs,
     cumulant_rs,
@@ -37,7 +36,6 @@ from .rs_distance import (
     nearest_distance_rs,
     onset_time_rs,
 )
-from .predict import APPROXIMATIONS, RS_DISTANCE_NOTE, STABILITY, predict
 from .spectra import (
     Spectrum,
     isotropic_spectrum,
@@ -89,4 +87,3 @@ __all__ = [
     "rs_distance",
     "mixture",
 ]
-

@@ -120,9 +120,7 @@ def _distance_and_rate(spectrum, theta, kappa=1.0, r=0.0):
     lam_r = spectrum.lam + np.asarray(r)[..., None] if np.ndim(r) else spectrum.lam + r
     k2 = (np.asarray(kappa) ** 2)[..., None] if np.ndim(kappa) else kappa**2
     d = spectrum.mean(k2 * spectrum.lam / (1.0 + x) + lam_r / (1.0 + x) ** 2)
-    rate = 0.5 * spectrum.mean(np.log1p(x) - x / (1.0 + x)) + theta * spectrum.mean(
-        lam_r * x / (1.0 + x) ** 2
-    )
+    rate = 0.5 * spectrum.mean(np.log1p(x) - x / (1.0 + x)) + theta * spectrum.mean(lam_r * x / (1.0 + x) ** 2)
     return d, rate
 
 
@@ -140,7 +138,7 @@ def rate_function(spectrum, d, kappa=1.0, r=0.0):
     theta_lo = -0.5 / (kappa**2 * spectrum.lam_max) * (1 - 1e-12)
     for i, di in enumerate(d_arr):
 
-        def gap(theta):
+        def gap(theta, di=di):
             return float(_distance_and_rate(spectrum, theta, kappa, r)[0]) - di
 
         hi = 1.0

@@ -16,6 +16,7 @@ crosses a level (3/4 by default), t_S plus an exact offset.
 import numpy as np
 
 from diffmem.errors import check_range, check_times
+
 from .linear import snr
 
 __all__ = [

@@ -49,6 +49,7 @@ import numpy as np
 from scipy import optimize, special
 
 from diffmem import nonlinearities
+
 from .linear import snr
 from .spectra import Spectrum
 
@@ -64,7 +65,8 @@ __all__ = [
 
 METHODS = ("auto", "closed-form", "gauss-hermite", "piecewise", "brute-force")
 
-# Quadrature sizes (docs/theory.md#replica-symmetric): tanh/erf t_c is stable to 1e-9 between 48 and 96 Gauss-Hermite nodes.
+# Quadrature sizes (docs/theory.md#replica-symmetric): tanh/erf t_c is stable to 1e-9 between 48 and 96 Gauss-Hermite
+# nodes.
 DEFAULT_OUTER_NODES = 48
 DEFAULT_INNER_NODES = 48
 # Inner W integration range for the piecewise rule (Gaussian weight e^{-W^2/2} < 2e-22 beyond).
@@ -161,9 +163,7 @@ def _make_channel(name, t, normalize, method, n_outer, n_inner):
         dy = min(dy, 0.4 * delta / jump)
     n_y = int(np.ceil((hi - lo) / dy)) + 1
     y = np.linspace(lo, hi, n_y)
-    return _Channel(
-        name, entry.fn, c, kappa, delta, method, closed, tuple(entry.kinks), x, w, n_inner, y, y[1] - y[0]
-    )
+    return _Channel(name, entry.fn, c, kappa, delta, method, closed, tuple(entry.kinks), x, w, n_inner, y, y[1] - y[0])
 
 
 def _log_normal(y, mean, var):
@@ -300,9 +300,7 @@ def _excess_entropy_cached(t, alpha_D, nonlinearity, fn, normalize, method, n_ou
     return -best - 0.5 * log(2.0 * pi * np.e * ch.delta)
 
 
-def excess_entropy_rs(
-    t, alpha_D, nonlinearity="linear", normalize=False, method="auto", n_outer=None, n_inner=None
-):
+def excess_entropy_rs(t, alpha_D, nonlinearity="linear", normalize=False, method="auto", n_outer=None, n_inner=None):
     """f(t) from the replica-symmetric formula, nats per ambient dimension (docs/theory.md#replica-symmetric).
 
     Parameters
@@ -327,8 +325,15 @@ def excess_entropy_rs(
 
 
 def collapse_time_rs(
-    alpha, alpha_D, nonlinearity="linear", normalize=False, method="auto", n_outer=None, n_inner=None,
-    t_guess=None, xtol=1e-9,
+    alpha,
+    alpha_D,
+    nonlinearity="linear",
+    normalize=False,
+    method="auto",
+    n_outer=None,
+    n_inner=None,
+    t_guess=None,
+    xtol=1e-9,
 ):
     """t_c with f(t_c) = alpha for the RS excess entropy (f decreases in t: data processing).
 

@@ -4,7 +4,9 @@ The keyword boundary (family, sizes, sigma, ...) takes its defaults from :class:
 a cell given as a CellSpec is predicted at its realized sizes.
 """
 
+from collections.abc import Sequence
 from dataclasses import fields
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +32,7 @@ from diffmem.theory.spectra import isotropic_spectrum, marchenko_pastur_spectrum
 
 __all__ = ["APPROXIMATIONS", "RS_DISTANCE_NOTE", "STABILITY", "predict"]
 
-_CELL = {f.name: f.default for f in fields(CellSpec)}  # the defaults of the keyword boundary
+_CELL: dict[str, Any] = {f.name: f.default for f in fields(CellSpec)}  # the keyword boundary's defaults
 
 APPROXIMATIONS = (None, GE)
 # Extra outputs of predict: the replicon V^2 E[(g')^2]/alpha_D of the RS distance theory (nonlinear
@@ -99,7 +101,11 @@ def _rs_block(alpha, alpha_D, nonlinearity, normalize, method, t):
     ge = gaussian_equivalent_spectrum(marchenko_pastur_spectrum(alpha_D), nonlinearity, normalize)
     guess = collapse_time(ge, alpha)
     t_c = collapse_time_rs(
-        alpha, alpha_D, nonlinearity, normalize, method,
+        alpha,
+        alpha_D,
+        nonlinearity,
+        normalize,
+        method,
         t_guess=guess if np.isfinite(guess) and guess > nonlinear.T_MIN else None,
     )
     onset = rs_distance.onset_point(alpha, alpha_D, nonlinearity, normalize)
@@ -117,30 +123,33 @@ def _rs_block(alpha, alpha_D, nonlinearity, normalize, method, t):
     }
     if t is not None:
         out["f"] = excess_entropy_rs(t, alpha_D, nonlinearity, normalize, method)
-        out["rho_b"] = (basin_radius_rs(alpha, alpha_D, t, t_c, t_o, nonlinearity, normalize)
-                        if np.isfinite(t_c) and np.isfinite(t_o) else None)
+        out["rho_b"] = (
+            basin_radius_rs(alpha, alpha_D, t, t_c, t_o, nonlinearity, normalize)
+            if np.isfinite(t_c) and np.isfinite(t_o)
+            else None
+        )
         out["loss"] = loss_rs(alpha, alpha_D, t, nonlinearity, normalize)
     return out
 
 
 def predict(
-    cell=None,
+    cell: CellSpec | None = None,
     *,
-    family=_CELL["family"],
-    nonlinearity=_CELL["nonlinearity"],
-    normalize=_CELL["normalize"],
-    alpha=None,
-    alpha_D=_CELL["alpha_D"],
-    N=None,
-    P=None,
-    seed=_CELL["seed"],
-    m_tilde=_CELL["m_tilde"],
-    sigma=_CELL["sigma"],
-    t=None,
-    quenched=None,
-    approximation=None,
-    method="auto",
-):
+    family: str = _CELL["family"],
+    nonlinearity: str = _CELL["nonlinearity"],
+    normalize: bool = _CELL["normalize"],
+    alpha: float | None = None,
+    alpha_D: float = _CELL["alpha_D"],
+    N: int | None = None,
+    P: int | None = None,
+    seed: int = _CELL["seed"],
+    m_tilde: float = _CELL["m_tilde"],
+    sigma: float = _CELL["sigma"],
+    t: float | Sequence[float] | None = None,
+    quenched: bool | None = None,
+    approximation: str | None = None,
+    method: str = "auto",
+) -> dict[str, Any]:
     """Large-N predictions for one cell: the times and, given ``t``, the curves (docs/theory.md#predict).
 
     Parameters
@@ -195,7 +204,8 @@ def predict(
     i.i.d. Gaussian F that depend on F only through alpha_D: there is no quenched version, and a cell
     (with N) is given them at its realized alpha = log(P)/N and alpha_D = D/N. ``t_s`` is None (no
     spike). ``approximation="gaussian-equivalent"`` gives the GE approximation instead. For the
-    Gaussian mixture f and t_c are the closed forms; the other times come from the isotropic spectrum of variance sigma^2 (the class spike is O(1/N) per
+    Gaussian mixture f and t_c are the closed forms; the other times come from the isotropic spectrum of variance
+    sigma^2 (the class spike is O(1/N) per
     dimension), t_s = (1/2) log(N m_tilde^2 + sigma^2) needs N. The hidden manifold and isotropic
     data have no spike (the top of a bulk is not a speciation transition): t_s is None for them.
     """
@@ -237,8 +247,9 @@ def predict(
     elif family == "isotropic":
         out = _isotropic(params, alpha, times)
     else:
-        out = _hidden_manifold(params, alpha, alpha_D, N, D, seed, nonlinearity, normalize, quenched,
-                               approximation, method, times)
+        out = _hidden_manifold(
+            params, alpha, alpha_D, N, D, seed, nonlinearity, normalize, quenched, approximation, method, times
+        )
     result = {key: _none_if_nan(out[key]) for key in ("t_c", "t_o", "t_g", "t_s", "t_L")}
     result.update({key: _none_if_nan(out.get(key)) for key in ("voronoi_radius", *STABILITY)})
     result["params"] = params
@@ -268,8 +279,9 @@ def _isotropic(params, alpha, times):
     return _linear_block(isotropic_spectrum(), alpha, times)
 
 
-def _hidden_manifold(params, alpha, alpha_D, N, D, seed, nonlinearity, normalize, quenched, approximation,
-                     method, times):
+def _hidden_manifold(
+    params, alpha, alpha_D, N, D, seed, nonlinearity, normalize, quenched, approximation, method, times
+):
     """The hidden manifold: REM formulas of the (quenched or Marchenko-Pastur) spectrum for a linear
     sigma, the replica-symmetric theories for a nonlinear one, or the labelled GE approximation."""
     spectrum = quenched_spectrum(N, D, seed) if quenched else marchenko_pastur_spectrum(alpha_D)

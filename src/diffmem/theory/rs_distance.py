@@ -57,6 +57,7 @@ import numpy as np
 from scipy import optimize, special
 
 from diffmem import nonlinearities
+
 from .linear import snr, time_of_snr
 from .nonlinear import _amplitude, _closed_form_kind
 
@@ -206,8 +207,14 @@ class _Model:
 
 def _model(nonlinearity, normalize, alpha_D):
     entry = nonlinearities.get(nonlinearity)
-    return _Model(nonlinearity, entry.fn, _amplitude(nonlinearity, normalize),
-                  _closed_form_kind(nonlinearity), tuple(float(k) for k in entry.kinks), float(alpha_D))
+    return _Model(
+        nonlinearity,
+        entry.fn,
+        _amplitude(nonlinearity, normalize),
+        _closed_form_kind(nonlinearity),
+        tuple(float(k) for k in entry.kinks),
+        float(alpha_D),
+    )
 
 
 def _probabilists_hermite(n):
@@ -276,16 +283,18 @@ def _tilted_closed(model, y, omega, V, theta):
         up_mean, up_var, up_logp = _truncated(omega, sv, True)
         dn_mean, dn_var, dn_logp = _truncated(omega, sv, False)
         d_up, d_dn = (y - c) ** 2, (y + c) ** 2
-        return _mixture([(up_logp - theta * d_up, up_mean, up_var, d_up),
-                         (dn_logp - theta * d_dn, dn_mean, dn_var, d_dn)])
+        return _mixture(
+            [(up_logp - theta * d_up, up_mean, up_var, d_up), (dn_logp - theta * d_dn, dn_mean, dn_var, d_dn)]
+        )
     # relu: h' < 0 gives sigma = 0 (an untilted truncated Gaussian); h' > 0 the Gaussian tilt of the
     # linear channel restricted to h' > 0.
     dn_mean, dn_var, dn_logp = _truncated(omega, sv, False)
     log_z_lin, mean_lin, var_lin = _gaussian_tilt(y, omega, V, theta, c)
     up_mean, up_var, up_logp = _truncated(mean_lin, sqrt(var_lin), True)
     up_dist = (y - c * up_mean) ** 2 + c * c * up_var
-    return _mixture([(dn_logp - theta * y * y, dn_mean, dn_var, y * y),
-                     (log_z_lin + up_logp, up_mean, up_var, up_dist)])
+    return _mixture(
+        [(dn_logp - theta * y * y, dn_mean, dn_var, y * y), (log_z_lin + up_logp, up_mean, up_var, up_dist)]
+    )
 
 
 def _sigma_slope(fn, h, step=1e-5):
@@ -313,8 +322,13 @@ def _tilted_hermite(model, y, omega, V, theta, n_inner):
     x, w = _hermite(n_inner)
     nodes = h[..., None] + width[..., None] * x
     resid2 = (y[..., None] - c * np.asarray(fn(nodes), dtype=float)) ** 2
-    log_terms = (_log_hermite_weight(n_inner) + np.log(width)[..., None] - 0.5 * log(V)
-                 - 0.5 * (nodes - omega[..., None]) ** 2 / V - theta * resid2)
+    log_terms = (
+        _log_hermite_weight(n_inner)
+        + np.log(width)[..., None]
+        - 0.5 * log(V)
+        - 0.5 * (nodes - omega[..., None]) ** 2 / V
+        - theta * resid2
+    )
     top = np.max(log_terms, axis=-1, keepdims=True)
     e = np.exp(log_terms - top)
     total = np.sum(e, axis=-1, keepdims=True)
@@ -389,8 +403,7 @@ def _outer_rule(model, order, eps2, quad):
     if eps2 > 0:
         eta, w_eta = _hermite(quad.n_noise)
     n_e = eta.size
-    return (np.repeat(h_star, n_e), np.repeat(xi, n_e), np.tile(eta, h_star.size),
-            (weight[:, None] * w_eta).ravel())
+    return (np.repeat(h_star, n_e), np.repeat(xi, n_e), np.tile(eta, h_star.size), (weight[:, None] * w_eta).ravel())
 
 
 def _averages(model, order, theta, eps2, quad):
@@ -525,7 +538,9 @@ def _point(model, order, theta, eps2, quad):
     resid = float(np.max(np.abs(new.as_array() - order.as_array())))
     a_D = model.alpha_D
     return StationaryPoint(
-        theta=float(theta), eps2=float(eps2), order=order,
+        theta=float(theta),
+        eps2=float(eps2),
+        order=order,
         cumulant=float(a_D * prior_term(order) + avg["log_z"]),
         distance=float(avg["dist"]),
         replicon=float(order.V**2 * avg["g1_sq"] / a_D),
@@ -691,8 +706,9 @@ def _root_on_branch(branch, gap):
         x0 = np.concatenate([order.as_array(), [log(theta)]])
     else:  # interpolate linearly in the gap between the bracketing grid points
         w = -prev[2] / (value - prev[2])
-        x0 = np.concatenate([(1 - w) * prev[1].as_array() + w * order.as_array(),
-                             [(1 - w) * log(prev[0]) + w * log(theta)]])
+        x0 = np.concatenate(
+            [(1 - w) * prev[1].as_array() + w * order.as_array(), [(1 - w) * log(prev[0]) + w * log(theta)]]
+        )
 
     def residual(x):
         if not _valid(x[:3]) or abs(x[3]) > 50:
@@ -803,8 +819,9 @@ def _annealed_cached(alpha, alpha_D, nonlinearity, fn, normalize, times, quad):
         def eqs(x, order, avg, th):
             return [x[3] + 2.0 * (alpha + _cumulant_of(model, order, avg))]
 
-        x, resid, ok = _solve_joint(model, x0, eqs, quad, lambda x, s=s: max(x[3], 0.0) / s,
-                                    lambda x, theta=theta: theta)
+        x, resid, ok = _solve_joint(
+            model, x0, eqs, quad, lambda x, s=s: max(x[3], 0.0) / s, lambda x, theta=theta: theta
+        )
         good = ok and resid < 1e-8
         out.append(float(x[3]) if good else float("nan"))
         x_prev = x if good else None
@@ -821,8 +838,9 @@ def basin_radius_annealed_rs(alpha, alpha_D, t, nonlinearity="linear", normalize
     fn = nonlinearities.get(nonlinearity).fn
     t_arr = np.atleast_1d(np.asarray(t, dtype=float))
     order = np.argsort(-t_arr)  # from t_o (rho = 0, eps = 0) down
-    values = _annealed_cached(float(alpha), float(alpha_D), nonlinearity, fn, bool(normalize),
-                              tuple(float(v) for v in t_arr[order]), quad)
+    values = _annealed_cached(
+        float(alpha), float(alpha_D), nonlinearity, fn, bool(normalize), tuple(float(v) for v in t_arr[order]), quad
+    )
     out = np.empty_like(t_arr)
     out[order] = values
     return float(out[0]) if np.ndim(t) == 0 else out
@@ -868,8 +886,9 @@ def basin_radius_rs(alpha, alpha_D, t, t_c, t_o=None, nonlinearity="linear", nor
         out[below] = snr(t_arr[below]) * voronoi_radius_rs(alpha, alpha_D, nonlinearity, normalize, quad)
     middle = (~below) & (t_arr < t_o)
     if middle.any():
-        out[middle] = np.clip(basin_radius_annealed_rs(alpha, alpha_D, t_arr[middle], nonlinearity, normalize,
-                                                       quad), 0.0, None)
+        out[middle] = np.clip(
+            basin_radius_annealed_rs(alpha, alpha_D, t_arr[middle], nonlinearity, normalize, quad), 0.0, None
+        )
     return float(out[0]) if np.ndim(t) == 0 else out
 
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffmem.seeding import feature_matrix
 from diffmem.errors import ParameterError, check_range
+from diffmem.seeding import feature_matrix
 
 __all__ = [
     "Spectrum",

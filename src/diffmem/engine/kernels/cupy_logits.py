@@ -35,12 +35,8 @@ def _cupy_kernels():
     if not _CUPY_KERNELS:
         import cupy
 
-        _CUPY_KERNELS["exp"] = cupy.ElementwiseKernel(
-            "T m", "T l", "l = exp(l - m)", "diffmem_shifted_exp"
-        )
-        _CUPY_KERNELS["sumsq"] = cupy.ReductionKernel(
-            "T e", "T s", "e * e", "a + b", "s = a", "0", "diffmem_row_sumsq"
-        )
+        _CUPY_KERNELS["exp"] = cupy.ElementwiseKernel("T m", "T l", "l = exp(l - m)", "diffmem_shifted_exp")
+        _CUPY_KERNELS["sumsq"] = cupy.ReductionKernel("T e", "T s", "e * e", "a + b", "s = a", "0", "diffmem_row_sumsq")
     return _CUPY_KERNELS["exp"], _CUPY_KERNELS["sumsq"]
 
 

@@ -34,9 +34,7 @@ def stream_generic(X, chunks, *, c1, c2, delta, index=None, want_mean=False, wan
             masked = xp.where(cols[None, :] == chunk_arg[:, None], -inf, L)
             chunk_second = xp.max(masked, axis=1) if n > 1 else xp.full((M,), -inf, dtype=dtype)
             # second of the union of {run_max, run_second} and {chunk_max, chunk_second}
-            run_second = xp.maximum(
-                xp.minimum(state.run_max, chunk_max), xp.maximum(run_second, chunk_second)
-            )
+            run_second = xp.maximum(xp.minimum(state.run_max, chunk_max), xp.maximum(run_second, chunk_second))
         shift, rescale = state.advance(chunk_arg, chunk_max, start)
         L -= shift[:, None]
         E = xp.exp(L)

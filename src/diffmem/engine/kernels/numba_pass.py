@@ -23,8 +23,8 @@ does with it:
   process loading numba's on-disk cache ran the second, and the two differed by up to 6e-14 in the
   sums (2e-15 in phi). Now the sums have an explicit order (:data:`SPAN` partial sums, sum i
   holding the elements j = i mod SPAN, combined pairwise), written as vector code
-  (:func:`_lane_sums`) that the compiler cannot reorder, and the polynomial uses explicit fused multiply-adds (one rounding each, by
-  definition), never contraction left to the compiler;
+  (:func:`_lane_sums`) that the compiler cannot reorder, and the polynomial uses explicit fused
+  multiply-adds (one rounding each, by definition), never contraction left to the compiler;
 - the exponential is our own (:func:`exp2_clamped`: exact split d = k + f, a degree-11
   near-minimax polynomial of 2^f in FMA Horner form, 2^k from the exponent bits), within 2 ulp,
   vectorized by LLVM; numba's ``math.exp`` calls libm per element and was ~5x slower here;
@@ -37,23 +37,33 @@ does with it:
   exact maximum. So there is one pass per element almost always.
 """
 
-import math
-
 import numpy as np
 
 try:
     from llvmlite import ir
     from numba import literally, njit, prange
-    from numba.core import cgutils
-    from numba.core import types
+    from numba.core import cgutils, types
     from numba.extending import intrinsic
 
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - numba is a declared dependency
     HAVE_NUMBA = False
 
-__all__ = ["EXPONENTIAL", "EXPONENTIALS", "HAVE_NUMBA", "MIXED_WEIGHT_ERROR", "HEADROOM", "LOG2E", "SKIP_BELOW", "SPAN", "TILE", "exp2_clamped", "exp2_mixed",
-           "fold_block", "tile_bounds"]
+__all__ = [
+    "EXPONENTIAL",
+    "EXPONENTIALS",
+    "HAVE_NUMBA",
+    "MIXED_WEIGHT_ERROR",
+    "HEADROOM",
+    "LOG2E",
+    "SKIP_BELOW",
+    "SPAN",
+    "TILE",
+    "exp2_clamped",
+    "exp2_mixed",
+    "fold_block",
+    "tile_bounds",
+]
 
 EXPONENTIAL = "minimax11-fma"  # the default exponential of the fused pass, recorded with every cell it makes
 HEADROOM = 300.0  # a block is re-summed when its sum in shift units exceeds 2^HEADROOM
@@ -84,15 +94,18 @@ _P = (
 )
 # Opt-in mixed precision (EXPONENTIALS["mixed-f32"]): 2^f by a degree-6 minimax polynomial evaluated in
 # float32 (Remez on [-1/2, 1/2]: relative error 1.9e-9 exact, 9.6e-8 evaluated in float32).
-_P6 = tuple(np.float32(c) for c in (
-    1.0,
-    0.6931471824645996,
-    0.24022646248340607,
-    0.05550328642129898,
-    0.009618489071726799,
-    0.0013399930903688073,
-    0.0001534581242594868,
-))
+_P6 = tuple(
+    np.float32(c)
+    for c in (
+        1.0,
+        0.6931471824645996,
+        0.24022646248340607,
+        0.05550328642129898,
+        0.009618489071726799,
+        0.0013399930903688073,
+        0.0001534581242594868,
+    )
+)
 # The exponentials of the pass, by the name a cell records; the flag fold_block takes is the index.
 EXPONENTIALS = ("minimax11-fma", "mixed-f32")
 # Relative error of one weight 2^d with "mixed-f32": f = d - k rounded to float32 (<= 2^-25 absolute,
@@ -287,7 +300,11 @@ if HAVE_NUMBA:
                 builder.store(builder.fadd(builder.load(tail_square), builder.fmul(x, x)), tail_square)
 
             def pairwise(vectors):
-                terms = [builder.extract_element(vec, ir.Constant(ir.IntType(32), i)) for vec in vectors for i in range(LANES)]
+                terms = [
+                    builder.extract_element(vec, ir.Constant(ir.IntType(32), i))
+                    for vec in vectors
+                    for i in range(LANES)
+                ]
                 while len(terms) > 1:
                     terms = [builder.fadd(terms[i], terms[i + 1]) for i in range(0, len(terms), 2)]
                 return terms[0]
@@ -350,8 +367,9 @@ if HAVE_NUMBA:
         return t1, t2, tiles - kept
 
     @njit(parallel=True, cache=True)
-    def fold_block(G, sq, start, row_a, coef_a, row_b, coef_b, coef_sq, index, shift, s1, s2, logit_index,
-                   bounds, skipped, mixed):
+    def fold_block(
+        G, sq, start, row_a, coef_a, row_b, coef_b, coef_sq, index, shift, s1, s2, logit_index, bounds, skipped, mixed
+    ):
         """Fold training points start..start+n-1 into the online sums of every query.
 
         Parameters
@@ -403,8 +421,22 @@ if HAVE_NUMBA:
                 else:
                     g_max, g_min, sq_min, sq_max = bounds
                     rb = row_b[q] if row_b[q] >= 0 else row_a[q]
-                    t1, t2, k = _row_sums_skipping(Ga, Gb, sq, ca, cb, cs, ref, scratch, mixed, keep, (g_max[row_a[q]], g_min[row_a[q]]),
-                                                   (g_max[rb], g_min[rb]), sq_min, sq_max)
+                    t1, t2, k = _row_sums_skipping(
+                        Ga,
+                        Gb,
+                        sq,
+                        ca,
+                        cb,
+                        cs,
+                        ref,
+                        scratch,
+                        mixed,
+                        keep,
+                        (g_max[row_a[q]], g_min[row_a[q]]),
+                        (g_max[rb], g_min[rb]),
+                        sq_min,
+                        sq_max,
+                    )
                     skipped[q] += k
                 if not t1 <= _TWO_HEADROOM:  # also catches inf: redo the block at its exact maximum
                     top = _row_max(Ga, Gb, sq, ca, cb, cs)

@@ -80,7 +80,7 @@ def stream_shared_cpu(ctx, V, table, *, progress=False, skip=False, exponential=
     dict of float64 arrays (Q,): ``log_z``, ``sum_w2``, ``w_index`` (0 where the query has no
     designated point), and ``skipped`` (int64: tiles skipped per query; zero without ``skip``).
     """
-    
+
     if exponential not in EXPONENTIALS:
         raise ValueError(f"exponential: must be one of {', '.join(EXPONENTIALS)}, got {exponential!r}")
     mixed = exponential == "mixed-f32"
@@ -114,9 +114,22 @@ def stream_shared_cpu(ctx, V, table, *, progress=False, skip=False, exponential=
                     _base_products(V, A[lo:hi], block, pool)
                     sq_block = sq_chunk[lo:hi]
                     fold_block(
-                        block, sq_block, start + lo, table.row_a, coef_a, table.row_b,
-                        coef_b, coef_sq, table.index, shift, s1, s2, logit_index,
-                        tile_bounds(block, sq_block) if skip else None, skipped, mixed,
+                        block,
+                        sq_block,
+                        start + lo,
+                        table.row_a,
+                        coef_a,
+                        table.row_b,
+                        coef_b,
+                        coef_sq,
+                        table.index,
+                        shift,
+                        s1,
+                        s2,
+                        logit_index,
+                        tile_bounds(block, sq_block) if skip else None,
+                        skipped,
+                        mixed,
                     )
     finally:
         if pool is not None:

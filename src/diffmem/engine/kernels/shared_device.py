@@ -57,7 +57,9 @@ def _cupy_kernels():
         import cupy
 
         _CUPY_KERNELS["combine"] = cupy.ElementwiseKernel(
-            "T ga, T gb, T sq, T ca, T cb, T cs", "T l", "l = ca * ga + cb * gb - cs * sq",
+            "T ga, T gb, T sq, T ca, T cb, T cs",
+            "T l",
+            "l = ca * ga + cb * gb - cs * sq",
             "diffmem_shared_logits",
         )
         _CUPY_KERNELS["sum_exp"] = cupy.ReductionKernel(
@@ -187,5 +189,7 @@ def stream_shared_device(ctx, V, table, *, progress=False, block_elements=None):
     # compiler may contract ca ga + cb gb into an FMA), so it can come out an ulp above its share
     w_index = xp.minimum(xp.exp(logit - log_z), xp.ones_like(log_z))
     sum_w2 = xp.minimum(sum_w2, xp.ones_like(sum_w2))
-    return {key: be.get(xp.reshape(value, (table.size,))) for key, value in
-            (("log_z", log_z), ("sum_w2", sum_w2), ("w_index", w_index))}
+    return {
+        key: be.get(xp.reshape(value, (table.size,)))
+        for key, value in (("log_z", log_z), ("sum_w2", sum_w2), ("w_index", w_index))
+    }

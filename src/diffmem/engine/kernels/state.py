@@ -102,8 +102,9 @@ class OnlineState:
         safe_max = xp.where(finite, self.run_max, self._zero)
         safe_s1 = xp.where(self.s1 > 0, self.s1, xp.ones_like(self.s1))
         log_z = xp.where(finite, safe_max + xp.log(safe_s1), self.run_max)
-        result = KernelResult(log_z=log_z, max_logit=self.run_max, argmax=self.run_arg,
-                              sum_w2=self.s2 / (safe_s1 * safe_s1))
+        result = KernelResult(
+            log_z=log_z, max_logit=self.run_max, argmax=self.run_arg, sum_w2=self.s2 / (safe_s1 * safe_s1)
+        )
         if self.index is not None:
             result.w_index = xp.exp(self.logit_index - log_z)
         if self.mean is not None:

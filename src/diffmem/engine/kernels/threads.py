@@ -12,6 +12,7 @@ __all__ = ["single_threaded_blas", "worker_count"]
 
 _MIN_THREADED_WORK = 1 << 12  # M x block below which threads cost more than they save
 
+
 def worker_count(M, first_rows):
     """Workers for M queries against blocks of ``first_rows`` points: the BLAS thread count, or 1."""
     if M * first_rows < _MIN_THREADED_WORK:
