@@ -145,64 +145,54 @@ if HAVE_NUMBA:
 
     @intrinsic
     def _fma(typingctx, a, b, c):
-        """a * b + c with one rounding (llvm.fma: the FMA instruction, or libm's fma without one)."""
+        """a * b + c with one rounding (llvm.fma: the FMA instruction, or libm's fma without one), in
+        float64 or float32 (all three arguments of one type)."""
+        if not (a == b == c and a in (types.float64, types.float32)):
+            return None
 
         def codegen(context, builder, signature, args):
-            double = ir.DoubleType()
-            fnty = ir.FunctionType(double, [double, double, double])
-            fn = builder.module.declare_intrinsic("llvm.fma", [double], fnty)
+            real = context.get_value_type(signature.return_type)
+            fn = builder.module.declare_intrinsic("llvm.fma", [real], ir.FunctionType(real, [real] * 3))
             return builder.call(fn, args)
 
-        return types.float64(types.float64, types.float64, types.float64), codegen
+        return a(a, a, a), codegen
+
+    @njit(inline="always", cache=True)
+    def _split(d):
+        """(k, f) with d = k + f exactly, k = floor(d + 1/2), f in [-1/2, 1/2]; d clamped first."""
+        d = min(max(d, CLAMP_LOW), CLAMP_HIGH)
+        kf = np.floor(d + 0.5)
+        return kf, d - kf
+
+    @njit(inline="always", cache=True)
+    def _horner(coefficients, f):
+        """sum_i coefficients[i] f^i in Horner form, one fused multiply-add per degree (highest first)."""
+        p = coefficients[-1]
+        for i in range(len(coefficients) - 2, -1, -1):
+            p = _fma(p, f, coefficients[i])
+        return p
+
+    @njit(inline="always", cache=True)
+    def _times_two_to(p, kf):
+        """p 2^k, 2^k written into the exponent bits."""
+        return p * _float_from_bits((np.int64(kf) + 1023) << 52)
 
     @njit(inline="always", cache=True)
     def exp2_clamped(d):
-        """2^d for d clamped to [CLAMP_LOW, CLAMP_HIGH], within 2 ulp; no calls, no branches.
+        """2^d for d clamped to [CLAMP_LOW, CLAMP_HIGH], within 1 ulp; no calls, no branches.
 
         k = floor(d + 1/2) and f = d - k in [-1/2, 1/2] are exact, 2^f is the polynomial ``_P`` in
         Horner form with one fused multiply-add per degree, and 2^k is written into the exponent bits.
         """
-        d = min(max(d, CLAMP_LOW), CLAMP_HIGH)
-        kf = np.floor(d + 0.5)
-        f = d - kf
-        p = _fma(_P[11], f, _P[10])
-        p = _fma(p, f, _P[9])
-        p = _fma(p, f, _P[8])
-        p = _fma(p, f, _P[7])
-        p = _fma(p, f, _P[6])
-        p = _fma(p, f, _P[5])
-        p = _fma(p, f, _P[4])
-        p = _fma(p, f, _P[3])
-        p = _fma(p, f, _P[2])
-        p = _fma(p, f, _P[1])
-        p = _fma(p, f, _P[0])
-        return p * _float_from_bits((np.int64(kf) + 1023) << 52)
-
-    @intrinsic
-    def _fma32(typingctx, a, b, c):
-        """a * b + c in float32 with one rounding (llvm.fma.f32)."""
-
-        def codegen(context, builder, signature, args):
-            single = ir.FloatType()
-            fn = builder.module.declare_intrinsic("llvm.fma", [single], ir.FunctionType(single, [single] * 3))
-            return builder.call(fn, args)
-
-        return types.float32(types.float32, types.float32, types.float32), codegen
+        kf, f = _split(d)
+        return _times_two_to(_horner(_P, f), kf)
 
     @njit(inline="always", cache=True)
     def exp2_mixed(d):
         """2^d as :func:`exp2_clamped`, with 2^f from the float32 polynomial ``_P6``: relative error
         below :data:`MIXED_WEIGHT_ERROR` (the split d = k + f and the product stay float64)."""
-        d = min(max(d, CLAMP_LOW), CLAMP_HIGH)
-        kf = np.floor(d + 0.5)
-        f = np.float32(d - kf)
-        p = _fma32(_P6[6], f, _P6[5])
-        p = _fma32(p, f, _P6[4])
-        p = _fma32(p, f, _P6[3])
-        p = _fma32(p, f, _P6[2])
-        p = _fma32(p, f, _P6[1])
-        p = _fma32(p, f, _P6[0])
-        return np.float64(p) * _float_from_bits((np.int64(kf) + 1023) << 52)
+        kf, f = _split(d)
+        return _times_two_to(np.float64(_horner(_P6, np.float32(f))), kf)
 
     @njit(inline="always", cache=True)
     def _exp2(d, mixed):
