@@ -43,7 +43,7 @@ import numpy as np
 
 try:
     from llvmlite import ir
-    from numba import literally, njit, prange
+    from numba import njit, prange
     from numba.core import cgutils, types
     from numba.extending import intrinsic
 
@@ -358,6 +358,26 @@ if HAVE_NUMBA:
         t1, t2 = _lane_sums(scratch, n)
         return t1, t2, tiles - kept
 
+    # The exponential is a compile-time constant of the vector loops: each branch passes a constant, so
+    # numba compiles one specialization of the row sums per exponential (a runtime flag inside the
+    # loop would stop its vectorization; numba.literally on fold_block's argument would re-type every
+    # call from Python, ~0.1 s each).
+    @njit(inline="always", cache=True)
+    def _sums(Ga, Gb, sq, ca, cb, cs, shift, scratch, mixed):
+        if mixed:
+            return _row_sums(Ga, Gb, sq, ca, cb, cs, shift, scratch, True)
+        return _row_sums(Ga, Gb, sq, ca, cb, cs, shift, scratch, False)
+
+    @njit(inline="always", cache=True)
+    def _sums_skipping(Ga, Gb, sq, ca, cb, cs, shift, scratch, mixed, keep, bounds_a, bounds_b, sq_min, sq_max):
+        if mixed:
+            return _row_sums_skipping(
+                Ga, Gb, sq, ca, cb, cs, shift, scratch, True, keep, bounds_a, bounds_b, sq_min, sq_max
+            )
+        return _row_sums_skipping(
+            Ga, Gb, sq, ca, cb, cs, shift, scratch, False, keep, bounds_a, bounds_b, sq_min, sq_max
+        )
+
     @njit(parallel=True, cache=True)
     def fold_block(
         G, sq, start, row_a, coef_a, row_b, coef_b, coef_sq, index, shift, s1, s2, logit_index, bounds, skipped, mixed
@@ -389,7 +409,6 @@ if HAVE_NUMBA:
         mixed : bool
             The opt-in mixed-precision exponential (:func:`exp2_mixed`) instead of the default.
         """
-        literally(mixed)  # compiled once per value: the exponential is a constant of the vector loops
         Q = row_a.size
         n = sq.size
         groups = (Q + QUERY_GROUP - 1) // QUERY_GROUP
@@ -409,7 +428,7 @@ if HAVE_NUMBA:
                     ref = _row_max(Ga, Gb, sq, ca, cb, cs)
                     shift[q] = ref
                 if bounds is None:
-                    t1, t2 = _row_sums(Ga, Gb, sq, ca, cb, cs, ref, scratch, mixed)
+                    t1, t2 = _sums(Ga, Gb, sq, ca, cb, cs, ref, scratch, mixed)
                 else:
                     g_max, g_min, sq_min, sq_max = bounds
                     rb = row_b[q] if row_b[q] >= 0 else row_a[q]
@@ -436,7 +455,7 @@ if HAVE_NUMBA:
                     s1[q] *= factor
                     s2[q] *= factor * factor
                     shift[q] = top
-                    t1, t2 = _row_sums(Ga, Gb, sq, ca, cb, cs, top, scratch, mixed)
+                    t1, t2 = _sums(Ga, Gb, sq, ca, cb, cs, top, scratch, mixed)
                 s1[q] += t1
                 s2[q] += t2
                 k = index[q] - start
