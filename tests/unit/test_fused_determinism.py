@@ -80,36 +80,21 @@ def test_cold_and_warm_numba_cache_give_the_same_bits(tmp_path):
         assert run["alone"] == run["Q"]
 
 
-def _fold(threads):
+def _fold(threads=None, mixed=False):
+    """(shift, s1, s2, logit_index) of one fold of the fixed inputs, on ``threads`` numba threads."""
     import numba
 
     d = _inputs()
     Q = d["Q"]
-    shift, s1, s2, li = np.full(Q, -np.inf), np.zeros(Q), np.zeros(Q), np.full(Q, -np.inf)
+    state = np.full(Q, -np.inf), np.zeros(Q), np.zeros(Q), np.full(Q, -np.inf)
+    args = (d["G"], d["sq"], 0, d["row_a"], d["coef_a"], d["row_b"], d["coef_b"], d["coef_sq"], d["index"])
     before = numba.get_num_threads()
-    numba.set_num_threads(threads)
+    numba.set_num_threads(threads or before)
     try:
-        fused.fold_block(
-            d["G"],
-            d["sq"],
-            0,
-            d["row_a"],
-            d["coef_a"],
-            d["row_b"],
-            d["coef_b"],
-            d["coef_sq"],
-            d["index"],
-            shift,
-            s1,
-            s2,
-            li,
-            None,
-            np.zeros(Q, np.int64),
-            False,
-        )
+        fused.fold_block(*args, *state, None, np.zeros(Q, np.int64), mixed)
     finally:
         numba.set_num_threads(before)
-    return np.concatenate([shift, s1, s2, li])
+    return state
 
 
 def test_fold_block_bits_do_not_depend_on_the_thread_count():
@@ -117,7 +102,8 @@ def test_fold_block_bits_do_not_depend_on_the_thread_count():
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("numba has one thread here")
-    np.testing.assert_array_equal(_fold(1), _fold(2))
+    for one, two in zip(_fold(1), _fold(2)):
+        np.testing.assert_array_equal(one, two)
 
 
 def _documented_order(e):
@@ -294,30 +280,7 @@ def test_mixed_exponential_within_its_stated_bound():
 
 
 def test_fold_block_with_the_mixed_exponential_stays_within_its_bound_of_the_default():
-    d = _inputs()
-    Q = d["Q"]
-    out = {}
-    for mixed in (False, True):
-        shift, s1, s2, li = np.full(Q, -np.inf), np.zeros(Q), np.zeros(Q), np.full(Q, -np.inf)
-        fused.fold_block(
-            d["G"],
-            d["sq"],
-            0,
-            d["row_a"],
-            d["coef_a"],
-            d["row_b"],
-            d["coef_b"],
-            d["coef_sq"],
-            d["index"],
-            shift,
-            s1,
-            s2,
-            li,
-            None,
-            np.zeros(Q, np.int64),
-            mixed,
-        )
-        out[mixed] = (shift, s1, s2)
+    out = {mixed: _fold(mixed=mixed) for mixed in (False, True)}
     np.testing.assert_array_equal(out[True][0], out[False][0])  # the shift is an exact maximum either way
     # every weight within MIXED_WEIGHT_ERROR relative, so are the sums of them (and of their squares: 2x)
     np.testing.assert_allclose(out[True][1], out[False][1], rtol=fused.MIXED_WEIGHT_ERROR + 1e-15)
