@@ -4,6 +4,7 @@ cupy is imported only when the cupy backend is requested (or probed by ``auto``)
 with numpy in float64 and moved with :meth:`Backend.put`; results come back with :meth:`Backend.get`.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,6 +113,7 @@ def resolve(name="auto", dtype="float64"):
     return Backend("numpy", np, dtype, "cpu")
 
 
+@functools.cache
 def platform_fingerprint():
     """What outside this package decides a cell's last bits on a CPU, as one line.
 
@@ -120,7 +122,8 @@ def platform_fingerprint():
     can differ between CPU generations (never between runs, threads or processes on one machine):
     numpy's SIMD dispatch of exp, exp2 and log (the per-time kernels, the observables) and OpenBLAS's
     GEMM kernel (every logit block). Recorded per cell, so two stores that differ can be told apart
-    by where they ran; same fingerprint, same bits.
+    by where they ran; same fingerprint, same bits. Computed once per process (it asks threadpoolctl
+    for the loaded libraries, ~2 ms).
     """
     import platform
 

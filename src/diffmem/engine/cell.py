@@ -107,6 +107,7 @@ def run_cell(spec: CellSpec | None = None, *, progress: bool = False, **paramete
     result["n_samples"] = samples
     result["steps"] = reverse_steps
 
+    kernel = _kernel_name(ctx, spec)
     params = {
         "family": spec.family,
         "nonlinearity": spec.nonlinearity,
@@ -132,8 +133,8 @@ def run_cell(spec: CellSpec | None = None, *, progress: bool = False, **paramete
         "dtype": be.dtype,
         "chunk_size": spec.chunk_size,
         "sampling": spec.sampling,
-        "kernel": _kernel_name(ctx, spec),
-        "exponential": spec.exponential if _kernel_name(ctx, spec) == "fused" else "library",
+        "kernel": kernel,
+        "exponential": spec.exponential if kernel == "fused" else "library",
         "platform": platform_fingerprint(),
         "version": __version__,
     }

@@ -432,7 +432,7 @@ if HAVE_NUMBA:
                 else:
                     g_max, g_min, sq_min, sq_max = bounds
                     rb = row_b[q] if row_b[q] >= 0 else row_a[q]
-                    t1, t2, k = _row_sums_skipping(
+                    t1, t2, k = _sums_skipping(
                         Ga,
                         Gb,
                         sq,
