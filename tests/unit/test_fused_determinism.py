@@ -141,16 +141,22 @@ def test_lane_sums_follow_the_documented_order_exactly(n):
     assert got == want
 
 
-def test_exp2_within_one_ulp_and_clamped():
+def _elementwise(scalar):
+    """A compiled loop applying the jitted ``scalar`` function to every element of an array."""
     from numba import njit
 
     @njit
     def evaluate(d):
         out = np.empty_like(d)
         for i in range(d.size):
-            out[i] = fused.exp2_clamped(d[i])
+            out[i] = scalar(d[i])
         return out
 
+    return evaluate
+
+
+def test_exp2_within_one_ulp_and_clamped():
+    evaluate = _elementwise(fused.exp2_clamped)
     rng = np.random.default_rng(7)
     d = np.concatenate(
         [rng.uniform(-60.0, 60.0, 200_000), rng.uniform(-499.0, 999.0, 50_000), np.arange(-40.0, 40.0, 0.5)]
@@ -262,15 +268,7 @@ def test_skipping_leaves_out_less_than_its_bound_and_keeps_thread_invariance():
 
 
 def test_mixed_exponential_within_its_stated_bound():
-    from numba import njit
-
-    @njit
-    def evaluate(d):
-        out = np.empty_like(d)
-        for i in range(d.size):
-            out[i] = fused.exp2_mixed(d[i])
-        return out
-
+    evaluate = _elementwise(fused.exp2_mixed)
     rng = np.random.default_rng(11)
     d = np.concatenate([rng.uniform(-60.0, 60.0, 400_000), np.arange(-40.0, 40.0, 1 / 64)])
     reference = np.exp2(d.astype(np.longdouble))

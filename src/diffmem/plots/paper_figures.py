@@ -471,6 +471,13 @@ def plot_nonlinear(ds, times, extrap, outdir=None, *, ax=None):
     return finish(fig, outdir, "g_nonlinear", dpi=130)
 
 
+def check_figures(figures):
+    """ParameterError naming any of ``figures`` that is not one of :data:`FIGURES`."""
+    unknown = [f for f in figures if f not in FIGURES]
+    if unknown:
+        raise ParameterError("figures", f"unknown {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
+
+
 def draw_figures(ds, outdir, figures=FIGURES, *, times, extrap, extrap_raw):
     """Draw the named figures (PNG and PDF) into ``outdir``.
 
@@ -493,9 +500,7 @@ def draw_figures(ds, outdir, figures=FIGURES, *, times, extrap, extrap_raw):
     list of pathlib.Path
         Every file written.
     """
-    unknown = [f for f in figures if f not in FIGURES]
-    if unknown:
-        raise ParameterError("figures", f"unknown {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
+    check_figures(figures)
     figdir = Path(outdir)
     draw = {
         "a_order_parameters": lambda: plot_order_parameters(ds, figdir),

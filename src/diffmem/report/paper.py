@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from diffmem.errors import ParameterError
-from diffmem.plots.paper_figures import ANSWERS, FIGURES, TABLE, draw_figures
+from diffmem.plots.paper_figures import ANSWERS, FIGURES, TABLE, check_figures, draw_figures
 from diffmem.theory.approximation import GE, GE_LABEL, ge_name
 
 __all__ = ["FIGURES", "TABLE", "ANSWERS", "times_table", "answers", "make_paper"]
@@ -242,9 +242,7 @@ def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
     list of pathlib.Path
         Every file written.
     """
-    unknown = [f for f in figures if f not in FIGURES]
-    if unknown:
-        raise ParameterError("figures", f"unknown {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
+    check_figures(figures)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     ds = ds.diffmem._ds  # noqa: SLF001 - same object, makes the accessor requirement explicit
