@@ -62,14 +62,13 @@ def stream_shared_cpu(ctx, V, table, *, progress=False, skip=False, exponential=
         Base vectors (rows referenced by the table), in the backend's dtype. With float32 the GEMMs
         (and so G) are float32; the combination, the exponential and the sums are float64 whatever
         the dtype, so the only float32 error is that of G itself (module docstring).
-        Base vectors (rows referenced by the table).
     table : QueryTable
     skip : bool
         Skip the tiles of training points that provably add less than 2^-100 each to a query's sums
-        (:func:`diffmem.engine.kernels.numba_pass.tile_bounds`); False (the default) evaluates every point. Off by
-        default because it does not pay yet: on a paper-like cell (N = 96, 48 times) it skips 84 % of
-        the tiles at t = 0.002 and 35 % at t = 0.1, but the tile-by-tile loop costs about what it
-        saves (docs/benchmarks.md, "Exact skipping").
+        (:func:`diffmem.engine.kernels.numba_pass.tile_bounds`); False (the default) evaluates every
+        point. Off by default because it does not pay yet: on a paper-like cell (N = 96, 48 times) it
+        skips 84 % of the tiles at t = 0.002 and 35 % at t = 0.21, but the pass takes 1.07x as long
+        (scripts/bench_skip.py; docs/benchmarks.md, "The fused pass").
     exponential : str
         One of :data:`~diffmem.engine.kernels.numba_pass.EXPONENTIALS`: the default ``"minimax11-fma"``
         (within 1 ulp) or the opt-in ``"mixed-f32"`` (2^f in float32: each weight within
@@ -80,7 +79,6 @@ def stream_shared_cpu(ctx, V, table, *, progress=False, skip=False, exponential=
     dict of float64 arrays (Q,): ``log_z``, ``sum_w2``, ``w_index`` (0 where the query has no
     designated point), and ``skipped`` (int64: tiles skipped per query; zero without ``skip``).
     """
-
     if exponential not in EXPONENTIALS:
         raise ValueError(f"exponential: must be one of {', '.join(EXPONENTIALS)}, got {exponential!r}")
     mixed = exponential == "mixed-f32"
