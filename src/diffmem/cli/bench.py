@@ -57,9 +57,19 @@ def add_parser(subparsers, help_text):
         "sampling schemes, independent (per-time passes) and shared (whole time grid in one pass), "
         "side by side in one run, and the speed-up (--quick: a tiny cell)",
     )
-    parser.add_argument("--cell-N", type=int, help="--cells: dimension of the cell (default 128)")
-    parser.add_argument("--cell-alpha", type=float, help="--cells: alpha of the cell (default 0.1, P = 362,217)")
-    parser.add_argument("--cell-times", type=int, help="--cells: number of log-spaced times (default 48)")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="instead of the kernel tables: the fused time-shared pass of one cell (as --cells) against "
+        "what users would write in torch on the CPU, one matmul per time and the time-shared trick, "
+        "float64, same threads, side by side in one run, with the log Z agreement (needs torch; without "
+        "it the error names the install command)",
+    )
+    parser.add_argument("--cell-N", type=int, help="--cells, --peers: dimension of the cell (default 128)")
+    parser.add_argument(
+        "--cell-alpha", type=float, help="--cells, --peers: alpha of the cell (default 0.1, P = 362,217)"
+    )
+    parser.add_argument("--cell-times", type=int, help="--cells, --peers: number of log-spaced times (default 48)")
     parser.set_defaults(func=run)
     return parser
 
@@ -105,7 +115,7 @@ def config_from_args(args):
 
 
 def cell_config_from_args(args):
-    """The :class:`diffmem.bench.cells.CellBenchConfig` for parsed ``--cells`` arguments."""
+    """The :class:`diffmem.bench.cells.CellBenchConfig` for parsed ``--cells`` (or ``--peers``) arguments."""
     from diffmem.bench.cells import PAPER_CELL, QUICK_CELL
 
     config = QUICK_CELL if args.quick else PAPER_CELL
@@ -135,7 +145,25 @@ def run_cells(args):
     return 0
 
 
+def run_peers(args):
+    from diffmem.bench.peers import format_peer_report, import_torch, run_peer_benchmark
+
+    config = cell_config_from_args(args)
+    import_torch()  # before any work: the missing package is the user's error, named with its fix
+    result = run_peer_benchmark(config)
+    if args.json:
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(format_peer_report(result))
+    return 0
+
+
 def run(args):
+    if args.cells and args.peers:
+        raise ParameterError("--peers", "cannot be combined with --cells (each is a benchmark of its own)")
+    if args.peers:
+        return run_peers(args)
     if args.cells:
         return run_cells(args)
     from diffmem.bench.kernels import format_report, run_benchmark
