@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_BACKEND",
     "DEFAULT_DTYPE",
     "EXPONENTIALS",
+    "MEASURE_GROUPS",
     "n_points",
     "latent_dim",
 ]
@@ -74,6 +75,11 @@ EXPONENTIALS = ("minimax11-fma", "mixed-f32")
 # other commits (a refactor, docs, the pipeline), which would throw finished cells away for nothing.
 PHYSICS_VERSION = 1
 DEFAULT_EXPONENTIAL = EXPONENTIALS[0]
+# The observables of a marginal-mode cell come in groups that share their queries; a cell may measure
+# each group at its own subset of the time grid (CellSpec.measure, placed around the transition the
+# group resolves: diffmem.analysis.placement). collapse: phi, y2, g_num, y2_fresh (t_c); trap: the trap
+# fraction (t_o); basin: the static basin (radius); loss: loss and loss_raw (t_g).
+MEASURE_GROUPS = ("collapse", "trap", "basin", "loss")
 
 
 def n_points(alpha, N):
@@ -104,6 +110,24 @@ def _increasing_radii(rho):
     if any(b <= a for a, b in zip(values[:-1], values[1:])):
         raise ParameterError("rho", "basin radii must be strictly increasing")
     return values
+
+
+def _measure(measure, n_t):
+    """``measure`` as a tuple of (group, sorted time indices), one entry per group of MEASURE_GROUPS."""
+    if not measure:
+        return ()
+    pairs = dict(measure)
+    if sorted(pairs) != sorted(MEASURE_GROUPS) or len(pairs) != len(tuple(measure)):
+        raise ParameterError(
+            "measure", f"give the time indices of each of {', '.join(MEASURE_GROUPS)} once, got {sorted(pairs)}"
+        )
+    out = []
+    for group in MEASURE_GROUPS:
+        index = sorted({int(i) for i in pairs[group]})
+        if index and not (0 <= index[0] and index[-1] < n_t):
+            raise ParameterError("measure", f"{group}: time indices must lie in [0, {n_t - 1}], got {index}")
+        out.append((group, tuple(index)))
+    return tuple(out)
 
 
 def _training_size(N, P, alpha):
@@ -172,6 +196,14 @@ class CellSpec:
     exponential : {"minimax11-fma", "mixed-f32"}
         Exponential of the fused time-shared pass (the default is within 1 ulp; mixed-f32 evaluates
         2^f in float32, each weight within 2e-7 relative). Part of the cell's identity.
+    measure : tuple of (group, tuple of int)
+        Marginal mode: the indices into ``t`` at which each group of :data:`MEASURE_GROUPS` is
+        measured (NaN elsewhere); empty (the default) measures every group at every time. Made by
+        :mod:`diffmem.analysis.placement` for placed grids; part of the cell's identity when given.
+    placement : tuple of (key, value)
+        A placed grid's settings (``background``, ``points``, ``width``; validated by
+        :func:`diffmem.analysis.placement.check_placement`), from which the sweep's runner makes
+        ``measure`` before the cell runs; part of the cell's identity when given. Empty: a fixed grid.
     """
 
     family: str = field(default="hmm", metadata={"help": "data family"})
@@ -214,6 +246,11 @@ class CellSpec:
         },
     )
 
+    measure: tuple = field(default=(), metadata={"help": "time indices per observable group (empty: all)"})
+    placement: tuple = field(
+        default=(), metadata={"help": "placed-grid settings (background, points, width); empty: fixed grid"}
+    )
+
     def __post_init__(self):
         put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
         put("family", _choice("family", self.family, FAMILIES))
@@ -244,6 +281,8 @@ class CellSpec:
         put("basin_samples", check_range("basin_samples", self.basin_samples, low=1, integer=True))
         put("test_samples", _optional_int("test_samples", self.test_samples, 1) or self.samples)
         put("chunk_size", check_range("chunk_size", self.chunk_size, low=1, integer=True))
+        put("measure", _measure(self.measure, len(self.t)))
+        put("placement", tuple(sorted((str(k), v) for k, v in dict(self.placement).items())))
         if self.T is not None:
             low = max(self.t) if self.t else 0.0
             put("T", float(check_range("T", self.T, low=low, low_open=True)))
@@ -262,6 +301,18 @@ class CellSpec:
     def alpha_D_realized(self):
         """Realized D/N."""
         return self.D / self.N
+
+    def measured(self):
+        """Per group of :data:`MEASURE_GROUPS`, a boolean mask over ``t`` of the times it is measured at."""
+        n_t = len(self.t)
+        if not self.measure:
+            return {group: np.ones(n_t, dtype=bool) for group in MEASURE_GROUPS}
+        out = {}
+        for group, index in self.measure:
+            mask = np.zeros(n_t, dtype=bool)
+            mask[list(index)] = True
+            out[group] = mask
+        return out
 
     def replace(self, **changes):
         """A new, validated spec with ``changes`` applied (P or alpha replaces both size keys)."""

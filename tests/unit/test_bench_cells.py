@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from diffmem.bench.cells import QUICK_CELL, format_cell_report, run_cell_benchmark
@@ -30,3 +31,22 @@ def test_text_report_and_bad_arguments(capsys):
     assert "speed-up" in capsys.readouterr().out
     assert main(["bench", "--cells", "--quick", "--cell-times", "1"]) == 2
     assert "--cell-times" in capsys.readouterr().err
+
+
+def test_fixed_and_placed_grids_estimate_the_same_times_and_report_their_precision():
+    """Both schemes read t_c, t_o, t_g of the same cell: their seed means agree within their total errors
+    (seed scatter and resolution), and the placed grids read them on finer windows."""
+    from diffmem.bench.cells import QUICK_CELL, format_grid_report, run_grid_benchmark
+
+    result = run_grid_benchmark(QUICK_CELL, seeds=(0, 1, 2), progress=None)
+    schemes = result["schemes"]
+    assert set(schemes) == {"fixed", "placed", "placed-lean"}
+    for name in ("placed", "placed-lean"):
+        for q in ("t_c", "t_o", "t_g"):
+            a, b = schemes["fixed"]["times"][q], schemes[name]["times"][q]
+            assert abs(a["mean"] - b["mean"]) < 3 * np.hypot(a["se_total"], b["se_total"]), (name, q)
+            assert b["resolution"] < a["resolution"], (name, q)
+            assert schemes[name]["precision_per_cpu_second_ratio"][q] > 0
+        # every seed measured fewer (group, time) pairs than the lattice has times
+        assert all(max(seed.values()) < result["lattice_points"] for seed in schemes[name]["group_times"])
+    assert "precision per CPU second" in format_grid_report(result)

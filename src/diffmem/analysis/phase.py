@@ -71,6 +71,8 @@ MIN_CALLS_PER_WORKER = 16
 
 # The times read on the t grid, and how (diffmem.analysis.estimators.grid_resolution).
 RESOLVED_TIMES = {"t_c": "crossing", "t_o": "crossing", "t_g": "argmin"}
+# The curve each of them is read from.
+RESOLVED_CURVES = {"t_c": "phi", "t_o": "trap", "t_g": "loss"}
 
 
 def _none_to_nan(value):
@@ -237,7 +239,7 @@ THEORY_BESIDE = {
 }
 
 
-def resolved_times(times, t, confidence=estimators.CONFIDENCE):
+def resolved_times(times, t, confidence=estimators.CONFIDENCE, curves=None):
     """``ds.diffmem.times()`` with the resolution of the t grid in every crossing time and argmin.
 
     Parameters
@@ -246,6 +248,10 @@ def resolved_times(times, t, confidence=estimators.CONFIDENCE):
         The accessor's times (``t_c``, ``t_o``, ``t_g`` per cell and their seed summaries).
     t : array
         The time grid they were read on (``ds["t"]``).
+    curves : xarray.Dataset, optional
+        The store (or any dataset with the curves ``phi``, ``trap``, ``loss`` the times were read
+        from): each cell's resolution is then that of the times its curve was measured at (the
+        finite entries; a placed grid's cells each have their own), not of the whole ``t`` axis.
 
     Returns
     -------
@@ -254,11 +260,36 @@ def resolved_times(times, t, confidence=estimators.CONFIDENCE):
         ``<q>_resolution``, ``<q>_mean_resolution``, ``<q>_mean_se_total``, ``<q>_lo_total``,
         ``<q>_hi_total`` (t_g_nn is not read on the grid and has none).
     """
+    import xarray as xr
+
     t = np.asarray(t, dtype=float)
     for name, kind in RESOLVED_TIMES.items():
-        if name in times:
+        if name not in times:
+            continue
+        curve = None if curves is None else curves.get(RESOLVED_CURVES[name])
+        if curve is not None:
+            curve = curve.astype(float).load()  # an opened store is lazy; a curve is cells x t
+        if curve is None:
             times = estimators.add_resolution(times, name, grid=t, kind=kind, confidence=confidence)
+            continue
+        resolution = xr.apply_ufunc(
+            _measured_resolution,
+            curve,
+            times[name],
+            kwargs={"t": t, "kind": kind},
+            input_core_dims=[["t"], []],
+            vectorize=True,
+        )
+        times = estimators.add_resolution(times, name, resolution=resolution, confidence=confidence)
     return times
+
+
+def _measured_resolution(curve, value, *, t, kind):
+    """The resolution of ``value`` on the times where ``curve`` was measured (finite)."""
+    keep = np.isfinite(curve)
+    if keep.sum() < 2:
+        return np.nan
+    return estimators.grid_resolution(t[keep], value, kind=kind)
 
 
 def extract(sweep_ds, theory=None, confidence=estimators.CONFIDENCE):
@@ -291,7 +322,7 @@ def extract(sweep_ds, theory=None, confidence=estimators.CONFIDENCE):
     ds = sweep_ds.load() if hasattr(sweep_ds, "load") else sweep_ds
     acc = ds.diffmem
     done = ds["done"].values.astype(bool)
-    out = resolved_times(acc.times(confidence=confidence), ds["t"].values, confidence=confidence)
+    out = resolved_times(acc.times(confidence=confidence), ds["t"].values, confidence=confidence, curves=ds)
     out = out.drop_vars([c for c in out.coords if "rho" in out[c].dims])
     for name, long_name in (("basin_radius", "static basin radius"), ("phi", "phi(t)")):
         summary = estimators.summarize_seeds(

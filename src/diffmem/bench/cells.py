@@ -18,7 +18,16 @@ import numpy as np
 
 from diffmem.spec import DEFAULT_RHO
 
-__all__ = ["CellBenchConfig", "PAPER_CELL", "QUICK_CELL", "format_cell_report", "run_cell_benchmark"]
+__all__ = [
+    "CellBenchConfig",
+    "PAPER_CELL",
+    "PLACEMENTS",
+    "QUICK_CELL",
+    "format_cell_report",
+    "format_grid_report",
+    "run_cell_benchmark",
+    "run_grid_benchmark",
+]
 
 
 @dataclass(frozen=True)
@@ -192,5 +201,131 @@ def format_cell_report(result):
         lines.append(
             f"{name:>17}: {v['wall_s']:.2f} s, {v['vs_shared']:.3f} x shared; largest |phi - phi_shared| "
             f"{v['max_abs_phi_gap']:.2e} ({v['max_phi_gap_in_se']:.2e} se)"
+        )
+    return "\n".join(lines)
+
+
+# -- fixed against placed time grids (issue 19 item 4; docs/benchmarks.md, "Placed grids") ---------------
+
+# The placed scheme of the comparison: the fixed grid's 48 times subdivided 4x into a 189-point lattice
+# (which holds the 48 fixed times), 8 background times, 7 times within a factor 1.4 of each prediction.
+LATTICE_SUBDIVISION = 4
+# "placed": config/paper.yaml's placement; "placed-lean": fewer times in narrower windows, whose
+# spacing (ratio 1.14) is still finer than the fixed grid's 1.17.
+PLACEMENTS = {
+    "placed": {"background": 8, "points": 7, "width": 1.4},
+    "placed-lean": {"background": 6, "points": 5, "width": 1.3},
+}
+GRID_SEEDS = (0, 1, 2, 3)
+# A curve of each measurement group: its finite entries are the times the group was measured at.
+GROUP_CURVES = {"collapse": "phi", "trap": "trap", "basin": "basin_static", "loss": "loss"}
+
+
+def lattice(config, subdivision=LATTICE_SUBDIVISION):
+    """The fixed grid of ``config`` with each interval cut into ``subdivision`` log-equal parts."""
+    return np.geomspace(config.t_start, config.t_stop, (config.t_num - 1) * subdivision + 1)
+
+
+def _precision(per_seed):
+    """Seed mean, seed-scatter se, mean grid resolution and their combination, per time."""
+    out = {}
+    for name in ("t_c", "t_o", "t_g"):
+        values = np.array([seed[name][0] for seed in per_seed])
+        resolution = np.array([seed[name][1] for seed in per_seed])
+        n = int(np.isfinite(values).sum())
+        se = float(np.nanstd(values, ddof=1) / np.sqrt(n)) if n >= 2 else float("nan")
+        res = float(np.nanmean(resolution)) if n else float("nan")
+        out[name] = {
+            "mean": float(np.nanmean(values)) if n else None,
+            "se_seeds": se,
+            "resolution": res,
+            "se_total": float(np.hypot(se, res)),
+            "seeds": n,
+        }
+    return out
+
+
+def run_grid_benchmark(config=PAPER_CELL, placements=None, seeds=GRID_SEEDS, progress=_progress):
+    """The fixed grid against placed grids on one cell, seed by seed, interleaved, in one run.
+
+    ``placements``: scheme name -> placement settings (default :data:`PLACEMENTS`), each on the
+    :func:`lattice` of ``config``. Returns a JSON-serializable dict: per scheme the wall time of each
+    seed's cell, the (group, time) pairs each seed measured, and per transition time the seed mean,
+    the seed-scatter standard error, the mean grid resolution and their combination ``se_total``;
+    then per placed scheme its wall time relative to the fixed grid's (``wall_ratio``) and, per time,
+    its precision per CPU second relative to the fixed grid's, (se_fixed^2 wall_fixed) /
+    (se_placed^2 wall_placed): how many times more inverse variance a CPU second buys.
+    """
+    from diffmem.analysis.placement import read_transitions, run_placed
+    from diffmem.engine.cell import run_cell
+    from diffmem.spec import CellSpec
+
+    placements = dict(PLACEMENTS if placements is None else placements)
+    fixed = CellSpec(**config.cell_kwargs())
+    on_lattice = fixed.replace(t=tuple(lattice(config)))
+    schemes = {"fixed": fixed}
+    schemes.update({name: on_lattice.replace(placement=tuple(p.items())) for name, p in placements.items()})
+    run_cell(fixed.replace(N=8, alpha=0.5, t=fixed.t[:2], samples=4, test_samples=4, basin_samples=2, chunk_size=64))
+    load_before = _load()
+    walls = {name: [] for name in schemes}
+    read = {name: [] for name in schemes}
+    measured = {name: [] for name in schemes}
+    for seed in seeds:
+        for name, spec in schemes.items():
+            start = time.perf_counter()
+            result = run_placed(spec.replace(seed=seed))
+            walls[name].append(time.perf_counter() - start)
+            read[name].append(read_transitions(result))
+            finite = {g: np.isfinite(result[v]).reshape(len(spec.t), -1).any(axis=1) for g, v in GROUP_CURVES.items()}
+            measured[name].append({g: int(mask.sum()) for g, mask in finite.items()})
+            if progress:
+                progress(f"{name} grid, seed {seed}: {walls[name][-1]:.2f} s")
+    report = {
+        "config": asdict(config),
+        "placements": placements,
+        "lattice_points": len(on_lattice.t),
+        "seeds": list(seeds),
+        "schemes": {},
+    }
+    for name in schemes:
+        report["schemes"][name] = {
+            "wall_s": walls[name],
+            "wall_s_total": float(np.sum(walls[name])),
+            "group_times": measured[name],
+            "times": _precision(read[name]),
+        }
+    base = report["schemes"]["fixed"]
+    for name in placements:
+        row = report["schemes"][name]
+        row["wall_ratio"] = row["wall_s_total"] / base["wall_s_total"]
+        row["precision_per_cpu_second_ratio"] = {
+            q: (base["times"][q]["se_total"] ** 2 * base["wall_s_total"])
+            / (row["times"][q]["se_total"] ** 2 * row["wall_s_total"])
+            for q in ("t_c", "t_o", "t_g")
+        }
+    report["load_before"], report["load_after"] = load_before, _load()
+    return report
+
+
+def format_grid_report(result):
+    """Readable table of :func:`run_grid_benchmark`'s result."""
+    c = result["config"]
+    lines = [
+        f"cell: hmm {c['nonlinearity']} N={c['N']} alpha={c['alpha']} alpha_D={c['alpha_D']}, seeds {result['seeds']}; "
+        f"fixed: {c['t_num']} log times; placed: {result['lattice_points']}-point lattice",
+        f"{'scheme':>12} {'wall s':>8} {'vs fixed':>8}   "
+        + "   ".join(f"{q} (mean, se seeds, resolution, se total)" for q in ("t_c", "t_o", "t_g")),
+    ]
+    for name, row in result["schemes"].items():
+        cells = "   ".join(
+            f"{v['mean']:.4g}, {v['se_seeds']:.2g}, {v['resolution']:.2g}, {v['se_total']:.2g}"
+            for v in row["times"].values()
+        )
+        lines.append(f"{name:>12} {row['wall_s_total']:>8.2f} {row.get('wall_ratio', 1.0):>8.3f}   {cells}")
+    for name, settings in result["placements"].items():
+        ratio = result["schemes"][name]["precision_per_cpu_second_ratio"]
+        lines.append(
+            f"{name} {settings}: precision per CPU second vs fixed "
+            + ", ".join(f"{q} {v:.2f}x" for q, v in ratio.items())
         )
     return "\n".join(lines)

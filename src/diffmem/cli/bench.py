@@ -65,6 +65,13 @@ def add_parser(subparsers, help_text):
         "float64, same threads, side by side in one run, with the log Z agreement (needs torch; without "
         "it the error names the install command)",
     )
+    parser.add_argument(
+        "--grids",
+        action="store_true",
+        help="with --cells: the fixed time grid against placed grids (config key placement) on the same cell, "
+        "4 seeds each, interleaved: wall time, and t_c, t_o, t_g with their seed scatter, grid resolution and "
+        "precision per CPU second",
+    )
     parser.add_argument("--cell-N", type=int, help="--cells, --peers: dimension of the cell (default 128)")
     parser.add_argument(
         "--cell-alpha", type=float, help="--cells, --peers: alpha of the cell (default 0.1, P = 362,217)"
@@ -134,14 +141,18 @@ def cell_config_from_args(args):
 
 
 def run_cells(args):
-    from diffmem.bench.cells import format_cell_report, run_cell_benchmark
+    from diffmem.bench.cells import format_cell_report, format_grid_report, run_cell_benchmark, run_grid_benchmark
 
-    result = run_cell_benchmark(cell_config_from_args(args))
+    config = cell_config_from_args(args)
+    if args.grids:
+        result, text = run_grid_benchmark(config), format_grid_report
+    else:
+        result, text = run_cell_benchmark(config), format_cell_report
     if args.json:
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")
     else:
-        print(format_cell_report(result))
+        print(text(result))
     return 0
 
 
@@ -160,6 +171,8 @@ def run_peers(args):
 
 
 def run(args):
+    if args.grids and not args.cells:
+        raise ParameterError("--grids", "is a variant of --cells: give --cells --grids")
     if args.cells and args.peers:
         raise ParameterError("--peers", "cannot be combined with --cells (each is a benchmark of its own)")
     if args.peers:

@@ -81,7 +81,8 @@ def _shown(default):
 
 
 def run(args):
-    spec = CellSpec(**{name: getattr(args, name) for name in _FIELDS})
+    # every field but measure (a placed grid's per-group times, made by the sweep's placement) has a flag
+    spec = CellSpec(**{name: getattr(args, name) for name in _FIELDS if hasattr(args, name)})
     result = run_cell(spec, progress=args.progress)
     print(to_json(result) if args.json else to_table(result))
     return 0

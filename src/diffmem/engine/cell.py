@@ -16,6 +16,7 @@ from diffmem.engine.backend import platform_fingerprint, resolve
 from diffmem.engine.data import DataSpec, TrainingSet
 from diffmem.engine.observables import (
     Context,
+    measured_only,
     nearest_neighbour,
     test_points,
     time_observables,
@@ -56,6 +57,10 @@ def run_cell(spec: CellSpec | None = None, *, progress: bool = False, **paramete
         raise ParameterError(next(iter(parameters)), "give either a CellSpec or keyword parameters, not both")
     if not spec.t:
         raise ParameterError("t", "give at least one time t > 0")
+    if spec.placement and not spec.measure:
+        raise ParameterError(
+            "placement", "a placed cell needs its times: run diffmem.analysis.placement.place(spec, placement) first"
+        )
     times, rho, seed, samples = list(spec.t), list(spec.rho), spec.seed, spec.samples
     T = default_T(times) if spec.T is None else spec.T
     steps = spec.steps
@@ -83,6 +88,7 @@ def run_cell(spec: CellSpec | None = None, *, progress: bool = False, **paramete
             basin_samples=basin_samples,
             progress=progress,
             exponential=spec.exponential,
+            measured=spec.measured() if spec.measure else None,
         )
     ):
         for key, value in at_t.items():
@@ -156,24 +162,35 @@ def _kernel_name(ctx, spec):
     return shared_path(ctx) if spec.sampling == "shared" else "per-time"
 
 
-def _marginal_observables(ctx, times, b, sampling, *, samples, seed, rho, basin_samples, progress, exponential):
+def _marginal_observables(
+    ctx, times, b, sampling, *, samples, seed, rho, basin_samples, progress, exponential, measured
+):
     """Per-time observable dicts, in the order of ``times``, in the given sampling scheme.
 
     shared: every t from the same draws, the whole grid in one streamed pass
     (:func:`diffmem.engine.timeshare.shared_time_observables`); independent: time index i draws from
-    its own stream i, one pass per t.
+    its own stream i, one pass per t. ``measured`` (group -> mask over ``times``, None: all): a group's
+    outputs only at its times; a time no group is measured at is not computed.
     """
     kwargs = dict(samples=samples, seed=seed, rho=rho, basin_samples=basin_samples)
     if sampling == "shared":
         from diffmem.engine.timeshare import shared_time_observables
 
-        return shared_time_observables(ctx, times, b, progress=progress, exponential=exponential, **kwargs)
+        return shared_time_observables(
+            ctx, times, b, progress=progress, exponential=exponential, measured=measured, **kwargs
+        )
+    groups_at = [[g for g, mask in (measured or {}).items() if mask[i]] for i in range(len(times))]
     iterator = range(len(times))
     if progress:
         from tqdm import tqdm
 
         iterator = tqdm(iterator, desc="t", unit="t")
-    return [time_observables(ctx, times[i], i, b, **kwargs) for i in iterator]
+    if measured is None:
+        return [time_observables(ctx, times[i], i, b, **kwargs) for i in iterator]
+    return [
+        measured_only(time_observables(ctx, times[i], i, b, **kwargs), groups_at[i]) if groups_at[i] else {}
+        for i in iterator
+    ]
 
 
 def _empty_result(n_t, n_rho):

@@ -48,7 +48,17 @@ __all__ = [
     "kde_loss",
     "nearest_neighbour",
     "memorization",
+    "GROUP_OUTPUTS",
+    "measured_only",
 ]
+
+# The per-time outputs of each measurement group (diffmem.spec.MEASURE_GROUPS), standard errors included.
+GROUP_OUTPUTS = {
+    "collapse": ("phi", "phi_se", "y2", "y2_se", "g_num", "g_num_se", "y2_fresh", "y2_fresh_se"),
+    "trap": ("trap", "trap_se"),
+    "basin": ("basin_static", "basin_static_se", "basin_radius"),
+    "loss": ("loss", "loss_se", "loss_raw", "loss_raw_se"),
+}
 
 # Sub-streams of QUERY for time index i: generator(seed, QUERY, i, <sub-stream>).
 PLANTED, FRESH, TRAP, BASIN = 0, 1, 2, 3
@@ -232,38 +242,48 @@ def time_observables(ctx, t, i, b, *, samples, seed, rho, basin_samples):
 
 
 def summarize_time(ctx, t, part, x, b, *, rho, basin_samples):
-    """Every per-time observable except the KDE loss, from the kernel results of each query block.
+    """The per-time observables (the KDE loss apart) of the query blocks present in ``part``.
 
     Parameters
     ----------
     part : dict
-        Kernel results (numpy, per query) of the blocks "planted" (log_z, sum_w2, w_index), "fresh"
-        (sum_w2), "trap" (w_index), "basin" (w_index, rho-major) and "test" (log_z).
+        Kernel results (numpy, per query) of the blocks "planted" (log_z, sum_w2, w_index) and "fresh"
+        (sum_w2) for the collapse group, "trap" (w_index), "basin" (w_index, rho-major) and "test"
+        (log_z); a block left out (its group not measured at t) gives no outputs.
     x : (samples, N) planted queries at time t.
     b : (M, N) held-out test points.
     """
     _, _, delta = posterior_logit_coefficients(t)
     N = ctx.N
     out = {}
-    out["phi"], out["phi_se"] = mean_se(part["planted"]["w_index"])
-    out["y2"], out["y2_se"] = mean_se(part["planted"]["sum_w2"])
-    # g_num = (1/N) log P^e_t(x) + (1/2)(1 + log 2 pi Delta_t) + alpha; the log P, log(2 pi Delta_t)
-    # and alpha terms cancel exactly, leaving (log_z - |x|^2 / (2 Delta_t)) / N + 1/2.
-    g = (part["planted"]["log_z"] - np.einsum("ij,ij->i", x, x) / (2.0 * delta)) / N + 0.5
-    out["g_num"], out["g_num_se"] = mean_se(g)
-    out["y2_fresh"], out["y2_fresh_se"] = mean_se(part["fresh"]["sum_w2"])
-    out["trap"], out["trap_se"] = mean_se(part["trap"]["w_index"] > 0.5)
-
-    inside = (part["basin"]["w_index"] > 0.5).reshape(len(rho), basin_samples)
-    stats = [mean_se(row) for row in inside]
-    out["basin_static"] = np.array([m for m, _ in stats])
-    out["basin_static_se"] = np.array([se for _, se in stats])
-    out["basin_radius"] = basin_radius(rho, out["basin_static"])
-
-    b2 = np.einsum("ij,ij->i", b, b)
-    log_pe = part["test"]["log_z"] - log(ctx.P) - b2 / (2.0 * delta) - 0.5 * N * log(2 * pi * delta)
-    out["loss_raw"], out["loss_raw_se"] = mean_se(-log_pe / N)
+    if "planted" in part:
+        out["phi"], out["phi_se"] = mean_se(part["planted"]["w_index"])
+        out["y2"], out["y2_se"] = mean_se(part["planted"]["sum_w2"])
+        # g_num = (1/N) log P^e_t(x) + (1/2)(1 + log 2 pi Delta_t) + alpha; the log P, log(2 pi Delta_t)
+        # and alpha terms cancel exactly, leaving (log_z - |x|^2 / (2 Delta_t)) / N + 1/2.
+        g = (part["planted"]["log_z"] - np.einsum("ij,ij->i", x, x) / (2.0 * delta)) / N + 0.5
+        out["g_num"], out["g_num_se"] = mean_se(g)
+        out["y2_fresh"], out["y2_fresh_se"] = mean_se(part["fresh"]["sum_w2"])
+    if "trap" in part:
+        out["trap"], out["trap_se"] = mean_se(part["trap"]["w_index"] > 0.5)
+    if "basin" in part:
+        inside = (part["basin"]["w_index"] > 0.5).reshape(len(rho), basin_samples)
+        stats = [mean_se(row) for row in inside]
+        out["basin_static"] = np.array([m for m, _ in stats])
+        out["basin_static_se"] = np.array([se for _, se in stats])
+        out["basin_radius"] = basin_radius(rho, out["basin_static"])
+    if "test" in part:
+        b2 = np.einsum("ij,ij->i", b, b)
+        log_pe = part["test"]["log_z"] - log(ctx.P) - b2 / (2.0 * delta) - 0.5 * N * log(2 * pi * delta)
+        out["loss_raw"], out["loss_raw_se"] = mean_se(-log_pe / N)
     return out
+
+
+def measured_only(at_t, groups):
+    """``at_t`` (one time's outputs) less the outputs of every group not in ``groups``."""
+    kept = {name for group in groups for name in GROUP_OUTPUTS[group]}
+    dropped = {name for outputs in GROUP_OUTPUTS.values() for name in outputs} - kept
+    return {k: v for k, v in at_t.items() if k not in dropped}
 
 
 def basin_queries(ctx, t, i, rho, *, basin_samples, seed):

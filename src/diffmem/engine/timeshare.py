@@ -35,6 +35,7 @@ from diffmem.engine.observables import (
     basin_draws,
     fresh_draws,
     kde_loss_from_log_z,
+    measured_only,
     planted_draws,
     posterior_logit_coefficients,
     summarize_time,
@@ -44,6 +45,7 @@ from diffmem.engine.observables import (
 from diffmem.seeding import QUERY, generator
 
 __all__ = [
+    "BLOCK_GROUPS",
     "QueryTable",
     "SharedDraws",
     "query_table",
@@ -52,6 +54,18 @@ __all__ = [
     "shared_time_observables",
     "stream_shared",
 ]
+
+
+# The measurement group (diffmem.spec.MEASURE_GROUPS) each block of the table serves (basin blocks are
+# named basin0, basin1, ... by radius).
+BLOCK_GROUPS = {
+    "planted": "collapse",
+    "fresh": "collapse",
+    "trap": "trap",
+    "basin": "basin",
+    "test": "loss",
+    "kde": "loss",
+}
 
 
 @dataclass
@@ -115,6 +129,24 @@ class QueryTable:
     @property
     def size(self):
         return self.row_a.size
+
+    def rows_measured(self, measured):
+        """Boolean (Q,): the queries at the times their block's group is measured at (``measured``: group ->
+        mask over the n_t times)."""
+        keep = np.empty(self.size, dtype=bool)
+        for name, (first, count) in self.blocks.items():
+            group = BLOCK_GROUPS[name.rstrip("0123456789")]
+            keep[first * self.n_t : (first + count) * self.n_t] = np.tile(measured[group], count)
+        return keep
+
+    def take(self, keep):
+        """The queries where ``keep`` (Q,) is true, in order: a table for the pass alone (``n_t`` and
+        ``blocks`` still describe the full table, whose layout the results are scattered back into)."""
+        pick = {name: np.ascontiguousarray(getattr(self, name)[keep]) for name in _ROWS}
+        return QueryTable(**pick, n_t=self.n_t, blocks=self.blocks)
+
+
+_ROWS = ("row_a", "row_b", "coef_a", "coef_b", "coef_sq", "index")
 
 
 def query_table(draws, times, rho):
@@ -192,38 +224,62 @@ def _block(res, table, name):
     return {k: v[lo:hi].reshape(count, table.n_t) for k, v in res.items()}
 
 
-def shared_time_observables(ctx, times, b, *, samples, seed, rho, basin_samples, progress=False, exponential=None):
+def shared_time_observables(
+    ctx, times, b, *, samples, seed, rho, basin_samples, progress=False, exponential=None, measured=None
+):
     """Every marginal-mode observable at every t of ``times`` in the shared scheme.
 
     ``exponential``: the fused pass's exponential (:func:`diffmem.engine.kernels.stream_shared`).
-    Returns a list (one per t, in order) of the dicts :func:`time_observables` returns.
+    ``measured``: group (:data:`diffmem.spec.MEASURE_GROUPS`) -> boolean mask over ``times``, the times
+    each group is measured at (None: all). The fused pass then evaluates only those queries: every
+    query's sums are its own, so the measured numbers are bit for bit those of the full grid.
+    Returns a list (one per t, in order) of the dicts :func:`time_observables` returns, less the outputs
+    of the groups not measured at that t.
     """
+    n_t = len(times)
+    if measured is None:
+        measured = {group: np.ones(n_t, dtype=bool) for group in set(BLOCK_GROUPS.values())}
+    groups_at = [[g for g, mask in measured.items() if mask[i]] for i in range(n_t)]
     if shared_path(ctx) == "per-time":
+        kwargs = dict(samples=samples, seed=seed, rho=rho, basin_samples=basin_samples)
         return [
-            time_observables(ctx, t, SHARED_STREAM, b, samples=samples, seed=seed, rho=rho, basin_samples=basin_samples)
-            for t in times
+            measured_only(time_observables(ctx, t, SHARED_STREAM, b, **kwargs), groups_at[i]) if groups_at[i] else {}
+            for i, t in enumerate(times)
         ]
     draws = shared_draws(ctx, b, samples=samples, seed=seed, basin_samples=basin_samples)
     table = query_table(draws, times, rho)
-    res = stream_shared(ctx, draws.V, table, progress=progress, exponential=exponential)
-    planted = _block(res, table, "planted")
-    fresh = _block(res, table, "fresh")
-    trap = _block(res, table, "trap")
-    basins = [_block(res, table, f"basin{k}") for k in range(len(rho))]
-    test = _block(res, table, "test")
-    kde = _block(res, table, "kde")
+    keep = table.rows_measured(measured)
+    # the device pass works on the full (base x time) rectangle; the fused pass on any subset of rows
+    compact = shared_path(ctx) == "fused" and not keep.all()
+    res = stream_shared(
+        ctx, draws.V, table.take(keep) if compact else table, progress=progress, exponential=exponential
+    )
+    if compact:
+        res = {k: _scatter(v, keep) for k, v in res.items()}
+    blocks = {name: _block(res, table, name) for name in table.blocks}
     out = []
     for i, t in enumerate(times):
         c1, _, delta = posterior_logit_coefficients(t)
         x = draws.a_planted * c1 + sqrt(delta) * draws.xi
-        part = {
-            "planted": {k: v[:, i] for k, v in planted.items()},
-            "fresh": {k: v[:, i] for k, v in fresh.items()},
-            "trap": {k: v[:, i] for k, v in trap.items()},
-            "basin": {"w_index": np.concatenate([blk["w_index"][:, i] for blk in basins])},
-            "test": {k: v[:, i] for k, v in test.items()},
-        }
+        groups = groups_at[i]
+        part = {}
+        if "collapse" in groups:
+            part.update({name: {k: v[:, i] for k, v in blocks[name].items()} for name in ("planted", "fresh")})
+        if "trap" in groups:
+            part["trap"] = {k: v[:, i] for k, v in blocks["trap"].items()}
+        if "basin" in groups:
+            part["basin"] = {"w_index": np.concatenate([blocks[f"basin{k}"]["w_index"][:, i] for k in range(len(rho))])}
+        if "loss" in groups:
+            part["test"] = {k: v[:, i] for k, v in blocks["test"].items()}
         at_t = summarize_time(ctx, t, part, x, b, rho=rho, basin_samples=basin_samples)
-        at_t["loss"], at_t["loss_se"] = kde_loss_from_log_z(ctx, t, b, kde["log_z"][:, i])
+        if "loss" in groups:
+            at_t["loss"], at_t["loss_se"] = kde_loss_from_log_z(ctx, t, b, blocks["kde"]["log_z"][:, i])
         out.append(at_t)
     return out
+
+
+def _scatter(values, keep):
+    """``values`` of the kept queries back at their places in the full table, NaN elsewhere."""
+    full = np.full(keep.size, np.nan, dtype=np.float64)
+    full[keep] = values
+    return full

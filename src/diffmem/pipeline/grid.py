@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from diffmem.analysis.placement import check_placement
 from diffmem.errors import ParameterError
 from diffmem.spec import DEFAULT_EXPONENTIAL, DEFAULT_RHO, PHYSICS_VERSION, CellSpec
 
@@ -149,6 +150,8 @@ def science_config(config):
     """The part of a config that determines the numbers: grid axes (expanded) and SCIENCE_KEYS."""
     dims, axes = grid_axes(config)
     out = {key: config[key] for key in SCIENCE_KEYS if key in config}
+    if config.get("placement"):  # a fixed grid's science config (and hash) is what it was before placements
+        out["placement"] = dict(check_placement(config["placement"]))
     out["t"] = axes["t"].tolist()
     out["rho"] = axes["rho"].tolist()
     out["grid"] = {dim: axes[dim].tolist() for dim in dims}
@@ -209,6 +212,10 @@ def cell_identity(spec: CellSpec) -> dict[str, Any]:
     }
     for name in IDENTITY_FIELDS:
         out[name] = _jsonable(getattr(spec, name))
+    # A fixed grid's identity is what it was before placed grids existed (its cells keep their keys).
+    for name in ("placement", "measure"):
+        if getattr(spec, name, ()):
+            out[name] = _jsonable(getattr(spec, name))
     return out
 
 
@@ -344,6 +351,7 @@ class Grid:
         self.config_hash = config_hash(config)
         shared = {key: config[key] for key in SHARED_KEYS}
         shared.update(t=tuple(axes["t"].tolist()), rho=tuple(axes["rho"].tolist()))
+        shared["placement"] = check_placement(config.get("placement"))
         self.cells = tuple(self._cell_spec(flat, shared) for flat in range(self.n_cells))
         self._keys: dict[int, str] = {}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from diffmem.engine.cell import run_cell
+from diffmem.analysis import placement
 from diffmem.errors import ParameterError
 from diffmem.pipeline.grid import describe_cell
 from diffmem.pipeline.store import SweepStore
@@ -81,7 +81,7 @@ def compute_cell(spec, flat, coords, inject=None):
     """
     maybe_inject_failure(inject, flat, coords)
     try:
-        return run_cell(spec)
+        return placement.run_placed(spec)
     except ParameterError as err:
         # Plain strings: they pickle back to the client whatever the exception's constructor.
         return {PERMANENT_FAILURE: {"type": type(err).__name__, "name": err.name, "message": str(err)}}

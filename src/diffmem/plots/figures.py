@@ -172,7 +172,8 @@ def plot_phi_curves(phase, *, ax=None):
                     if j == 0:
                         a_real = float(_sel(phase["alpha_realized"], N=N, **{x: xv}))
                         label = f"{x}={xv:g} (log P/N={a_real:.3g})" if x == "P" else f"alpha={xv:g}"
-                    ax.plot(t, phi, styles[j % len(styles)], color=color, label=label, lw=1.4)
+                    keep = np.isfinite(phi)  # a placed grid measures each cell at its own times
+                    ax.plot(t[keep], phi[keep], styles[j % len(styles)], color=color, label=label, lw=1.4)
                 if "t_c_limit" in phase:
                     tc = float(_sel(phase["t_c_limit"], nonlinearity=nl, alpha_D=ad, N=n_values[-1], **{x: xv}))
                     if np.isfinite(tc):

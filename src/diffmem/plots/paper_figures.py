@@ -60,6 +60,15 @@ QUANTITY_COLORS = {"t_g": "tab:green", "t_c": "tab:red", "t_o": "tab:blue", "t_g
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
+def _finite(t, mean, se=None):
+    """The points of a measured curve where its mean is finite: a placed grid measures each cell at its
+    own times (NaN elsewhere), and a line through NaN is not drawn at all."""
+    mean = np.asarray(mean, dtype=float)
+    keep = np.isfinite(mean)
+    out = (np.asarray(t)[keep], mean[keep])
+    return out if se is None else (*out, np.asarray(se, dtype=float)[keep])
+
+
 def _colors(n):
     from matplotlib import colormaps
 
@@ -132,12 +141,12 @@ def plot_order_parameters(ds, outdir=None, *, ax=None):
             tc_th = float(th["t_c"].sel(alpha_D=a_D).mean())
             for ax, var in zip(axes[r], ("phi", "y2", "g_num")):
                 mean, se = _seed_mean(_measured(one, var))
-                ax.errorbar(t, mean, yerr=se, color=c, marker="o", ms=3, lw=1, label=f"alpha_D={a_D:g}")
+                ax.errorbar(*_finite(t, mean, se), color=c, marker="o", ms=3, lw=1, label=f"alpha_D={a_D:g}")
                 if np.isfinite(tc_th):
                     ax.axvline(tc_th, color=c, ls="--", lw=0.8)
             if "y2_fresh" in one.data_vars:
                 mean, _ = _seed_mean(_measured(one, "y2_fresh"))
-                axes[r, 1].plot(t, mean, color=c, ls=":", lw=1)
+                axes[r, 1].plot(*_finite(t, mean), color=c, ls=":", lw=1)
             f = th["f"].sel(alpha_D=a_D).mean("seed") if "seed" in th["f"].dims else th["f"].sel(alpha_D=a_D)
             a_eff = float(real["alpha_eff"].item()) if real["alpha_eff"].size == 1 else float(real["alpha_eff"].mean())
             if np.isfinite(f.values).any():
@@ -301,12 +310,12 @@ def plot_loss(ds, times, outdir=None, *, ax=None):
         colors = _colors(sub.sizes.get("alpha_D", 1))
         for k, a_D in enumerate(np.atleast_1d(sub["alpha_D"].values)):
             mean, se = _seed_mean(_measured(sub.sel(alpha_D=a_D), "loss"))
-            ax.errorbar(t, mean, yerr=se, color=colors[k], marker="o", ms=3, lw=1, label=f"alpha_D={a_D:g}")
+            ax.errorbar(*_finite(t, mean, se), color=colors[k], marker="o", ms=3, lw=1, label=f"alpha_D={a_D:g}")
             t_min = float(tg.sel(alpha_D=a_D))
             if np.isfinite(t_min):
                 ax.plot(
                     [t_min],
-                    [np.interp(np.log(t_min), np.log(t), mean.values)],
+                    [np.interp(np.log(t_min), *_finite(np.log(t), mean.values))],
                     marker="*",
                     ms=12,
                     color=colors[k],
@@ -346,7 +355,7 @@ def plot_basin_radius(ds, outdir=None, *, ax=None):
         colors = _colors(sub.sizes.get("alpha_D", 1))
         for k, a_D in enumerate(np.atleast_1d(sub["alpha_D"].values)):
             mean, se = _seed_mean(_measured(sub.sel(alpha_D=a_D), "basin_radius"))
-            ax.errorbar(t, mean, yerr=se, color=colors[k], marker="o", ms=3, lw=1, label=f"alpha_D={a_D:g}")
+            ax.errorbar(*_finite(t, mean, se), color=colors[k], marker="o", ms=3, lw=1, label=f"alpha_D={a_D:g}")
             rb = th["rho_b"].sel(alpha_D=a_D)
             rb = rb.mean("seed") if "seed" in rb.dims else rb
             if np.isfinite(rb.values).any():

@@ -93,7 +93,7 @@ def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
     if times is None:
         from diffmem.analysis.phase import resolved_times
 
-        times = resolved_times(acc.times(confidence=confidence), ds["t"].values, confidence=confidence)
+        times = resolved_times(acc.times(confidence=confidence), ds["t"].values, confidence=confidence, curves=ds)
     extrap = _extrapolations(ds, times) if extrap is None else extrap
     extrap_raw = _extrapolations(ds, times, method="raw") if extrap_raw is None else extrap_raw
     family = str(acc.config.get("family", "hmm"))
@@ -248,7 +248,7 @@ def make_paper(ds, outdir, figures=FIGURES, confidence=0.95):
     ds = ds.diffmem._ds  # noqa: SLF001 - same object, makes the accessor requirement explicit
     from diffmem.analysis.phase import resolved_times
 
-    times = resolved_times(ds.diffmem.times(confidence=confidence), ds["t"].values, confidence=confidence)
+    times = resolved_times(ds.diffmem.times(confidence=confidence), ds["t"].values, confidence=confidence, curves=ds)
     extrap = _extrapolations(ds, times)
     extrap_raw = _extrapolations(ds, times, method="raw")
     written = []
