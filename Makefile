@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: setup run test test-fast bench paper-2core clean
+.PHONY: setup run test test-fast bench paper paper-2core clean
 
 $(BIN)/diffmem: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,12 +38,17 @@ bench: setup
 	$(BIN)/diffmem bench
 
 # The committed paper-grid results (docs/paper/, the generated tables of docs/paper.md) in one command:
-# the part of config/paper.yaml that fits on 2 cores (about an hour), then its docs. Resumable.
-MACHINE ?= $(shell nproc)-core $(shell uname -m) CPU
+# the whole of config/paper.yaml (placed grids), its stores in PAPER_STORE outside the checkout, then its
+# docs. Resumable: the same command continues a stopped run (scripts/paper-full.sh).
+PAPER_STORE ?= $(abspath ..)/paper-store
+paper: setup
+	bash scripts/paper-full.sh $(PAPER_STORE) $(CORES)
+
+# The fixed-grid part of the paper grid that fits on 2 cores in about an hour (the release before
+# placed grids) and its analysis, in results/paper-2core/ (the committed docs come from `make paper`).
 paper-2core: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile config/paper-2core.yaml --rerun-incomplete
-	$(BIN)/diffmem paper --store results/paper-2core/analysis.zarr --out results/paper-2core/paper \
-		--docs docs/paper --machine "$(MACHINE)"
+	$(BIN)/diffmem paper --store results/paper-2core/analysis.zarr --out results/paper-2core/paper
 
 clean:
 	rm -rf results logs benchmarks .snakemake

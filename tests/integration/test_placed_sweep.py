@@ -11,7 +11,7 @@ from tests import helpers
 
 CONFIG = {
     "sweep": "placed",
-    "grid": {"N": [20], "alpha": [0.3], "alpha_D": [0.5], "nonlinearity": ["linear", "tanh"], "seed": [0, 1]},
+    "grid": {"N": [20, 28], "alpha": [0.3], "alpha_D": [0.5], "nonlinearity": ["linear", "tanh"], "seed": [0, 1]},
     "t": {"start": 0.01, "stop": 2.0, "num": 97, "spacing": "log"},  # windows coarser than the lattice
     "placement": {"background": 6, "points": 5, "width": 1.3},
     "samples": 32,
@@ -52,3 +52,12 @@ def test_a_placed_sweep_stores_each_cells_own_times_with_the_full_lattices_bits(
         # coarser than what the whole lattice would claim: the cells did not measure all of it
         assert (per_cell >= fixed_lattice[f"{name}_resolution"].values - 1e-15).all()
         assert (per_cell > fixed_lattice[f"{name}_resolution"].values).any()
+    # the paper table's N -> infinity errors carry the cells' resolution, not the lattice's
+    from diffmem.report.paper import times_table
+
+    table = times_table(ds, times)
+    for name in ("t_c", "t_o", "t_g"):
+        rows = table[table["quantity"] == name]
+        largest = times[f"{name}_mean_resolution"].max("N").values.ravel()
+        assert np.allclose(np.sort(rows["extrapolated_raw_resolution"].values), np.sort(largest)), name
+        assert (rows["extrapolated_raw_se_total"] >= rows["extrapolated_raw_resolution"] - 1e-15).all()

@@ -2,7 +2,10 @@
 
 - :mod:`diffmem.bench.kernels`: the streamed kernel against the machine's own matrix multiply, the
   naive baseline, peak memory and scaling (``diffmem bench``);
-- :mod:`diffmem.bench.cells`: one cell in both sampling schemes, side by side (``diffmem bench --cells``);
+- :mod:`diffmem.bench.cells`: one cell in both sampling schemes, side by side (``diffmem bench --cells``),
+  and on the fixed against placed time grids, with precision per CPU second (``--cells --grids``);
+- :mod:`diffmem.bench.peers`: the fused pass against what a user would write in torch on the CPU
+  (``diffmem bench --peers``; torch is the optional extra ``peers``);
 - :mod:`diffmem.bench.ge_error`: the simulations behind the measured error of the Gaussian-equivalent
   theory (``scripts/ge_error.py``; the table from their records is :mod:`diffmem.analysis.ge_error`).
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from diffmem.errors import ParameterError
 from diffmem.theory.approximation import GE_SHORT
+from diffmem.theory.predict import LARGE_D_MIN
 
 __all__ = [
     "SUMMARY",
@@ -94,6 +95,7 @@ COLUMNS = (
     "pull",
     "measured_resolution",
     "extrapolated_resolution",
+    "D_N_max",
 )
 # How each time was read on the t grid (diffmem.analysis.estimators.grid_resolution).
 RESOLUTION_KIND = {"t_c": "crossing", "t_o": "crossing", "t_g": "argmin"}
@@ -256,6 +258,7 @@ def summary_rows(table, basin=None):
                 "theory_nominal": _value(rec.get("theory_nominal")),
                 "theory_ge": _value(rec.get("theory_ge")),
                 "pull": _pull(pull),
+                "D_N_max": _count(rec.get("D_N_max")),
             }
         )
     if basin is not None:
@@ -300,6 +303,8 @@ def provenance(ds, *, machine=None, command=None):
     }
     if "t" in ds.dims:
         out["t"] = [float(v) for v in ds["t"].values]
+    if cfg.get("placement"):
+        out["placement"] = dict(cfg["placement"])
     if "finished_at" in ds.data_vars and done.any():
         finished = ds["finished_at"].values[done]
         out["first_finished"] = np.datetime_as_string(finished.min(), unit="m") + "Z"
@@ -470,7 +475,15 @@ def _render_provenance(prov):
         f"{seeds} seeds. {prov['cells_done']} of {prov['cells']} cells done.",
     ]
     t = time_grid(prov)
-    if t is not None and t.size >= 2:
+    if t is not None and t.size >= 2 and prov.get("placement"):
+        p = prov["placement"]
+        lines[0] += (
+            f" Placed grids on a lattice of {t.size} times from {_grid(t[0])} to {_grid(t[-1])} (ratio of "
+            f"neighbours {float(np.max(t[1:] / t[:-1])):.3f}): per cell {p['background']} background times and "
+            f"{p['points']} within a factor {_grid(p['width'])} of each predicted transition "
+            "([theory](theory.md#placed-grids)); each time's resolution is that of the times its cell measured."
+        )
+    elif t is not None and t.size >= 2:
         lines[0] += (
             f" Times read on {t.size} times from {_grid(t[0])} to {_grid(t[-1])} "
             f"(largest ratio of neighbours {float(np.max(t[1:] / t[:-1])):.3f})."
@@ -491,6 +504,16 @@ def _render_provenance(prov):
     return "\n".join(lines) + "\n"
 
 
+def _small_d(row):
+    """A row whose latent dimension at the largest N is below the large-D theory's (docs/theory.md#small-d)."""
+    return bool(row.get("D_N_max")) and int(row["D_N_max"]) < LARGE_D_MIN
+
+
+def _key_label(key, row):
+    """The sigma and alpha_D cells of a table row, alpha_D marked when the row is a small-D one."""
+    return [key[0], f"{key[1]} (D={row['D_N_max']})*" if _small_d(row) else key[1]]
+
+
 def _rows_by(rows, quantity):
     return {(r["nonlinearity"], r["alpha_D"], r["alpha"]): r for r in rows if r["quantity"] == quantity}
 
@@ -507,14 +530,20 @@ def _theory_cell(row):
 
 
 def _pull_summary(rows, quantity):
-    pulls = [float(r["pull"]) for r in rows if r["quantity"] == quantity and r["pull"]]
-    if not pulls:
+    tested = [r for r in rows if r["quantity"] == quantity and r["pull"]]
+    pulls = [float(r["pull"]) for r in tested if not _small_d(r)]
+    small = [float(r["pull"]) for r in tested if _small_d(r)]
+    if not pulls and not small:
         return None
-    within = sum(abs(p) <= 2 for p in pulls)
-    return (
-        f"{quantity}: {within} of {len(pulls)} N -> infinity estimates within 2 standard errors of the "
-        f"theory (largest |pull| {max(abs(p) for p in pulls):.2f})"
+    out = f"{quantity}: " + (
+        f"{sum(abs(p) <= 2 for p in pulls)} of {len(pulls)} N -> infinity estimates within 2 standard errors "
+        f"of the theory (largest |pull| {max(abs(p) for p in pulls):.2f})"
+        if pulls
+        else "no large-D estimate"
     )
+    if small:
+        out += f"; small D*: {sum(abs(p) <= 2 for p in small)} of {len(small)} (not counted)"
+    return out
 
 
 def _render_extrapolated(rows):
@@ -526,7 +555,8 @@ def _render_extrapolated(rows):
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     raw_used = False
     for key in keys:
-        cells = list(key)
+        first = next(by_q[q][key] for q in TIMES if key in by_q[q])
+        cells = _key_label(key, first) + [key[2]]
         for q in TIMES:
             r = by_q[q].get(key)
             if r is None:
@@ -553,6 +583,11 @@ def _render_extrapolated(rows):
             "neighbours of a minimum; `measured_resolution`, `extrapolated_resolution` in summary.csv) in "
             "quadrature with the seed or fit error, and the pull uses that error "
             "([theory](theory.md#grid-resolution)).\n"
+        )
+    if any(_small_d(r) for r in rows):
+        out += (
+            f"\n*: fewer than {LARGE_D_MIN} latent dimensions at the largest N, outside the large-D theory "
+            "([theory](theory.md#small-d)): shown, not counted below.\n"
         )
     if notes:
         out += "\n" + "\n".join(f"- {n}." for n in notes) + "\n"
@@ -583,12 +618,18 @@ def _render_largest_n(rows, alpha=None):
     keys = list(by_q["t_c"]) or list(by_q[qs[0]])
     for key in keys:
         first = by_q["t_c"].get(key) or by_q[qs[0]][key]
-        cells = [key[0], key[1], first["seeds"]]
+        cells = [*_key_label(key, first), first["seeds"]]
         for q in qs:
             r = by_q[q].get(key)
             cells += ["-", "-"] if r is None else [_pm(r["measured"], r["measured_se"]), r["theory_N_max"] or "-"]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    out = "\n".join(lines) + "\n"
+    if any(_small_d(r) for r in pick):
+        out += (
+            f"\n*: fewer than {LARGE_D_MIN} latent dimensions, outside the large-D theory "
+            "([theory](theory.md#small-d)).\n"
+        )
+    return out
 
 
 def _render_figures(prov, figure_prefix):

@@ -16,7 +16,9 @@ import numpy as np
 
 from diffmem.errors import ParameterError
 from diffmem.plots.paper_figures import ANSWERS, FIGURES, TABLE, check_figures, draw_figures
+from diffmem.spec import latent_dim
 from diffmem.theory.approximation import GE, GE_LABEL, ge_name
+from diffmem.theory.predict import LARGE_D_MIN
 
 __all__ = ["FIGURES", "TABLE", "ANSWERS", "times_table", "answers", "make_paper"]
 
@@ -27,7 +29,9 @@ def _extrapolations(ds, times, method="deviation"):
     For the times read on the t grid (t_c, t_o, t_g) each fit also has ``resolution``, the grid
     resolution at the estimate (:func:`diffmem.analysis.estimators.grid_resolution`; a shift of the
     same size at every N moves the intercept by as much), and ``se_total``, the fit's ``se`` with it
-    in quadrature (docs/theory.md#grid-resolution).
+    in quadrature (docs/theory.md#grid-resolution). On placed grids each cell resolves its own
+    times: the resolution is then the largest over N of the seed-mean resolutions of ``times``
+    (:func:`diffmem.analysis.phase.resolved_times` with the store's curves), never the lattice's.
     """
     from diffmem.analysis.estimators import combine_resolution, grid_resolution
     from diffmem.analysis.phase import RESOLVED_TIMES
@@ -36,6 +40,7 @@ def _extrapolations(ds, times, method="deviation"):
     if not ds.diffmem.has_nominal_limit or ds.sizes.get("N", 1) < 2:
         return out
     t = ds["t"].values.astype(float)
+    placed = bool(ds.diffmem.config.get("placement"))
     for q in ("t_c", "t_g", "t_g_nn", "t_o"):
         if f"{q}_mean" not in times:
             continue
@@ -46,9 +51,16 @@ def _extrapolations(ds, times, method="deviation"):
         if q in RESOLVED_TIMES:
             import xarray as xr
 
-            res = xr.apply_ufunc(
-                grid_resolution, t, ex["value"], kwargs={"kind": RESOLVED_TIMES[q]}, input_core_dims=[["t_grid"], []]
-            )
+            if placed and f"{q}_mean_resolution" in times:
+                res = times[f"{q}_mean_resolution"].max("N", skipna=True).where(np.isfinite(ex["value"]))
+            else:
+                res = xr.apply_ufunc(
+                    grid_resolution,
+                    t,
+                    ex["value"],
+                    kwargs={"kind": RESOLVED_TIMES[q]},
+                    input_core_dims=[["t_grid"], []],
+                )
             ex["resolution"] = res
             ex["se_total"] = xr.apply_ufunc(combine_resolution, ex["se"], res)
         out[q] = ex
@@ -79,7 +91,9 @@ def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
     every row; its measured error is in docs/theory.md#ge-error) and ``deviation_ge`` = estimate /
     theory_ge - 1, how far this sweep lies from it (estimate: ``extrapolated``, else
     ``extrapolated_raw``, else ``measured_N_max``, the first that is finite); ``pull`` =
-    (extrapolated - theory_nominal) / extrapolated_se_total and ``agrees`` = |pull| <= 2.
+    (extrapolated - theory_nominal) / extrapolated_se_total and ``agrees`` = |pull| <= 2. ``D_N_max``
+    is the latent dimension at the largest N and ``small_D`` marks D_N_max < :data:`diffmem.theory.LARGE_D_MIN`:
+    outside the large-D theory (docs/theory.md#small-d), shown but not counted as a test of it.
 
     Returns
     -------
@@ -115,12 +129,15 @@ def times_table(ds, times=None, extrap=None, confidence=0.95, extrap_raw=None):
                         continue
                     m = times.sel(cell).sel(N=n_max)
                     th_key = THEORY_OF[q]
+                    D_max = int(latent_dim(float(a_D), n_max))
                     row = {
                         "nonlinearity": nl,
                         "alpha_D": float(a_D),
                         grid: float(x),
                         "quantity": q,
                         "N_max": n_max,
+                        "D_N_max": D_max,
+                        "small_D": D_max < LARGE_D_MIN,
                         "measured_N_max": float(m[f"{q}_mean"]),
                         "measured_N_max_se": float(m[f"{q}_mean_se"]),
                         "measured_N_max_resolution": float(m[f"{q}_mean_resolution"])

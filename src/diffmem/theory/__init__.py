@@ -27,7 +27,7 @@ from .linear import (
     voronoi_radius,
 )
 from .nonlinear import collapse_time_rs, excess_entropy_rs, gaussian_equivalent_spectrum
-from .predict import APPROXIMATIONS, RS_DISTANCE_NOTE, STABILITY, predict
+from .predict import APPROXIMATIONS, LARGE_D_MIN, RS_DISTANCE_NOTE, STABILITY, predict
 from .rs_distance import (
     basin_radius_rs,
     cumulant_rs,
@@ -48,6 +48,7 @@ __all__ = [
     "predict",
     "FAMILIES",
     "APPROXIMATIONS",
+    "LARGE_D_MIN",
     "Spectrum",
     "marchenko_pastur_spectrum",
     "quenched_spectrum",

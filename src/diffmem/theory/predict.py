@@ -30,7 +30,7 @@ from diffmem.theory.nonlinear import collapse_time_rs, excess_entropy_rs, gaussi
 from diffmem.theory.rs_distance import basin_radius_rs, loss_rs
 from diffmem.theory.spectra import isotropic_spectrum, marchenko_pastur_spectrum, quenched_spectrum
 
-__all__ = ["APPROXIMATIONS", "RS_DISTANCE_NOTE", "STABILITY", "predict"]
+__all__ = ["APPROXIMATIONS", "LARGE_D_MIN", "RS_DISTANCE_NOTE", "STABILITY", "predict"]
 
 _CELL: dict[str, Any] = {f.name: f.default for f in fields(CellSpec)}  # the keyword boundary's defaults
 
@@ -38,6 +38,10 @@ APPROXIMATIONS = (None, GE)
 # Extra outputs of predict: the replicon V^2 E[(g')^2]/alpha_D of the RS distance theory (nonlinear
 # sigma), at the onset point (theta = s(t_o)/2) and at the nearest-neighbour point (I = alpha, t_g).
 STABILITY = ("replicon_t_o", "replicon_t_g")
+# The smallest latent dimension at which a measurement is compared with the large-D theory (MP, RS) as
+# a test of it: on config/small-d.yaml (alpha_D = 0.05, D = 2-12, docs/theory.md#small-d) t_o and t_g
+# still drift by more than 5 % with D below 8. Cells with fewer are reported, marked, not counted.
+LARGE_D_MIN = 8
 RS_DISTANCE_NOTE = (
     "nonlinear sigma: t_c, f from the replica-symmetric GLM formula; t_o, t_g, t_L, rho_b, loss from the "
     "replica-symmetric distance theory (docs/theory.md#rs-distance); both N -> infinity (i.i.d. Gaussian F), "
