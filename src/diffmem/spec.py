@@ -196,6 +196,11 @@ class CellSpec:
     exponential : {"minimax11-fma", "mixed-f32"}
         Exponential of the fused time-shared pass (the default is within 1 ulp; mixed-f32 evaluates
         2^f in float32, each weight within 2e-7 relative). Part of the cell's identity.
+    skip_tiles : bool
+        Fused time-shared pass: skip the tiles of 16 training points whose logit bound lies 100 (base 2)
+        below the query's shift (each adds < 2^-100; :func:`diffmem.engine.kernels.numba_pass.tile_bounds`).
+        Off by default: it does not pay yet (docs/benchmarks.md, "The fused pass"). Part of the cell's
+        identity when on.
     measure : tuple of (group, tuple of int)
         Marginal mode: the indices into ``t`` at which each group of :data:`MEASURE_GROUPS` is
         measured (NaN elsewhere); empty (the default) measures every group at every time. Made by
@@ -246,6 +251,10 @@ class CellSpec:
         },
     )
 
+    skip_tiles: bool = field(
+        default=False,
+        metadata={"help": "fused pass: skip tiles of 16 points that provably add < 2^-100 each (opt-in)"},
+    )
     measure: tuple = field(default=(), metadata={"help": "time indices per observable group (empty: all)"})
     placement: tuple = field(
         default=(), metadata={"help": "placed-grid settings (background, points, width); empty: fixed grid"}
@@ -256,6 +265,7 @@ class CellSpec:
         put("family", _choice("family", self.family, FAMILIES))
         nonlinearities.get(self.nonlinearity)  # ParameterError naming the registered ones
         put("normalize", bool(self.normalize))
+        put("skip_tiles", bool(self.skip_tiles))
         put("mode", _choice("mode", self.mode, MODES))
         put("sampling", _choice("sampling", self.sampling, SAMPLING))
         put("exponential", _choice("exponential", self.exponential, EXPONENTIALS))

@@ -49,6 +49,8 @@ def test_measure_is_validated_and_enters_the_identity():
     fixed = CellSpec(**CELL)
     placed = fixed.replace(placement=tuple(SETTINGS.items()))
     assert cell_key(fixed) != cell_key(placed)
+    # the opt-in tile skipping too: its cells are other cells, a default cell keeps its key
+    assert cell_key(fixed) != cell_key(fixed.replace(skip_tiles=True))
     assert "placement" not in placement.check_placement(None)  # () for a fixed grid
     with pytest.raises(ParameterError, match="placement needs its times|a placed cell"):
         run_cell(placed)

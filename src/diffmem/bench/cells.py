@@ -79,10 +79,12 @@ QUICK_CELL = CellBenchConfig(N=24, alpha=0.3, t_num=8, samples=32, test_samples=
 
 SCHEMES = ("independent", "shared")
 # The shared scheme's numerics, side by side in the same run (CellSpec keywords): the default
-# exponential in float64, the opt-in mixed-precision exponential, and float32 (float32 GEMMs and G).
+# exponential in float64, the opt-in mixed-precision exponential, float32 (float32 GEMMs and G) and
+# the exact tile skipping.
 VARIANTS = {
     "shared-mixed-f32": {"exponential": "mixed-f32"},
     "shared-float32": {"dtype": "float32"},
+    "shared-skip": {"skip_tiles": True},
 }
 SE_FLOOR = 1e-9
 

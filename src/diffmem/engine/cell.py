@@ -89,6 +89,7 @@ def run_cell(spec: CellSpec | None = None, *, progress: bool = False, **paramete
             progress=progress,
             exponential=spec.exponential,
             measured=spec.measured() if spec.measure else None,
+            skip=spec.skip_tiles,
         )
     ):
         for key, value in at_t.items():
@@ -141,6 +142,7 @@ def run_cell(spec: CellSpec | None = None, *, progress: bool = False, **paramete
         "sampling": spec.sampling,
         "kernel": kernel,
         "exponential": spec.exponential if kernel == "fused" else "library",
+        "skip_tiles": bool(spec.skip_tiles and kernel == "fused"),
         "platform": platform_fingerprint(),
         "version": __version__,
     }
@@ -163,7 +165,7 @@ def _kernel_name(ctx, spec):
 
 
 def _marginal_observables(
-    ctx, times, b, sampling, *, samples, seed, rho, basin_samples, progress, exponential, measured
+    ctx, times, b, sampling, *, samples, seed, rho, basin_samples, progress, exponential, measured, skip
 ):
     """Per-time observable dicts, in the order of ``times``, in the given sampling scheme.
 
@@ -177,7 +179,7 @@ def _marginal_observables(
         from diffmem.engine.timeshare import shared_time_observables
 
         return shared_time_observables(
-            ctx, times, b, progress=progress, exponential=exponential, measured=measured, **kwargs
+            ctx, times, b, progress=progress, exponential=exponential, measured=measured, skip=skip, **kwargs
         )
     groups_at = [[g for g, mask in (measured or {}).items() if mask[i]] for i in range(len(times))]
     iterator = range(len(times))

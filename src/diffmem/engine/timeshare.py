@@ -225,11 +225,12 @@ def _block(res, table, name):
 
 
 def shared_time_observables(
-    ctx, times, b, *, samples, seed, rho, basin_samples, progress=False, exponential=None, measured=None
+    ctx, times, b, *, samples, seed, rho, basin_samples, progress=False, exponential=None, measured=None, skip=False
 ):
     """Every marginal-mode observable at every t of ``times`` in the shared scheme.
 
-    ``exponential``: the fused pass's exponential (:func:`diffmem.engine.kernels.stream_shared`).
+    ``exponential``, ``skip``: the fused pass's exponential and tile skipping
+    (:func:`diffmem.engine.kernels.stream_shared`).
     ``measured``: group (:data:`diffmem.spec.MEASURE_GROUPS`) -> boolean mask over ``times``, the times
     each group is measured at (None: all). The fused pass then evaluates only those queries: every
     query's sums are its own, so the measured numbers are bit for bit those of the full grid.
@@ -252,7 +253,7 @@ def shared_time_observables(
     # the device pass works on the full (base x time) rectangle; the fused pass on any subset of rows
     compact = shared_path(ctx) == "fused" and not keep.all()
     res = stream_shared(
-        ctx, draws.V, table.take(keep) if compact else table, progress=progress, exponential=exponential
+        ctx, draws.V, table.take(keep) if compact else table, progress=progress, exponential=exponential, skip=skip
     )
     if compact:
         res = {k: _scatter(v, keep) for k, v in res.items()}

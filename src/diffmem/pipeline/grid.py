@@ -213,7 +213,7 @@ def cell_identity(spec: CellSpec) -> dict[str, Any]:
     for name in IDENTITY_FIELDS:
         out[name] = _jsonable(getattr(spec, name))
     # A fixed grid's identity is what it was before placed grids existed (its cells keep their keys).
-    for name in ("placement", "measure"):
+    for name in ("placement", "measure", "skip_tiles"):
         if getattr(spec, name, ()):
             out[name] = _jsonable(getattr(spec, name))
     return out

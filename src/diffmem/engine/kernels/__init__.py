@@ -106,11 +106,12 @@ def shared_path(ctx):
     return "device"
 
 
-def stream_shared(ctx, V, table, *, progress=False, exponential=None):
+def stream_shared(ctx, V, table, *, progress=False, exponential=None, skip=False):
     """One pass over the training set for every query of a shared-draws ``table`` (all times).
 
     ``exponential`` names the fused pass's exponential (:data:`diffmem.spec.EXPONENTIALS`; None: the
-    default); the device pass uses the namespace's own ``exp``. Returns a dict of float64 arrays
+    default) and ``skip`` its exact tile skipping (off by default); the device pass uses the namespace's
+    own ``exp`` and evaluates every point. Returns a dict of float64 arrays
     (Q,): ``log_z``, ``sum_w2``, ``w_index`` (see
     :func:`diffmem.engine.kernels.shared_cpu.stream_shared_cpu`); raises ValueError on a backend
     whose :func:`shared_path` is ``"per-time"``.
@@ -120,7 +121,7 @@ def stream_shared(ctx, V, table, *, progress=False, exponential=None):
         from diffmem.engine.kernels.shared_cpu import stream_shared_cpu
 
         kwargs = {} if exponential is None else {"exponential": exponential}
-        res = stream_shared_cpu(ctx, V, table, progress=progress, **kwargs)
+        res = stream_shared_cpu(ctx, V, table, progress=progress, skip=skip, **kwargs)
         res.pop("skipped")
         return res
     if path == "device":
