@@ -29,7 +29,6 @@ A cell's identity holds its placement settings, not the times they give: the tim
 cell, the lattice and the theory, which :data:`diffmem.spec.PHYSICS_VERSION` versions with the engine.
 """
 
-from functools import lru_cache
 from math import isfinite, log
 
 import numpy as np
@@ -76,21 +75,16 @@ def window_indices(t, centre, *, width, points):
     return sorted({int(i) for i in nearest})
 
 
-@lru_cache(maxsize=4096)
-def _predicted(kwargs):
-    """(t_c, t_o, t_g) of one theory call (memoised: the seeds of a point share it)."""
-    from diffmem.theory import predict
-
-    res = predict(**dict(kwargs))
-    return tuple(float("nan") if res.get(k) is None else float(res[k]) for k in ("t_c", "t_o", "t_g"))
+# Theory calls of this process, by their arguments: the seeds of a point (and its second pass) share one.
+_THEORY_CACHE: dict = {}
 
 
 def predicted_times(spec):
     """The cell's predicted t_c, t_o, t_g (theory of record at the realized point, N -> infinity)."""
-    from diffmem.analysis.cell_theory import predict_kwargs
+    from diffmem.analysis.cell_theory import cell_theory
 
-    kwargs = predict_kwargs(spec, at="realized", spectrum="limit")
-    return dict(zip(("t_c", "t_o", "t_g"), _predicted(tuple(sorted(kwargs.items())))))
+    res = cell_theory(spec, at="realized", spectrum="limit", cache=_THEORY_CACHE)
+    return {k: float("nan") if res.get(k) is None else float(res[k]) for k in ("t_c", "t_o", "t_g")}
 
 
 def cell_measure(t, predicted, *, background, points, width):

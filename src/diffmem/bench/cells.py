@@ -25,6 +25,7 @@ __all__ = [
     "QUICK_CELL",
     "format_cell_report",
     "format_grid_report",
+    "load_average",
     "run_cell_benchmark",
     "run_grid_benchmark",
 ]
@@ -94,7 +95,8 @@ def _queries_per_time(config):
     return 3 * config.samples + len(config.rho) * config.basin_samples + 2 * config.test_samples
 
 
-def _load():
+def load_average():
+    """The 1-minute load average (NaN where the OS has none), recorded beside every timing."""
     try:
         return os.getloadavg()[0]
     except OSError:
@@ -130,7 +132,7 @@ def run_cell_benchmark(config=PAPER_CELL, progress=_progress, variants=True):
     runs.update({name: {"sampling": "shared", **extra} for name, extra in (VARIANTS.items() if variants else ())})
     for extra in runs.values():
         run_cell(**{**warm, **extra})
-    load_before = _load()
+    load_before = load_average()
     best, results = {}, {}
     for rep in range(config.repeats):
         for scheme, extra in runs.items():
@@ -178,7 +180,7 @@ def run_cell_benchmark(config=PAPER_CELL, progress=_progress, variants=True):
         "independent_ns_per_element_time": best["independent"] / elements * 1e9,
         "max_phi_gap_in_se": float(np.nanmax(gap)) if np.isfinite(gap).any() else None,
         "load_before": load_before,
-        "load_after": _load(),
+        "load_after": load_average(),
         "numba_threads": threads,
     }
 
@@ -268,7 +270,7 @@ def run_grid_benchmark(config=PAPER_CELL, placements=None, seeds=GRID_SEEDS, pro
     schemes = {"fixed": fixed}
     schemes.update({name: on_lattice.replace(placement=tuple(p.items())) for name, p in placements.items()})
     run_cell(fixed.replace(N=8, alpha=0.5, t=fixed.t[:2], samples=4, test_samples=4, basin_samples=2, chunk_size=64))
-    load_before = _load()
+    load_before = load_average()
     walls = {name: [] for name in schemes}
     read = {name: [] for name in schemes}
     measured = {name: [] for name in schemes}
@@ -305,7 +307,7 @@ def run_grid_benchmark(config=PAPER_CELL, placements=None, seeds=GRID_SEEDS, pro
             / (row["times"][q]["se_total"] ** 2 * row["wall_s_total"])
             for q in ("t_c", "t_o", "t_g")
         }
-    report["load_before"], report["load_after"] = load_before, _load()
+    report["load_before"], report["load_after"] = load_before, load_average()
     return report
 
 

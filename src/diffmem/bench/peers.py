@@ -20,14 +20,13 @@ the same number of threads (numba's, BLAS's and torch's intra-op pool set to one
 """
 
 import contextlib
-import os
 import sys
 import time
 from dataclasses import asdict, replace
 
 import numpy as np
 
-from diffmem.bench.cells import PAPER_CELL
+from diffmem.bench.cells import PAPER_CELL, load_average
 from diffmem.errors import ParameterError
 
 __all__ = [
@@ -61,13 +60,6 @@ def import_torch():
             "--peers", f"needs torch, which is not importable ({err}); install the CPU build: {INSTALL_TORCH}"
         ) from None
     return torch
-
-
-def _load():
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
 
 
 def _progress(message):
@@ -266,7 +258,7 @@ def run_peer_benchmark(config=PAPER_CELL, progress=_progress, threads=None):
             progress("building the cell (draws, table, training set)")
         problem = peer_problem(config)
         runners = _runners(problem, torch)
-        load_before = _load()
+        load_before = load_average()
         best, log_z = {}, {}
         for rep in range(config.repeats):
             for name, run in runners.items():
@@ -278,7 +270,7 @@ def run_peer_benchmark(config=PAPER_CELL, progress=_progress, threads=None):
                 best[name] = min(best.get(name, np.inf), elapsed)
                 if progress:
                     progress(f"{name}: {elapsed:.2f} s")
-        load_after = _load()
+        load_after = load_average()
     table, P = problem["table"], problem["ctx"].P
     reference = log_z["diffmem"]
     scale = np.maximum(1.0, np.abs(reference))

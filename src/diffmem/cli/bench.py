@@ -140,6 +140,16 @@ def cell_config_from_args(args):
     return replace(config, **changes)
 
 
+def _emit(result, as_json, text):
+    """Print a benchmark's result: one JSON object on stdout, or its readable table."""
+    if as_json:
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(text(result))
+    return 0
+
+
 def run_cells(args):
     from diffmem.bench.cells import format_cell_report, format_grid_report, run_cell_benchmark, run_grid_benchmark
 
@@ -148,12 +158,7 @@ def run_cells(args):
         result, text = run_grid_benchmark(config), format_grid_report
     else:
         result, text = run_cell_benchmark(config), format_cell_report
-    if args.json:
-        json.dump(result, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        print(text(result))
-    return 0
+    return _emit(result, args.json, text)
 
 
 def run_peers(args):
@@ -162,12 +167,7 @@ def run_peers(args):
     config = cell_config_from_args(args)
     import_torch()  # before any work: the missing package is the user's error, named with its fix
     result = run_peer_benchmark(config)
-    if args.json:
-        json.dump(result, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        print(format_peer_report(result))
-    return 0
+    return _emit(result, args.json, format_peer_report)
 
 
 def run(args):
@@ -183,9 +183,4 @@ def run(args):
 
     config = config_from_args(args)
     result = run_benchmark(config, backend=args.backend, dtype=args.dtype)
-    if args.json:
-        json.dump(result, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        print(format_report(result))
-    return 0
+    return _emit(result, args.json, format_report)

@@ -250,7 +250,7 @@ def summarize_time(ctx, t, part, x, b, *, rho, basin_samples):
         Kernel results (numpy, per query) of the blocks "planted" (log_z, sum_w2, w_index) and "fresh"
         (sum_w2) for the collapse group, "trap" (w_index), "basin" (w_index, rho-major) and "test"
         (log_z); a block left out (its group not measured at t) gives no outputs.
-    x : (samples, N) planted queries at time t.
+    x : (samples, N) planted queries at time t (None when "planted" is not in ``part``).
     b : (M, N) held-out test points.
     """
     _, _, delta = posterior_logit_coefficients(t)

@@ -260,11 +260,11 @@ def shared_time_observables(
     blocks = {name: _block(res, table, name) for name in table.blocks}
     out = []
     for i, t in enumerate(times):
-        c1, _, delta = posterior_logit_coefficients(t)
-        x = draws.a_planted * c1 + sqrt(delta) * draws.xi
         groups = groups_at[i]
-        part = {}
-        if "collapse" in groups:
+        part, x = {}, None
+        if "collapse" in groups:  # the planted queries themselves are needed by g_num only
+            c1, _, delta = posterior_logit_coefficients(t)
+            x = draws.a_planted * c1 + sqrt(delta) * draws.xi
             part.update({name: {k: v[:, i] for k, v in blocks[name].items()} for name in ("planted", "fresh")})
         if "trap" in groups:
             part["trap"] = {k: v[:, i] for k, v in blocks["trap"].items()}
